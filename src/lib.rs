@@ -1,0 +1,53 @@
+//! zkmq: a message queue stored in Apache ZooKeeper that loses no message and
+//! delivers none again after its ack, through crashes, partitions and upgrades; and
+//! the chaos harness that proves it against a real ensemble in Docker.
+//!
+//! # Layout
+//!
+//! Data flows one way: scenario → cluster + workload + nemesis → history → checker
+//! → report. The checker and the reports read only a run's files, so `zkmq check`
+//! and `zkmq report` can be re-run on a saved run directory.
+//!
+//! **[`queue`]**: the system under test and a library users embed. The tree layout,
+//! the message envelope, producers, consumers and the recovery janitor, all written
+//! once against the [`queue::Store`] trait, which has two backends: the native
+//! ZooKeeper client and a client of the REST gateway. It knows nothing of Docker,
+//! chaos or reports. Every outcome is done, definitely not done, or unknown.
+//!
+//! **[`rest`]**: our re-implementation of ZooKeeper's contrib REST gateway
+//! (`znodes/v1`, `sessions/v1`), an axum server that talks to the ensemble over the
+//! binary protocol. It knows the queue's storage types at most, never the harness.
+//!
+//! **[`cluster`]**: the only module that touches Docker (through one private wrapper
+//! around bollard). It builds ZooKeeper images from Debian packages, starts a
+//! labelled ensemble and the gateway, reads node state with four-letter words, and
+//! offers node operations as plain verbs: kill, stop, start, restart, pause, wipe,
+//! partition, heal, upgrade.
+//!
+//! **[`chaos`]**: a run. The scenario schema (TOML), the seeded fault schedule (the
+//! nemesis), the workload of producers and consumers, and the run loop that ends by
+//! healing every fault, draining the queue and checking the history.
+//!
+//! **[`history`]**: the operation log, one JSON object per line, appended and flushed
+//! as operations happen.
+//!
+//! **[`checker`]**: the delivery invariants (lost, duplicated past ack, unexpected,
+//! corrupt) and what is only reported (recovered, redelivered before ack, order
+//! inversions, stuck, unavailability), computed by streaming a history.
+//!
+//! **[`report`]**: statistics, plots and the files a person or a CI system reads:
+//! HTML, Markdown, JSON, JUnit and HdrHistogram logs.
+//!
+//! **[`bench`]**: throughput and latency benchmarks of the queue on a running
+//! ensemble; performance targets live here, never in timed tests.
+
+#![forbid(unsafe_code)]
+
+pub mod bench;
+pub mod chaos;
+pub mod checker;
+pub mod cluster;
+pub mod history;
+pub mod queue;
+pub mod report;
+pub mod rest;

@@ -1,0 +1,1 @@
+//! The native backend of [`Store`](super::Store): ZooKeeper's binary protocol.
