@@ -46,7 +46,7 @@ pub enum ClusterCommand {
         #[command(flatten)]
         run: RunArg,
         /// Every zkmq run on this Docker daemon, including other people's
-        #[arg(long, conflicts_with = "run")]
+        #[arg(long, conflicts_with = "run_id")]
         all: bool,
     },
     /// Print a node's log (`rest` for the gateway)
@@ -429,4 +429,14 @@ async fn node_op(target: &TargetArgs, op: Op) -> anyhow::Result<()> {
     };
     println!("{line}");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        super::super::Cli::command().debug_assert();
+    }
 }
