@@ -309,3 +309,94 @@ async fn rolling_upgrade_to_3_9_3_under_writes_loses_nothing() {
         .collect();
     assert!(missing.is_empty(), "acknowledged but missing after the upgrade: {missing:?}");
 }
+
+#[tokio::test]
+async fn the_shared_ensemble_serves_each_test_in_its_own_chroot() {
+    let cluster = common::shared_ensemble().await;
+    let path = common::unique_chroot("shared");
+    write_somewhere(cluster, &path, b"shared", QUORUM).await;
+    for node in cluster.node_ids() {
+        assert_eq!(read(&cluster.node_address(node), &path).await.unwrap(), b"shared");
+    }
+    assert!(std::ptr::eq(cluster, common::shared_ensemble().await));
+}
+
+#[tokio::test]
+async fn the_reaper_removes_a_run_once_its_process_is_gone() {
+    let mut spec = common::test_spec("reap", 1, false);
+    spec.up_timeout = QUORUM;
+    let run_id = spec.run_id.clone();
+    let mut owner = std::process::Command::new("sleep").arg("600").spawn().unwrap();
+    let reaper = std::process::Command::new(common::zkmq_binary())
+        .args(["cluster", "reap", "--run", &run_id, "--pid", &owner.id().to_string()])
+        .spawn()
+        .unwrap();
+    let cluster = Cluster::up(spec, &|line| eprintln!("{line}")).await.unwrap();
+    assert_eq!(cluster.status().await.unwrap()[0].mode, NodeMode::Standalone);
+    assert!(!labelled_objects(&run_id).is_empty());
+    owner.kill().unwrap();
+    owner.wait().unwrap();
+    let mut reaper = reaper;
+    let deadline = Instant::now() + QUORUM;
+    while reaper.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "the reaper did not finish");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(labelled_objects(&run_id), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn ctrl_c_during_up_leaves_nothing_behind() {
+    let run_id = common::test_spec("ctrlc", 3, false).run_id;
+    let state = tempfile::tempdir().unwrap();
+    common::spawn_reaper(&run_id); // in case the test itself fails half-way
+    let mut up = std::process::Command::new(common::zkmq_binary())
+        .args(["cluster", "up", "--nodes", "3", "--run", &run_id])
+        .env("ZKMQ_STATE_DIR", state.path())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // interrupt as soon as the first container exists, well before a quorum
+    let deadline = Instant::now() + QUORUM;
+    while !labelled_objects(&run_id).iter().any(|object| object.starts_with("ps")) {
+        assert!(Instant::now() < deadline, "up created no container");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let signalled =
+        std::process::Command::new("kill").args(["-INT", &up.id().to_string()]).status().unwrap();
+    assert!(signalled.success());
+    let status = up.wait().unwrap();
+    assert!(!status.success(), "up was interrupted, so it must not report success");
+    assert_eq!(labelled_objects(&run_id), Vec::<String>::new());
+    assert!(!state.path().join("current").exists(), "an interrupted up is not the current cluster");
+}
+
+/// Not a test of speed (those live in `zkmq bench`): prints how long writes are
+/// unavailable after the leader is killed. `cargo test --test cluster -- --ignored
+/// --nocapture leader_failover`.
+#[tokio::test]
+#[ignore]
+async fn leader_failover_times() {
+    let cluster = common::own_ensemble(3, false).await;
+    let mut times = Vec::new();
+    for round in 0..7 {
+        cluster.wait_all_serving(QUORUM).await.unwrap();
+        let leader = cluster.leader().await.unwrap().expect("a leader");
+        cluster.kill(leader).await.unwrap();
+        let killed = Instant::now();
+        let path = format!("{}-{round}", common::unique_chroot("failover"));
+        let node = write_somewhere(&cluster, &path, b"x", QUORUM).await;
+        times.push(killed.elapsed());
+        eprintln!(
+            "round {round}: killed zk{leader}, wrote through zk{node} after {:?}",
+            times[round]
+        );
+        cluster.start(leader).await.unwrap();
+        cluster.wait_serving(leader, QUORUM).await.unwrap();
+    }
+    times.sort();
+    eprintln!(
+        "leader kill -> next successful write: median {:?}, all {times:?}",
+        times[times.len() / 2]
+    );
+}

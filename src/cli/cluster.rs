@@ -41,6 +41,8 @@ pub enum ClusterCommand {
         #[arg(long)]
         json: bool,
     },
+    /// List the zkmq runs on this Docker daemon (the current one marked)
+    List,
     /// Remove every container, volume and network of a run (by label)
     Down {
         #[command(flatten)]
@@ -321,6 +323,18 @@ pub async fn run(command: ClusterCommand) -> anyhow::Result<u8> {
                 {
                     println!("no leader: {serving} of {} nodes serve", statuses.len());
                 }
+            }
+        }
+        ClusterCommand::List => {
+            let current = current_run_id();
+            for run in cluster::list_runs().await? {
+                let mark = if current.as_deref() == Some(run.run_id.as_str()) { "*" } else { " " };
+                println!(
+                    "{mark} {:<28} {} ZooKeeper container(s){}",
+                    run.run_id,
+                    run.zookeeper_containers,
+                    if run.rest { " + REST gateway" } else { "" }
+                );
             }
         }
         ClusterCommand::Down { run, all } => {

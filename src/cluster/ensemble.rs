@@ -524,6 +524,37 @@ async fn start_gateway(
     create_and_start(docker, plan).await
 }
 
+/// The run ids that have containers on this Docker daemon, with their ZooKeeper
+/// node count and how many containers run.
+pub async fn list_runs() -> Result<Vec<RunSummary>, ClusterError> {
+    let docker = Docker::connect().await?;
+    let mut runs: std::collections::BTreeMap<String, RunSummary> = Default::default();
+    for (_, labels) in docker.list_containers_labelled(&[(LABEL_RUN, "")]).await? {
+        let Some(run_id) = labels.get(LABEL_RUN) else {
+            continue;
+        };
+        let run = runs.entry(run_id.clone()).or_insert_with(|| RunSummary {
+            run_id: run_id.clone(),
+            zookeeper_containers: 0,
+            rest: false,
+        });
+        match labels.get(LABEL_ROLE).map(String::as_str) {
+            Some("zookeeper") => run.zookeeper_containers += 1,
+            Some("rest") => run.rest = true,
+            _ => {}
+        }
+    }
+    Ok(runs.into_values().collect())
+}
+
+/// One run found by [`list_runs`].
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RunSummary {
+    pub run_id: String,
+    pub zookeeper_containers: usize,
+    pub rest: bool,
+}
+
 /// Removes every container, volume and network labelled `zkmq.run=<run_id>`
 /// (what a crashed run left, too). Returns how many objects it removed.
 pub async fn down_run(run_id: &str) -> Result<usize, ClusterError> {
@@ -560,11 +591,22 @@ async fn remove_labelled(labels: &[(&str, &str)]) -> Result<usize, ClusterError>
 /// the test process is killed (the idea of testcontainers' Ryuk).
 pub async fn reap(run_id: &str, pid: u32) -> Result<usize, ClusterError> {
     super::validate_run_id(run_id)?;
-    let proc_dir = format!("/proc/{pid}");
-    while Path::new(&proc_dir).exists() {
+    while process_alive(pid) {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     down_run(run_id).await
+}
+
+/// Linux: the process exists and is not a zombie (exited, not yet waited for).
+fn process_alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // "pid (comm) S ...": the state follows the last ')'
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state != "Z" && state != "X"),
+        Err(_) => false,
+    }
 }
 
 #[cfg(test)]
