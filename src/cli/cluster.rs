@@ -356,7 +356,8 @@ pub async fn run(command: ClusterCommand) -> anyhow::Result<u8> {
                 let node: usize = node.parse().context("node: a number or `rest`")?;
                 cluster.logs(node, tail).await?
             };
-            print!("{text}");
+            // `logs | head` closes the pipe early: not an error worth a panic
+            let _ = std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes());
         }
         ClusterCommand::Kill(t) => node_op(&t, Op::Kill).await?,
         ClusterCommand::Stop(t) => node_op(&t, Op::Stop).await?,
