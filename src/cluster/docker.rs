@@ -314,9 +314,11 @@ impl Docker {
         })
     }
 
-    /// Force-removes a container; one that is already gone is not an error.
+    /// Force-removes a container; one that is already gone is not an error. Its
+    /// anonymous volumes go with it (images such as the official `zookeeper` declare
+    /// VOLUMEs we never label); named volumes, such as a node's data, stay.
     pub async fn remove_container(&self, name: &str) -> Result<(), ClusterError> {
-        let options = RemoveContainerOptionsBuilder::default().force(true).v(false).build();
+        let options = RemoveContainerOptionsBuilder::default().force(true).v(true).build();
         match self.inner.remove_container(name, Some(options)).await {
             Ok(()) => Ok(()),
             Err(err) if status_code(&err) == Some(404) => Ok(()),
