@@ -547,7 +547,8 @@ impl Checker {
         if event.t > self.last_t {
             self.last_t = event.t;
         }
-        while self.next_window < self.windows.len() && self.windows[self.next_window].start <= event.t
+        while self.next_window < self.windows.len()
+            && self.windows[self.next_window].start <= event.t
         {
             self.open_windows.push(self.next_window);
             self.next_window += 1;
@@ -832,7 +833,8 @@ impl Checker {
         for (kind, counter) in Kind::ALL.iter().zip(self.operations.iter()) {
             let mut stats = counter.stats.clone();
             let completed = stats.ok + stats.fail + stats.info;
-            stats.availability = if completed == 0 { 1.0 } else { stats.ok as f64 / completed as f64 };
+            stats.availability =
+                if completed == 0 { 1.0 } else { stats.ok as f64 / completed as f64 };
             stats.latency_ms = LatencySummary::from_micros(&counter.latency_micros);
             ok += stats.ok;
             answered += completed;
@@ -910,7 +912,8 @@ pub fn locate(path: &Path) -> Result<(PathBuf, Option<PathBuf>), CheckError> {
 pub fn read_schedule(path: &Path) -> Result<Schedule, CheckError> {
     let text = std::fs::read_to_string(path)
         .map_err(|source| CheckError::Read { path: path.to_owned(), source })?;
-    serde_json::from_str(&text).map_err(|source| CheckError::Schedule { path: path.to_owned(), source })
+    serde_json::from_str(&text)
+        .map_err(|source| CheckError::Schedule { path: path.to_owned(), source })
 }
 
 /// Checks a run directory or a `history.jsonl` in one streaming pass. A
@@ -932,7 +935,8 @@ pub fn for_each_line(
     path: &Path,
     mut visit: impl FnMut(EventView<'_>),
 ) -> Result<bool, CheckError> {
-    let file = File::open(path).map_err(|source| CheckError::Read { path: path.to_owned(), source })?;
+    let file =
+        File::open(path).map_err(|source| CheckError::Read { path: path.to_owned(), source })?;
     let mut reader = BufReader::with_capacity(1 << 16, file);
     let mut line = String::new();
     let mut number = 0u64;

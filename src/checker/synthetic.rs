@@ -44,7 +44,8 @@ impl Default for SyntheticOptions {
         Self {
             operations: 20_000,
             producers: 4,
-            consumers: 4,
+            // A consumer makes two operations (take, ack) per message.
+            consumers: 9,
             seed: 7,
             think_s: 0.02,
             fault_every_s: 12.0,
@@ -95,7 +96,14 @@ struct Process {
 
 fn message_id(n: u64) -> String {
     // Shaped like a real id, unique per run.
-    format!("{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}", n as u32, (n >> 32) as u16, n % 4096, n % 4093, n)
+    format!(
+        "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
+        n as u32,
+        (n >> 32) as u16,
+        n % 4096,
+        n % 4093,
+        n
+    )
 }
 
 fn checksum(n: u64) -> u32 {
@@ -267,7 +275,8 @@ fn simulate(
                     Op::Produce { id } => {
                         event.op = "produce".into();
                         event.msg = Some(message_id(id));
-                        let exists = phase == Phase::Ok || (phase == Phase::Info && rng.random_bool(0.5));
+                        let exists =
+                            phase == Phase::Ok || (phase == Phase::Info && rng.random_bool(0.5));
                         if exists {
                             if phase == Phase::Ok && to_lose > 0 && rng.random_bool(0.05) {
                                 to_lose -= 1;
@@ -307,7 +316,8 @@ fn simulate(
                         event.op = "ack".into();
                         event.msg = Some(message_id(id));
                         process.holding = None;
-                        let deleted = phase == Phase::Ok || (phase == Phase::Info && rng.random_bool(0.5));
+                        let deleted =
+                            phase == Phase::Ok || (phase == Phase::Info && rng.random_bool(0.5));
                         if deleted {
                             summary.acked += 1;
                             if phase == Phase::Ok && to_duplicate > 0 && rng.random_bool(0.02) {
@@ -340,8 +350,13 @@ fn simulate(
     let drained: Vec<u64> = partial.drain(..).chain(queue.drain(..)).collect();
     write(out, &Event::new(t, "drain", "drain", Phase::Invoke))?;
     for id in drained {
-        for (op, phase) in [("take", Phase::Invoke), ("take", Phase::Ok), ("ack", Phase::Invoke), ("ack", Phase::Ok)] {
-            t += 0.002;
+        for (op, phase) in [
+            ("take", Phase::Invoke),
+            ("take", Phase::Ok),
+            ("ack", Phase::Invoke),
+            ("ack", Phase::Ok),
+        ] {
+            t += 0.0005;
             let mut event = Event::new(t, "drain", op, phase);
             event.path = Some("native".into());
             if op == "ack" || phase == Phase::Ok {
@@ -390,16 +405,19 @@ pub fn write_run_dir(dir: &Path, options: &SyntheticOptions) -> std::io::Result<
 
     let mut history = BufWriter::new(File::create(dir.join(files::HISTORY))?);
     let mut depth = Vec::new();
-    let summary = simulate(options, &faults, &mut history, &mut |t, messages, partial, in_flight| {
-        depth.push(Sample::Depth { t, messages, partial, in_flight });
-    })?;
+    let summary =
+        simulate(options, &faults, &mut history, &mut |t, messages, partial, in_flight| {
+            depth.push(Sample::Depth { t, messages, partial, in_flight });
+        })?;
     history.flush()?;
 
     let mut samples = BufWriter::new(File::create(dir.join(files::SAMPLES))?);
     let mut depth = depth.into_iter().peekable();
     let mut second = 0.0;
     while second <= summary.duration_s.ceil() {
-        while let Some(sample) = depth.next_if(|s| matches!(s, Sample::Depth { t, .. } if *t <= second)) {
+        while let Some(sample) =
+            depth.next_if(|s| matches!(s, Sample::Depth { t, .. } if *t <= second))
+        {
             serde_json::to_writer(&mut samples, &sample)?;
             samples.write_all(b"\n")?;
         }
@@ -414,13 +432,16 @@ pub fn write_run_dir(dir: &Path, options: &SyntheticOptions) -> std::io::Result<
         }
         for node in 1..=5 {
             let name = format!("zk{node}");
-            let active = faults.iter().find(|f| f.target == name && f.start <= second && second < f.end);
+            let active =
+                faults.iter().find(|f| f.target == name && f.start <= second && second < f.end);
             let state = match active.map(|f| f.kind) {
                 Some("kill") => "down".to_owned(),
                 Some("pause") => "paused".to_owned(),
                 Some("partition") => "partitioned".to_owned(),
                 _ if active.is_none()
-                    && faults.iter().any(|f| f.kind == "kill" && f.start <= second && second < f.unavailable_until) =>
+                    && faults.iter().any(|f| {
+                        f.kind == "kill" && f.start <= second && second < f.unavailable_until
+                    }) =>
                 {
                     "not-serving".to_owned()
                 }
@@ -431,7 +452,8 @@ pub fn write_run_dir(dir: &Path, options: &SyntheticOptions) -> std::io::Result<
             serde_json::to_writer(&mut samples, &sample)?;
             samples.write_all(b"\n")?;
         }
-        let rest_down = faults.iter().any(|f| f.target == "rest" && f.start <= second && second < f.end);
+        let rest_down =
+            faults.iter().any(|f| f.target == "rest" && f.start <= second && second < f.end);
         let sample = Sample::Node {
             t: second,
             node: "rest".into(),
@@ -468,8 +490,12 @@ pub fn write_run_dir(dir: &Path, options: &SyntheticOptions) -> std::io::Result<
         duration_s: summary.duration_s,
         nodes: 5,
         zk_version: "3.8.0".into(),
-        algorithm: if options.lose + options.duplicate + options.corrupt > 0 { "legacy" } else { "safe" }
-            .into(),
+        algorithm: if options.lose + options.duplicate + options.corrupt > 0 {
+            "legacy"
+        } else {
+            "safe"
+        }
+        .into(),
         zkmq_version: env!("CARGO_PKG_VERSION").into(),
         replay_command: format!(
             "zkmq chaos run {dir}/scenario.toml --seed {seed} --replay {dir}/schedule.json",
