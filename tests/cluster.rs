@@ -372,12 +372,14 @@ async fn ctrl_c_during_up_leaves_nothing_behind() {
 }
 
 /// Not a test of speed (those live in `zkmq bench`): prints how long writes are
-/// unavailable after the leader is killed. `cargo test --test cluster -- --ignored
-/// --nocapture leader_failover`.
+/// unavailable after the leader is killed. `ZKMQ_FAILOVER_NODES=5 cargo test --test
+/// cluster -- --ignored --nocapture leader_failover` (default 3 nodes).
 #[tokio::test]
 #[ignore]
 async fn leader_failover_times() {
-    let cluster = common::own_ensemble(3, false).await;
+    let nodes =
+        std::env::var("ZKMQ_FAILOVER_NODES").ok().and_then(|nodes| nodes.parse().ok()).unwrap_or(3);
+    let cluster = common::own_ensemble(nodes, false).await;
     let mut times = Vec::new();
     for round in 0..7 {
         cluster.wait_all_serving(QUORUM).await.unwrap();
