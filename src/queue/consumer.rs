@@ -67,6 +67,9 @@ pub struct Consumer {
     saw_unset: bool,
 }
 
+/// How many of the oldest messages a consumer picks its first try from.
+const SPREAD: usize = 8;
+
 fn new_id() -> String {
     uuid::Uuid::new_v4().simple().to_string()[..12].to_owned()
 }
@@ -98,6 +101,12 @@ impl Consumer {
     /// The id this consumer is registered under (`consumers/consumer-<id>`).
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// True once this consumer's session has expired (or was dropped): its next
+    /// call builds a new session and re-registers under a new id.
+    pub fn session_expired(&self) -> bool {
+        self.session.store.is_dead()
     }
 
     /// The access path in use ("native" or "rest").
@@ -233,7 +242,15 @@ impl Consumer {
         let messages = self.tree.messages();
         if self.pending.is_empty() {
             self.seen_messages = self.session.store.children(&messages).await?;
-            self.pending = sorted_messages(self.seen_messages.clone()).into();
+            let mut names = sorted_messages(self.seen_messages.clone());
+            // Consumers that all start at the head race for the same message, and a
+            // lost race costs a write (a failed multi is still a transaction). Start
+            // at a random one of the oldest few: FIFO is best effort anyway.
+            let spread = names.len().min(SPREAD);
+            if spread > 1 {
+                names[..spread].rotate_left(rand::random_range(0..spread));
+            }
+            self.pending = names.into();
         }
         while let Some(name) = self.pending.pop_front() {
             match self.try_take(&messages, &name, false).await {
