@@ -65,10 +65,14 @@ pub struct Consumer {
     /// An empty node (a produce between its create and its set) was skipped: the set
     /// changes no listing, so look again soon instead of waiting for a watch.
     saw_unset: bool,
+    /// Races lost lately (decays with each take won): spread the first tries.
+    contention: u32,
 }
 
 /// How many of the oldest messages a consumer picks its first try from.
 const SPREAD: usize = 8;
+/// How many won takes a lost race is remembered for.
+const LOST_RACE_MEMORY: u32 = 16;
 
 fn new_id() -> String {
     uuid::Uuid::new_v4().simple().to_string()[..12].to_owned()
@@ -92,6 +96,7 @@ impl Consumer {
             seen_messages: Vec::new(),
             seen_partial: Vec::new(),
             saw_unset: false,
+            contention: 0,
         };
         consumer.register_id().await?;
         consumer.run_recovery().await;
@@ -245,8 +250,9 @@ impl Consumer {
             let mut names = sorted_messages(self.seen_messages.clone());
             // Consumers that all start at the head race for the same message, and a
             // lost race costs a write (a failed multi is still a transaction). Start
-            // at a random one of the oldest few: FIFO is best effort anyway.
-            let spread = names.len().min(SPREAD);
+            // at a random one of the oldest few once races were lost lately (a lone
+            // consumer keeps strict FIFO).
+            let spread = if self.contention > 0 { names.len().min(SPREAD) } else { 0 };
             if spread > 1 {
                 names[..spread].rotate_left(rand::random_range(0..spread));
             }
@@ -254,7 +260,10 @@ impl Consumer {
         }
         while let Some(name) = self.pending.pop_front() {
             match self.try_take(&messages, &name, false).await {
-                Ok(Some(delivery)) => return Ok(Some(delivery)),
+                Ok(Some(delivery)) => {
+                    self.contention = self.contention.saturating_sub(1);
+                    return Ok(Some(delivery));
+                }
                 Ok(None) => {}
                 Err(err) => {
                     self.pending.push_front(name);
@@ -269,7 +278,10 @@ impl Consumer {
         let path = Tree::node(dir, name);
         let (data, stat) = match self.session.store.get(&path).await {
             Ok(found) => found,
-            Err(StoreError::NoNode(_)) => return Ok(None),
+            Err(StoreError::NoNode(_)) => {
+                self.contention = LOST_RACE_MEMORY;
+                return Ok(None);
+            }
             Err(err) => return Err(err),
         };
         if data.is_empty() {
@@ -331,7 +343,10 @@ impl Consumer {
         ];
         match self.session.store.multi(&ops).await {
             Ok(()) => Ok(Some(Delivery::from_slot(&slot_envelope, slot, Some(0)))),
-            Err(StoreError::MultiFailed { index: 1, .. }) => Ok(None),
+            Err(StoreError::MultiFailed { index: 1, .. }) => {
+                self.contention = LOST_RACE_MEMORY;
+                Ok(None)
+            }
             Err(StoreError::MultiFailed { index: 2, cause }) if matches!(*cause, StoreError::NodeExists(_)) => {
                 // We already hold a message (an earlier take's outcome was unknown).
                 self.slot_unknown = true;
