@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use zkmq::queue::envelope::Envelope;
 use zkmq::queue::{
-    connect, recover, stats, Access, Consumer, CreateMode, Producer, QueueConfig, QueueError, TakeProtocol,
-    Tree, MAX_PAYLOAD,
+    connect, recover, stats, Access, Consumer, CreateMode, Producer, QueueConfig, QueueError,
+    TakeProtocol, Tree, MAX_PAYLOAD,
 };
 
 async fn setup(test: &str) -> (Access, QueueConfig) {
@@ -27,7 +27,9 @@ async fn setup(test: &str) -> (Access, QueueConfig) {
 async fn drain(consumer: &mut Consumer, expected: usize) -> Vec<(String, Vec<u8>)> {
     let mut got = Vec::new();
     while got.len() < expected {
-        let Some(delivery) = consumer.take(Duration::from_secs(10)).await.expect("take") else { break };
+        let Some(delivery) = consumer.take(Duration::from_secs(10)).await.expect("take") else {
+            break;
+        };
         consumer.ack(&delivery).await.expect("ack");
         got.push((delivery.id.to_string(), delivery.payload));
     }
@@ -92,7 +94,10 @@ async fn many_to_many(test: &str, protocols: [TakeProtocol; 4], total: usize) {
         consumers.push(tokio::spawn(async move {
             let mut acked = Vec::new();
             while done.load(std::sync::atomic::Ordering::SeqCst) < total {
-                let Some(delivery) = consumer.take(Duration::from_millis(500)).await.unwrap() else { continue };
+                let Some(delivery) = consumer.take(Duration::from_millis(500)).await.unwrap()
+                else {
+                    continue;
+                };
                 assert_eq!(delivery.checksum, zkmq::queue::checksum(&delivery.payload));
                 consumer.ack(&delivery).await.unwrap();
                 done.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
@@ -105,7 +110,8 @@ async fn many_to_many(test: &str, protocols: [TakeProtocol; 4], total: usize) {
     for task in producers {
         sent.extend(task.await.unwrap());
     }
-    let waiting = tokio::time::timeout(Duration::from_secs(240), futures::future::join_all(consumers)).await;
+    let waiting =
+        tokio::time::timeout(Duration::from_secs(240), futures::future::join_all(consumers)).await;
     let mut count: HashMap<String, usize> = HashMap::new();
     for acked in waiting.expect("every message acknowledged within 240 s") {
         for id in acked.unwrap() {
@@ -142,7 +148,10 @@ async fn orphans_older_than_the_grace_period_are_removed_and_never_delivered() {
     let tree = Tree::new(&config);
     // What a producer leaves when its create's answer was lost: empty nodes.
     for _ in 0..3 {
-        store.create(&format!("{}/message-", tree.messages()), b"", CreateMode::PersistentSequential).await.unwrap();
+        store
+            .create(&format!("{}/message-", tree.messages()), b"", CreateMode::PersistentSequential)
+            .await
+            .unwrap();
     }
     let id = producer.send(b"real").await.unwrap();
     // Young orphans are left alone (their producer may still set them).
@@ -165,7 +174,9 @@ async fn a_payload_over_the_limit_is_refused_before_anything_is_written() {
     let mut producer = Producer::new(access.clone(), config.clone()).await.unwrap();
     let err = producer.send(&vec![7u8; MAX_PAYLOAD + 1]).await.unwrap_err();
     match &err {
-        QueueError::TooLarge { size, limit } => assert_eq!((*size, *limit), (MAX_PAYLOAD + 1, MAX_PAYLOAD)),
+        QueueError::TooLarge { size, limit } => {
+            assert_eq!((*size, *limit), (MAX_PAYLOAD + 1, MAX_PAYLOAD))
+        }
         other => panic!("expected TooLarge, got {other}"),
     }
     assert!(err.to_string().contains(&MAX_PAYLOAD.to_string()), "the error names the limit: {err}");
@@ -226,7 +237,10 @@ async fn a_closed_consumers_message_is_taken_back_at_once() {
     let store = connect(&access, &config).await.unwrap();
     let report = recover(store.as_ref(), &config).await.unwrap();
     assert_eq!(report.moved_to_partial.len(), 1, "{report:?}");
-    let (data, _) = store.get(&format!("{}/{}", Tree::new(&config).partial(), report.moved_to_partial[0])).await.unwrap();
+    let (data, _) = store
+        .get(&format!("{}/{}", Tree::new(&config).partial(), report.moved_to_partial[0]))
+        .await
+        .unwrap();
     assert_eq!(Envelope::decode(&data).unwrap().id, id);
 }
 
@@ -236,7 +250,12 @@ struct WithoutMulti(std::sync::Arc<dyn zkmq::queue::Store>);
 
 #[async_trait::async_trait]
 impl zkmq::queue::Store for WithoutMulti {
-    async fn create(&self, path: &str, data: &[u8], mode: CreateMode) -> zkmq::queue::StoreResult<String> {
+    async fn create(
+        &self,
+        path: &str,
+        data: &[u8],
+        mode: CreateMode,
+    ) -> zkmq::queue::StoreResult<String> {
         self.0.create(path, data, mode).await
     }
     async fn get(&self, path: &str) -> zkmq::queue::StoreResult<(Vec<u8>, zkmq::queue::NodeStat)> {
@@ -245,7 +264,12 @@ impl zkmq::queue::Store for WithoutMulti {
     async fn exists(&self, path: &str) -> zkmq::queue::StoreResult<Option<zkmq::queue::NodeStat>> {
         self.0.exists(path).await
     }
-    async fn set(&self, path: &str, data: &[u8], version: Option<i32>) -> zkmq::queue::StoreResult<zkmq::queue::NodeStat> {
+    async fn set(
+        &self,
+        path: &str,
+        data: &[u8],
+        version: Option<i32>,
+    ) -> zkmq::queue::StoreResult<zkmq::queue::NodeStat> {
         self.0.set(path, data, version).await
     }
     async fn delete(&self, path: &str, version: Option<i32>) -> zkmq::queue::StoreResult<()> {
@@ -260,7 +284,11 @@ impl zkmq::queue::Store for WithoutMulti {
     async fn multi(&self, _: &[zkmq::queue::MultiOp]) -> zkmq::queue::StoreResult<()> {
         Err(zkmq::queue::StoreError::Refused("no multi here".into()))
     }
-    async fn wait_for_children(&self, path: &str, timeout: Duration) -> zkmq::queue::StoreResult<()> {
+    async fn wait_for_children(
+        &self,
+        path: &str,
+        timeout: Duration,
+    ) -> zkmq::queue::StoreResult<()> {
         self.0.wait_for_children(path, timeout).await
     }
     fn session_id(&self) -> i64 {
@@ -310,7 +338,10 @@ async fn claim_protocol_recovery_without_multi_takes_back_and_rolls_back() {
     let mut moved = Vec::new();
     let mut rolled_back = 0;
     while moved.is_empty() || rolled_back == 0 {
-        assert!(tokio::time::Instant::now() < deadline, "recovery did not finish: {moved:?} {rolled_back}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "recovery did not finish: {moved:?} {rolled_back}"
+        );
         let report = recover(&janitor, &config).await.unwrap();
         assert!(report.errors.is_empty(), "{report:?}");
         moved.extend(report.moved_to_partial);
@@ -319,7 +350,10 @@ async fn claim_protocol_recovery_without_multi_takes_back_and_rolls_back() {
     }
     assert_eq!(moved, vec![held.source.clone()]);
     let mut other = Consumer::register(access.clone(), config.clone()).await.unwrap();
-    assert!(matches!(other.ack(&held).await, Err(QueueError::TakenBack)), "the dead consumer's ack fails");
+    assert!(
+        matches!(other.ack(&held).await, Err(QueueError::TakenBack)),
+        "the dead consumer's ack fails"
+    );
     let first = other.take(Duration::from_secs(5)).await.unwrap().unwrap();
     assert_eq!((first.id, first.from_partial), (held_id, true), "partial first");
     other.ack(&first).await.unwrap();
@@ -336,8 +370,11 @@ async fn batched_sends_and_folded_acks_deliver_each_message_once() {
     let mut producer = Producer::new(access.clone(), config.clone()).await.unwrap();
     let mut sent = HashSet::new();
     for _ in 0..10 {
-        let batch: Vec<_> = (0..50).map(|n| (zkmq::queue::MessageId::generate(), format!("b{n}").into_bytes())).collect();
-        let borrowed: Vec<_> = batch.iter().map(|(id, payload)| (*id, payload.as_slice())).collect();
+        let batch: Vec<_> = (0..50)
+            .map(|n| (zkmq::queue::MessageId::generate(), format!("b{n}").into_bytes()))
+            .collect();
+        let borrowed: Vec<_> =
+            batch.iter().map(|(id, payload)| (*id, payload.as_slice())).collect();
         for result in producer.send_batch(&borrowed).await {
             result.unwrap();
         }
