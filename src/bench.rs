@@ -124,7 +124,6 @@ pub async fn bench_queue(config: QueueBenchConfig) -> Result<QueueBenchResult, Q
         let mut producer = Producer::new(config.access.clone(), queue.clone()).await?;
         let errors = errors.clone();
         let size = config.size;
-        let started = started;
         producers.push(tokio::spawn(async move {
             // Sends go out in pipelined batches: one write latency per batch.
             let mut left = share;

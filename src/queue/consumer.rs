@@ -677,10 +677,9 @@ impl Consumer {
                 Err(err) => break Err(err.into()),
             }
         };
-        if result.is_ok() || matches!(result, Err(QueueError::TakenBack)) {
-            if self.held.as_ref().map(|held| held.slot == delivery.slot).unwrap_or(false) {
-                self.held = None;
-            }
+        let settled = result.is_ok() || matches!(result, Err(QueueError::TakenBack));
+        if settled && self.held.as_ref().is_some_and(|held| held.slot == delivery.slot) {
+            self.held = None;
         }
         result
     }
