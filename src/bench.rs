@@ -84,17 +84,23 @@ impl std::fmt::Display for QueueBenchResult {
 
 pub async fn bench_queue(config: QueueBenchConfig) -> Result<QueueBenchResult, QueueError> {
     if config.size < 8 {
-        return Err(QueueError::Config("--size must be at least 8 bytes (the send time rides in the payload)".into()));
+        return Err(QueueError::Config(
+            "--size must be at least 8 bytes (the send time rides in the payload)".into(),
+        ));
     }
     if config.producers == 0 || config.consumers == 0 {
         return Err(QueueError::Config("need at least one producer and one consumer".into()));
     }
     let mut queue = config.queue.clone();
-    queue.chroot = format!("{}/bench-{}", queue.chroot, &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    queue.chroot =
+        format!("{}/bench-{}", queue.chroot, &uuid::Uuid::new_v4().simple().to_string()[..8]);
     let admin = connect(&config.access, &queue).await?;
 
     let raw_creates_per_s = if config.raw_creates > 0 {
-        Some(raw_creates(admin.as_ref(), &format!("{}/raw", queue.chroot), config.raw_creates).await?)
+        Some(
+            raw_creates(admin.as_ref(), &format!("{}/raw", queue.chroot), config.raw_creates)
+                .await?,
+        )
     } else {
         None
     };
@@ -105,7 +111,8 @@ pub async fn bench_queue(config: QueueBenchConfig) -> Result<QueueBenchResult, Q
     let started = Instant::now();
     let mut producers = Vec::new();
     for index in 0..config.producers {
-        let share = config.messages / config.producers + usize::from(index < config.messages % config.producers);
+        let share = config.messages / config.producers
+            + usize::from(index < config.messages % config.producers);
         let mut producer = Producer::new(config.access.clone(), queue.clone()).await?;
         let errors = errors.clone();
         let size = config.size;
@@ -119,7 +126,8 @@ pub async fn bench_queue(config: QueueBenchConfig) -> Result<QueueBenchResult, Q
                 let sent_at = started.elapsed().as_nanos() as u64;
                 let mut payload = vec![0u8; size];
                 payload[..8].copy_from_slice(&sent_at.to_be_bytes());
-                let messages: Vec<_> = (0..batch).map(|_| (MessageId::generate(), payload.as_slice())).collect();
+                let messages: Vec<_> =
+                    (0..batch).map(|_| (MessageId::generate(), payload.as_slice())).collect();
                 for result in producer.send_batch(&messages).await {
                     if result.is_err() {
                         errors.fetch_add(1, Ordering::Relaxed);
@@ -134,7 +142,8 @@ pub async fn bench_queue(config: QueueBenchConfig) -> Result<QueueBenchResult, Q
         let mut consumer = Consumer::register(config.access.clone(), queue.clone()).await?;
         let (acked, errors) = (acked.clone(), errors.clone());
         consumers.push(tokio::spawn(async move {
-            let mut latencies = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds");
+            let mut latencies =
+                Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds");
             let mut seen = std::collections::HashSet::new();
             let mut redelivered = 0u64;
             let mut record = |delivery: &crate::queue::Delivery| {
@@ -150,7 +159,8 @@ pub async fn bench_queue(config: QueueBenchConfig) -> Result<QueueBenchResult, Q
                 let next = match current.take() {
                     // The ack rides in the next take's transaction.
                     Some(delivery) => {
-                        let (ack, next) = consumer.ack_and_take(&delivery, Duration::from_millis(200)).await;
+                        let (ack, next) =
+                            consumer.ack_and_take(&delivery, Duration::from_millis(200)).await;
                         match ack {
                             Ok(()) => acked.fetch_add(1, Ordering::Relaxed),
                             Err(_) => errors.fetch_add(1, Ordering::Relaxed),
@@ -201,7 +211,8 @@ pub async fn bench_queue(config: QueueBenchConfig) -> Result<QueueBenchResult, Q
     for task in producers {
         let _ = task.await;
     }
-    let mut latencies = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds");
+    let mut latencies =
+        Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds");
     let mut redelivered = 0;
     for task in consumers {
         if let Ok((histogram, count)) = task.await {

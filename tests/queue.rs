@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use zkmq::queue::envelope::Envelope;
 use zkmq::queue::{
-    connect, recover, stats, Access, Consumer, CreateMode, Producer, QueueConfig, QueueError, TakeProtocol,
-    Tree, MAX_PAYLOAD,
+    connect, recover, stats, Access, Consumer, CreateMode, Producer, QueueConfig, QueueError,
+    TakeProtocol, Tree, MAX_PAYLOAD,
 };
 
 async fn setup(test: &str) -> (Access, QueueConfig) {
@@ -27,7 +27,9 @@ async fn setup(test: &str) -> (Access, QueueConfig) {
 async fn drain(consumer: &mut Consumer, expected: usize) -> Vec<(String, Vec<u8>)> {
     let mut got = Vec::new();
     while got.len() < expected {
-        let Some(delivery) = consumer.take(Duration::from_secs(10)).await.expect("take") else { break };
+        let Some(delivery) = consumer.take(Duration::from_secs(10)).await.expect("take") else {
+            break;
+        };
         consumer.ack(&delivery).await.expect("ack");
         got.push((delivery.id.to_string(), delivery.payload));
     }
@@ -92,7 +94,10 @@ async fn many_to_many(test: &str, protocols: [TakeProtocol; 4], total: usize) {
         consumers.push(tokio::spawn(async move {
             let mut acked = Vec::new();
             while done.load(std::sync::atomic::Ordering::SeqCst) < total {
-                let Some(delivery) = consumer.take(Duration::from_millis(500)).await.unwrap() else { continue };
+                let Some(delivery) = consumer.take(Duration::from_millis(500)).await.unwrap()
+                else {
+                    continue;
+                };
                 assert_eq!(delivery.checksum, zkmq::queue::checksum(&delivery.payload));
                 consumer.ack(&delivery).await.unwrap();
                 done.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
@@ -105,7 +110,8 @@ async fn many_to_many(test: &str, protocols: [TakeProtocol; 4], total: usize) {
     for task in producers {
         sent.extend(task.await.unwrap());
     }
-    let waiting = tokio::time::timeout(Duration::from_secs(240), futures::future::join_all(consumers)).await;
+    let waiting =
+        tokio::time::timeout(Duration::from_secs(240), futures::future::join_all(consumers)).await;
     let mut count: HashMap<String, usize> = HashMap::new();
     for acked in waiting.expect("every message acknowledged within 240 s") {
         for id in acked.unwrap() {
@@ -142,7 +148,10 @@ async fn orphans_older_than_the_grace_period_are_removed_and_never_delivered() {
     let tree = Tree::new(&config);
     // What a producer leaves when its create's answer was lost: empty nodes.
     for _ in 0..3 {
-        store.create(&format!("{}/message-", tree.messages()), b"", CreateMode::PersistentSequential).await.unwrap();
+        store
+            .create(&format!("{}/message-", tree.messages()), b"", CreateMode::PersistentSequential)
+            .await
+            .unwrap();
     }
     let id = producer.send(b"real").await.unwrap();
     // Young orphans are left alone (their producer may still set them).
@@ -165,7 +174,9 @@ async fn a_payload_over_the_limit_is_refused_before_anything_is_written() {
     let mut producer = Producer::new(access.clone(), config.clone()).await.unwrap();
     let err = producer.send(&vec![7u8; MAX_PAYLOAD + 1]).await.unwrap_err();
     match &err {
-        QueueError::TooLarge { size, limit } => assert_eq!((*size, *limit), (MAX_PAYLOAD + 1, MAX_PAYLOAD)),
+        QueueError::TooLarge { size, limit } => {
+            assert_eq!((*size, *limit), (MAX_PAYLOAD + 1, MAX_PAYLOAD))
+        }
         other => panic!("expected TooLarge, got {other}"),
     }
     assert!(err.to_string().contains(&MAX_PAYLOAD.to_string()), "the error names the limit: {err}");
@@ -226,6 +237,9 @@ async fn a_closed_consumers_message_is_taken_back_at_once() {
     let store = connect(&access, &config).await.unwrap();
     let report = recover(store.as_ref(), &config).await.unwrap();
     assert_eq!(report.moved_to_partial.len(), 1, "{report:?}");
-    let (data, _) = store.get(&format!("{}/{}", Tree::new(&config).partial(), report.moved_to_partial[0])).await.unwrap();
+    let (data, _) = store
+        .get(&format!("{}/{}", Tree::new(&config).partial(), report.moved_to_partial[0]))
+        .await
+        .unwrap();
     assert_eq!(Envelope::decode(&data).unwrap().id, id);
 }

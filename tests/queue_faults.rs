@@ -30,14 +30,20 @@ async fn a_zombie_consumer_cannot_ack_after_recovery_took_its_message() {
 
     // The zombie talks to node 1 only; the others never do.
     let only_node1 = Access::Native { connect: cluster.node_address(1) };
-    let others = Access::Native { connect: format!("{},{}", cluster.node_address(2), cluster.node_address(3)) };
+    let others = Access::Native {
+        connect: format!("{},{}", cluster.node_address(2), cluster.node_address(3)),
+    };
     let mut zombie = Consumer::register(only_node1, config.clone()).await.unwrap();
     let held = zombie.take(Duration::from_secs(5)).await.unwrap().unwrap();
     assert_eq!(held.id, id);
 
     cluster.pause(1).await.unwrap();
     let mut survivor = Consumer::register(others.clone(), config.clone()).await.unwrap();
-    let taken_back = survivor.take(Duration::from_secs(60)).await.unwrap().expect("recovery took the message back");
+    let taken_back = survivor
+        .take(Duration::from_secs(60))
+        .await
+        .unwrap()
+        .expect("recovery took the message back");
     assert_eq!(taken_back.id, id);
     assert!(taken_back.from_partial);
     survivor.ack(&taken_back).await.unwrap();
@@ -69,7 +75,9 @@ async fn killing_the_producers_server_during_sends_stores_no_message_twice() {
     let everyone = Access::Native { connect: cluster.connect_string() };
     // Node 1 only, so the kill certainly hits the producer's connection.
     let mut producer =
-        Producer::new(Access::Native { connect: cluster.node_address(1) }, config.clone()).await.unwrap();
+        Producer::new(Access::Native { connect: cluster.node_address(1) }, config.clone())
+            .await
+            .unwrap();
     let sender = tokio::spawn(async move {
         let mut outcomes = Vec::new();
         for n in 0..400 {
@@ -83,8 +91,12 @@ async fn killing_the_producers_server_during_sends_stores_no_message_twice() {
     cluster.kill(1).await.unwrap();
     tokio::time::sleep(Duration::from_secs(1)).await;
     cluster.start(1).await.unwrap();
-    let outcomes = tokio::time::timeout(Duration::from_secs(300), sender).await.expect("sends finish").unwrap();
-    let ok: Vec<_> = outcomes.iter().filter(|(_, outcome)| outcome.is_ok()).map(|(id, _)| id.clone()).collect();
+    let outcomes = tokio::time::timeout(Duration::from_secs(300), sender)
+        .await
+        .expect("sends finish")
+        .unwrap();
+    let ok: Vec<_> =
+        outcomes.iter().filter(|(_, outcome)| outcome.is_ok()).map(|(id, _)| id.clone()).collect();
     let definite_failures = outcomes.iter().filter(|(_, outcome)| *outcome == Err(false)).count();
     assert_eq!(definite_failures, 0, "only ok or unknown outcomes: {outcomes:?}");
 

@@ -78,7 +78,9 @@ impl Proxy {
                                 Ok(0) | Err(_) => break,
                                 Ok(n) => n,
                             };
-                            if !swallow.load(Ordering::SeqCst) && client_write.write_all(&buf[..n]).await.is_err() {
+                            if !swallow.load(Ordering::SeqCst)
+                                && client_write.write_all(&buf[..n]).await.is_err()
+                            {
                                 break;
                             }
                         }
@@ -129,7 +131,9 @@ async fn legacy_loses_a_message_when_a_server_dies_between_delete_and_answer() {
     proxy.swallow.store(true, Ordering::SeqCst);
     let deleting = {
         let (a, path, slot) = (a.clone(), path.clone(), slot.clone());
-        tokio::spawn(async move { legacy::delete(a.as_ref(), &path, bumped, &slot, Duration::from_secs(30)).await })
+        tokio::spawn(async move {
+            legacy::delete(a.as_ref(), &path, bumped, &slot, Duration::from_secs(30)).await
+        })
     };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     while observer.exists(&path).await.unwrap().is_some() {
@@ -144,10 +148,17 @@ async fn legacy_loses_a_message_when_a_server_dies_between_delete_and_answer() {
     assert_eq!(outcome, DeleteOutcome::Gone, "the retried delete met NoNode");
     assert!(observer.exists(&slot).await.unwrap().is_none(), "A cleared its slot");
     // Consumer B races for the queue and finds nothing: the message is lost.
-    let mut b = Consumer::register(Access::Native { connect: cluster.node_address(2) }, config.clone()).await.unwrap();
+    let mut b =
+        Consumer::register(Access::Native { connect: cluster.node_address(2) }, config.clone())
+            .await
+            .unwrap();
     assert!(b.take(Duration::from_secs(2)).await.unwrap().is_none(), "nothing left to deliver");
     let left = stats(observer.as_ref(), &config).await.unwrap();
-    assert_eq!((left.messages, left.partial, left.in_flight), (0, 0, 0), "the message is nowhere: lost");
+    assert_eq!(
+        (left.messages, left.partial, left.in_flight),
+        (0, 0, 0),
+        "the message is nowhere: lost"
+    );
 }
 
 /// Duplicate: A and B both read and bump the same message (the bump is no
@@ -176,8 +187,14 @@ async fn legacy_delivers_a_message_twice_when_two_consumers_race_and_one_dies() 
     legacy::copy(a.as_ref(), &tree.slot("a"), &name, &data_a).await.unwrap();
     let delivered = legacy::copy(b.as_ref(), &tree.slot("b"), &name, &data_b).await.unwrap();
     let budget = Duration::from_secs(10);
-    assert_eq!(legacy::delete(a.as_ref(), &path, bumped_a, &tree.slot("a"), budget).await.unwrap(), DeleteOutcome::Raced);
-    assert_eq!(legacy::delete(b.as_ref(), &path, bumped_b, &tree.slot("b"), budget).await.unwrap(), DeleteOutcome::Taken);
+    assert_eq!(
+        legacy::delete(a.as_ref(), &path, bumped_a, &tree.slot("a"), budget).await.unwrap(),
+        DeleteOutcome::Raced
+    );
+    assert_eq!(
+        legacy::delete(b.as_ref(), &path, bumped_b, &tree.slot("b"), budget).await.unwrap(),
+        DeleteOutcome::Taken
+    );
     assert_eq!(delivered.id, id);
     b.delete(&tree.slot("b"), None).await.unwrap(); // B's ack
 

@@ -47,9 +47,13 @@ impl Producer {
     /// [`Producer::send_with_id`], their requests pipelined on one session: a
     /// write's latency is paid once per batch rather than once per message.
     /// Results come in the order of `messages`; order in the queue is not kept.
-    pub async fn send_batch(&mut self, messages: &[(MessageId, &[u8])]) -> Vec<Result<(), QueueError>> {
+    pub async fn send_batch(
+        &mut self,
+        messages: &[(MessageId, &[u8])],
+    ) -> Vec<Result<(), QueueError>> {
         let this = &*self;
-        futures::future::join_all(messages.iter().map(|(id, payload)| this.produce(id, payload))).await
+        futures::future::join_all(messages.iter().map(|(id, payload)| this.produce(id, payload)))
+            .await
     }
 
     async fn store(&self) -> Arc<dyn Store> {
@@ -58,7 +62,11 @@ impl Producer {
 
     /// After `err` on `seen`: renews the session if it is gone (unless another send
     /// already did), else waits a little before the caller retries.
-    async fn recover_from(&self, seen: &Arc<dyn Store>, err: &StoreError) -> Result<(), QueueError> {
+    async fn recover_from(
+        &self,
+        seen: &Arc<dyn Store>,
+        err: &StoreError,
+    ) -> Result<(), QueueError> {
         if matches!(err, StoreError::SessionExpired(_)) || seen.is_dead() {
             let mut session = self.session.lock().await;
             if Arc::ptr_eq(&session.store, seen) {
@@ -113,7 +121,9 @@ impl Producer {
                              as an orphan"
                         )))
                     }
-                    Err(StoreError::BadVersion(_)) => return self.confirm(&path, id, deadline).await,
+                    Err(StoreError::BadVersion(_)) => {
+                        return self.confirm(&path, id, deadline).await
+                    }
                     Err(err) if err.is_unknown_outcome() && Instant::now() < deadline => {
                         retried = true;
                         self.recover_from(&store, &err).await?;
@@ -128,7 +138,12 @@ impl Producer {
 
     /// A set met `BadVersion`: an earlier attempt of ours already wrote the node,
     /// if the node holds our id (it may since have been claimed: claims keep the id).
-    async fn confirm(&self, path: &str, id: &MessageId, deadline: Instant) -> Result<(), QueueError> {
+    async fn confirm(
+        &self,
+        path: &str,
+        id: &MessageId,
+        deadline: Instant,
+    ) -> Result<(), QueueError> {
         loop {
             let store = self.store().await;
             match store.get(path).await {
@@ -149,7 +164,9 @@ impl Producer {
                 Err(err) if err.is_unknown_outcome() && Instant::now() < deadline => {
                     self.recover_from(&store, &err).await?;
                 }
-                Err(err) => return Err(QueueError::Unknown(format!("{path}: read-back failed: {err}"))),
+                Err(err) => {
+                    return Err(QueueError::Unknown(format!("{path}: read-back failed: {err}")))
+                }
             }
         }
     }
