@@ -7,3 +7,6 @@
 pub mod scenario;
 
 pub use scenario::{load_scenario, parse_scenario, Scenario, ScenarioError};
+pub mod nemesis;
+
+mod deps;
