@@ -8,5 +8,6 @@ pub mod scenario;
 
 pub use scenario::{load_scenario, parse_scenario, Scenario, ScenarioError};
 pub mod nemesis;
+pub mod workload;
 
 mod deps;
