@@ -62,6 +62,10 @@ pub mod cluster {
         pub version: String,
     }
 
+    pub async fn down_run(_run_id: &str) -> Result<usize, ClusterError> {
+        Err(ClusterError::NotLanded)
+    }
+
     #[derive(Clone)]
     pub struct Cluster {
         run_id: String,

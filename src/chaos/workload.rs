@@ -18,7 +18,9 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use super::deps::cluster::{Cluster, NodeMode};
-use super::deps::queue::{self, Access, Consumer, Delivery, MessageId, Producer, QueueConfig, QueueError};
+use super::deps::queue::{
+    self, Access, Consumer, Delivery, MessageId, Producer, QueueConfig, QueueError,
+};
 use super::nemesis::{ConsumerHandle, ConsumerOrder};
 use crate::history::{Event, HistoryWriter, Phase, Sample};
 
@@ -93,7 +95,11 @@ pub struct Workload {
 
 impl Workload {
     /// Starts every producer and consumer; they run until `stop` turns true.
-    pub fn start(config: &WorkloadConfig, history: &HistoryWriter, stop: &watch::Receiver<bool>) -> Self {
+    pub fn start(
+        config: &WorkloadConfig,
+        history: &HistoryWriter,
+        stop: &watch::Receiver<bool>,
+    ) -> Self {
         let counters = Arc::new(Counters::default());
         let mut tasks = Vec::new();
         let mut consumers = Vec::new();
@@ -108,7 +114,9 @@ impl Workload {
                     history: history.clone(),
                     counters: counters.clone(),
                     config: config.clone(),
-                    rng: ChaCha8Rng::seed_from_u64(config.seed.wrapping_add(worker.wrapping_mul(0x9E37_79B9_7F4A_7C15))),
+                    rng: ChaCha8Rng::seed_from_u64(
+                        config.seed.wrapping_add(worker.wrapping_mul(0x9E37_79B9_7F4A_7C15)),
+                    ),
                 };
                 tasks.push(tokio::spawn(ctx.produce(stop.clone())));
             }
@@ -195,7 +203,13 @@ impl Worker {
         Instant::now()
     }
 
-    fn complete(&self, op: &str, started: Instant, msg: Option<&MessageId>, outcome: Outcome) -> Event {
+    fn complete(
+        &self,
+        op: &str,
+        started: Instant,
+        msg: Option<&MessageId>,
+        outcome: Outcome,
+    ) -> Event {
         let (phase, error) = match outcome {
             Outcome::Ok => (Phase::Ok, None),
             Outcome::Fail(e) => (Phase::Fail, Some(e)),
@@ -251,7 +265,8 @@ impl Worker {
             let payload = self.payload();
             let checksum = queue::checksum(&payload);
             let started = self.invoke("produce", Some(&id), Some(checksum));
-            let result = tokio::time::timeout(self.call_bound(), p.send_with_id(&id, &payload)).await;
+            let result =
+                tokio::time::timeout(self.call_bound(), p.send_with_id(&id, &payload)).await;
             let outcome = match result {
                 Ok(Ok(())) => {
                     self.counters.produce_ok.fetch_add(1, Ordering::Relaxed);
@@ -260,7 +275,9 @@ impl Worker {
                 Ok(Err(err)) => {
                     let outcome = Outcome::of_error(&err);
                     match outcome {
-                        Outcome::Info(_) => self.counters.produce_info.fetch_add(1, Ordering::Relaxed),
+                        Outcome::Info(_) => {
+                            self.counters.produce_info.fetch_add(1, Ordering::Relaxed)
+                        }
                         _ => self.counters.produce_fail.fetch_add(1, Ordering::Relaxed),
                     };
                     outcome
@@ -285,13 +302,22 @@ impl Worker {
 
     async fn register(&self, stop: &watch::Receiver<bool>) -> Option<Consumer> {
         while !*stop.borrow() {
-            match tokio::time::timeout(self.call_bound(), Consumer::register(self.access.clone(), self.config.queue.clone())).await {
+            match tokio::time::timeout(
+                self.call_bound(),
+                Consumer::register(self.access.clone(), self.config.queue.clone()),
+            )
+            .await
+            {
                 Ok(Ok(consumer)) => {
                     tracing::debug!("{} registered as {}", self.name, consumer.id());
                     return Some(consumer);
                 }
                 Ok(Err(err)) => tracing::debug!("{}: cannot register yet: {err}", self.name),
-                Err(_) => tracing::debug!("{}: registering took longer than {:?}", self.name, self.call_bound()),
+                Err(_) => tracing::debug!(
+                    "{}: registering took longer than {:?}",
+                    self.name,
+                    self.call_bound()
+                ),
             }
             tokio::time::sleep(ERROR_BACKOFF).await;
         }
@@ -306,7 +332,11 @@ impl Worker {
         }
     }
 
-    async fn consume(self, mut stop: watch::Receiver<bool>, mut orders: mpsc::Receiver<ConsumerOrder>) {
+    async fn consume(
+        self,
+        mut stop: watch::Receiver<bool>,
+        mut orders: mpsc::Receiver<ConsumerOrder>,
+    ) {
         let mut consumer: Option<Consumer> = None;
         // A zombie order waits for the next message taken.
         let mut zombie: Option<(Duration, tokio::sync::oneshot::Sender<String>)> = None;
@@ -346,7 +376,12 @@ impl Worker {
             let delivery = match tokio::time::timeout(self.call_bound(), c.take(TAKE_WAIT)).await {
                 Ok(Ok(Some(delivery))) => delivery,
                 Ok(Ok(None)) => {
-                    self.record(self.complete("take", started, None, Outcome::Fail("empty".into())));
+                    self.record(self.complete(
+                        "take",
+                        started,
+                        None,
+                        Outcome::Fail("empty".into()),
+                    ));
                     continue;
                 }
                 Ok(Err(err)) => {
@@ -356,7 +391,12 @@ impl Worker {
                 }
                 Err(_) => {
                     let bound = self.call_bound();
-                    self.record(self.complete("take", started, None, Outcome::Info(format!("no answer within {bound:?}"))));
+                    self.record(self.complete(
+                        "take",
+                        started,
+                        None,
+                        Outcome::Info(format!("no answer within {bound:?}")),
+                    ));
                     // Whatever it holds now comes back through the janitor.
                     if let Some(c) = consumer.take() {
                         c.crash();
@@ -372,7 +412,10 @@ impl Worker {
 
             // "Process" the message; a zombie stalls instead, past its session.
             if let Some((stall, done)) = zombie.take() {
-                let _ = done.send(format!("{} stalls {stall:?} holding {} before its ack", self.name, delivery.id));
+                let _ = done.send(format!(
+                    "{} stalls {stall:?} holding {} before its ack",
+                    self.name, delivery.id
+                ));
                 tokio::time::sleep(stall).await;
             } else if !self.config.processing_time.is_zero() {
                 tokio::time::sleep(self.config.processing_time).await;
@@ -460,14 +503,26 @@ pub async fn sample(
         }
         let mut samples = Vec::new();
         if store.is_none() {
-            if let Ok(Ok(s)) = tokio::time::timeout(queue_config.op_timeout, queue::connect(&access, &queue_config)).await {
+            if let Ok(Ok(s)) = tokio::time::timeout(
+                queue_config.op_timeout,
+                queue::connect(&access, &queue_config),
+            )
+            .await
+            {
                 store = Some(s);
             }
         }
         if let Some(s) = &store {
-            match tokio::time::timeout(queue_config.op_timeout * 2, queue::stats(s.as_ref(), &queue_config)).await {
+            match tokio::time::timeout(
+                queue_config.op_timeout * 2,
+                queue::stats(s.as_ref(), &queue_config),
+            )
+            .await
+            {
                 Ok(Ok(stats)) => {
-                    counters.depth.store(stats.messages + stats.partial + stats.in_flight, Ordering::Relaxed);
+                    counters
+                        .depth
+                        .store(stats.messages + stats.partial + stats.in_flight, Ordering::Relaxed);
                     samples.push(Sample::Depth {
                         t: history.now(),
                         messages: stats.messages,
@@ -479,7 +534,9 @@ pub async fn sample(
                 Err(_) => tracing::debug!("sampler: queue stats timed out"),
             }
         }
-        if let Ok(Ok(statuses)) = tokio::time::timeout(Duration::from_secs(5), cluster.status()).await {
+        if let Ok(Ok(statuses)) =
+            tokio::time::timeout(Duration::from_secs(5), cluster.status()).await
+        {
             let t = history.now();
             for status in statuses {
                 let state = match (status.container.as_str(), status.mode) {
@@ -490,7 +547,12 @@ pub async fn sample(
                     (_, NodeMode::NotServing) => "not-serving",
                     (_, NodeMode::Down) => "down",
                 };
-                samples.push(Sample::Node { t, node: format!("zk{}", status.node), state: state.into(), version: status.version });
+                samples.push(Sample::Node {
+                    t,
+                    node: format!("zk{}", status.node),
+                    state: state.into(),
+                    version: status.version,
+                });
             }
         }
         for s in samples {
