@@ -48,6 +48,7 @@ pub mod cluster {
     pub enum NodeMode {
         Leader,
         Follower,
+        Observer,
         Standalone,
         NotServing,
         Down,
@@ -168,6 +169,8 @@ pub mod queue {
         pub session_timeout: Duration,
         pub orphan_grace: Duration,
         pub poll_interval: Duration,
+        pub recovery_interval: Duration,
+        pub retry_budget: Duration,
     }
     impl Default for QueueConfig {
         fn default() -> Self {
@@ -178,6 +181,8 @@ pub mod queue {
                 session_timeout: Duration::from_secs(10),
                 orphan_grace: Duration::from_secs(30),
                 poll_interval: Duration::from_millis(100),
+                recovery_interval: Duration::from_secs(2),
+                retry_budget: Duration::from_secs(30),
             }
         }
     }

@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::deps::cluster::{Cluster, ClusterError};
-use super::scenario::{FaultKind, PartitionShape, Scenario, Target};
+use super::scenario::{FaultKind, FaultOrder, PartitionShape, Scenario, Target};
 use crate::history::{Event, FaultRecord, HistoryWriter, Phase, Schedule};
 
 /// How long a fault aimed at the leader waits for there to be one.
@@ -130,21 +130,26 @@ pub fn plan(scenario: &Scenario, seed: u64, duration: Duration) -> Vec<PlannedFa
     let mut t = nemesis.start_after.as_secs_f64();
     let mut planned = Vec::new();
     // Stop a second before the end so the last fault has time to act at all.
+    let in_turn: Vec<_> = nemesis.faults.iter().filter(|f| f.weight > 0).collect();
     while t < end - 1.0 {
         let mut ticket = rng.random_range(0..total_weight);
-        let spec = nemesis
-            .faults
-            .iter()
-            .find(|f| {
-                let w = u64::from(f.weight);
-                if ticket < w {
-                    true
-                } else {
-                    ticket -= w;
-                    false
-                }
-            })
-            .expect("the ticket falls within the total weight");
+        let spec = if nemesis.order == FaultOrder::InTurn {
+            in_turn[planned.len() % in_turn.len()]
+        } else {
+            nemesis
+                .faults
+                .iter()
+                .find(|f| {
+                    let w = u64::from(f.weight);
+                    if ticket < w {
+                        true
+                    } else {
+                        ticket -= w;
+                        false
+                    }
+                })
+                .expect("the ticket falls within the total weight")
+        };
         let duration = if spec.fault.is_instant() {
             0.0
         } else {

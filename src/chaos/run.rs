@@ -173,10 +173,8 @@ pub async fn run(scenario: Scenario, options: RunOptions) -> Result<RunOutcome, 
     });
 
     // The cluster: Docker names must be lowercase.
-    let run_id = options
-        .reuse_cluster
-        .clone()
-        .unwrap_or_else(|| format!("chaos-{}", run_name.to_lowercase()));
+    let run_id =
+        options.reuse_cluster.clone().unwrap_or_else(|| docker_run_id(&stamp_text, &scenario.name));
     let owned = options.reuse_cluster.is_none();
     let rest = scenario.cluster.rest;
     let cluster = {
@@ -269,6 +267,20 @@ pub async fn run(scenario: Scenario, options: RunOptions) -> Result<RunOutcome, 
     Ok(RunOutcome { run_dir, valid: result.valid, seed, replay_command, summary })
 }
 
+/// A run id Docker accepts (the cluster allows 1-40 of a-z, 0-9, `-`, `_`):
+/// `c<yymmddhhmmss>-<scenario>`, unique per second and readable in `docker ps`.
+fn docker_run_id(stamp: &str, scenario: &str) -> String {
+    let digits: String = stamp.chars().filter(char::is_ascii_digit).skip(2).collect();
+    let name: String = scenario
+        .to_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '-' })
+        .collect();
+    let mut id = format!("c{digits}-{name}");
+    id.truncate(40);
+    id.trim_end_matches(['-', '_']).to_string()
+}
+
 fn interrupted_error(interrupted: &std::sync::Mutex<Option<String>>, kept: bool) -> ChaosError {
     let signal = interrupted
         .lock()
@@ -358,6 +370,8 @@ impl Body<'_> {
             session_timeout: w.session_timeout,
             orphan_grace: w.orphan_grace,
             poll_interval: w.poll_interval,
+            retry_budget: w.retry_budget,
+            recovery_interval: w.recovery_interval,
             ..QueueConfig::default()
         }
     }

@@ -168,6 +168,14 @@ pub struct WorkloadSection {
     /// REST consumers poll (the gateway has no watches).
     #[serde(with = "humantime_serde", default = "default_poll")]
     pub poll_interval: Duration,
+    /// How long a worker keeps retrying an operation whose outcome is unknown
+    /// (reconnecting, renewing its session) before reporting it unknown.
+    #[serde(with = "humantime_serde", default = "default_retry_budget")]
+    pub retry_budget: Duration,
+    /// How often an idle consumer runs the janitor, which takes back the messages
+    /// of consumers whose session expired.
+    #[serde(with = "humantime_serde", default = "default_recovery_interval")]
+    pub recovery_interval: Duration,
 }
 
 /// Fault verbs, as plain named operations.
@@ -411,6 +419,11 @@ pub struct NemesisSection {
     /// The faults to draw from; empty means a fault-free run (a baseline).
     #[serde(default)]
     pub faults: Vec<FaultSpec>,
+    /// `random`: each fault drawn by weight; `in-turn`: the listed faults one after
+    /// another, round and round (targets still drawn from the seed), so a short run
+    /// is sure to see each of them.
+    #[serde(default)]
+    pub order: FaultOrder,
     /// Quiet time after the workload starts before the first fault.
     #[serde(with = "humantime_serde", default = "default_start_after")]
     pub start_after: Duration,
@@ -426,10 +439,20 @@ pub struct NemesisSection {
     pub quiet: Duration,
 }
 
+/// How the nemesis picks the next fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FaultOrder {
+    #[default]
+    Random,
+    InTurn,
+}
+
 impl Default for NemesisSection {
     fn default() -> Self {
         Self {
             faults: Vec::new(),
+            order: FaultOrder::Random,
             start_after: default_start_after(),
             interval: default_interval(),
             fault_duration: default_fault_duration(),
@@ -503,6 +526,12 @@ fn default_orphan_grace() -> Duration {
 }
 fn default_poll() -> Duration {
     Duration::from_millis(100)
+}
+fn default_retry_budget() -> Duration {
+    Duration::from_secs(20)
+}
+fn default_recovery_interval() -> Duration {
+    Duration::from_secs(2)
 }
 fn default_weight() -> u32 {
     1
@@ -778,6 +807,9 @@ fn validate(s: &Scenario) -> Result<(), Problem> {
                 w.payload_max
             ),
         ));
+    }
+    if w.retry_budget < w.op_timeout {
+        return Err(problem("workload", None, "retry_budget", "at least one op_timeout"));
     }
     if w.op_timeout < Duration::from_millis(100) {
         return Err(problem("workload", None, "op_timeout", "at least 100ms"));

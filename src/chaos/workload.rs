@@ -228,10 +228,11 @@ impl Worker {
         (0..len).map(|_| self.rng.random_range(b'a'..=b'z')).collect()
     }
 
-    /// The bound on any single queue call: the library bounds its own store calls
-    /// with `op_timeout`; this catches a call that forgot to.
+    /// The bound on any single queue call: the library retries an unknown outcome
+    /// for `retry_budget` with every store call bounded by `op_timeout`; this only
+    /// catches a call that forgot its own bound.
     fn call_bound(&self) -> Duration {
-        self.config.queue.op_timeout * 4 + TAKE_WAIT
+        self.config.queue.retry_budget + self.config.queue.op_timeout * 2 + TAKE_WAIT
     }
 
     async fn produce(mut self, mut stop: watch::Receiver<bool>) {
@@ -543,6 +544,7 @@ pub async fn sample(
                     ("paused", _) => "paused",
                     (_, NodeMode::Leader) => "leader",
                     (_, NodeMode::Follower) => "follower",
+                    (_, NodeMode::Observer) => "observer",
                     (_, NodeMode::Standalone) => "standalone",
                     (_, NodeMode::NotServing) => "not-serving",
                     (_, NodeMode::Down) => "down",

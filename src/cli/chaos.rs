@@ -100,7 +100,7 @@ pub async fn run(command: ChaosCommand) -> anyhow::Result<u8> {
         ChaosCommand::Validate { scenario } => match chaos::load_scenario(&scenario) {
             Ok(s) => {
                 println!(
-                    "{}: ok ({} faults kinds, {})",
+                    "{}: ok ({} fault kinds, {})",
                     scenario.display(),
                     s.nemesis.faults.len(),
                     humantime::format_duration(s.duration)
