@@ -79,7 +79,8 @@ fn schedule(dir: &Path) -> Schedule {
 fn labelled_objects(run_id: &str) -> String {
     let filter = format!("label=zkmq.run={run_id}");
     let mut found = String::new();
-    for what in [&["ps", "-a", "-q"][..], &["network", "ls", "-q"][..], &["volume", "ls", "-q"][..]] {
+    for what in [&["ps", "-a", "-q"][..], &["network", "ls", "-q"][..], &["volume", "ls", "-q"][..]]
+    {
         let out = Command::new("docker").args(what).args(["--filter", &filter]).output().unwrap();
         found.push_str(String::from_utf8_lossy(&out.stdout).trim());
     }
@@ -151,7 +152,10 @@ fn a_bad_scenario_exits_2_naming_file_line_and_key() {
     let out = Command::new(ZKMQ).args(["chaos", "run"]).arg(&bad_value).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    assert!(stderr.contains(&format!("{}:4: bad value for `nodes` in [cluster]", bad_value.display())), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{}:4: bad value for `nodes` in [cluster]", bad_value.display())),
+        "{stderr}"
+    );
     // Nothing ran: no run directory, no seed.
     assert!(!String::from_utf8_lossy(&out.stdout).contains("seed"), "{}", text(&out));
 }
@@ -185,7 +189,15 @@ fn smoke_is_valid_and_its_results_agree_with_the_history() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.starts_with("seed 1 "), "the seed comes first: {report}");
     let dir = run_dir(out_dir.path());
-    for file in ["scenario.toml", "run.json", "history.jsonl", "schedule.json", "samples.jsonl", "results.json", "logs"] {
+    for file in [
+        "scenario.toml",
+        "run.json",
+        "history.jsonl",
+        "schedule.json",
+        "samples.jsonl",
+        "results.json",
+        "logs",
+    ] {
         assert!(dir.join(file).exists(), "{file} missing in {}", dir.display());
     }
     let results: serde_json::Value =
@@ -196,11 +208,15 @@ fn smoke_is_valid_and_its_results_agree_with_the_history() {
     assert_eq!(results["check"]["messages"]["produced_ok"], produced, "{results:#}");
     assert_eq!(results["check"]["messages"]["acknowledged"], acked, "{results:#}");
     for invariant in ["lost", "duplicated_past_ack", "unexpected", "corrupt"] {
-        assert_eq!(results["check"]["invariants"][invariant]["count"], 0, "{invariant}: {results:#}");
+        assert_eq!(
+            results["check"]["invariants"][invariant]["count"], 0,
+            "{invariant}: {results:#}"
+        );
     }
     // Every scheduled fault of smoke applied and ended.
     let schedule = schedule(&dir);
-    let applied: Vec<&str> = schedule.faults.iter().filter(|f| f.applied).map(|f| f.fault.as_str()).collect();
+    let applied: Vec<&str> =
+        schedule.faults.iter().filter(|f| f.applied).map(|f| f.fault.as_str()).collect();
     assert_eq!(applied, ["kill", "kill", "partition", "rest-restart"], "{:#?}", schedule.faults);
     assert!(schedule.faults.iter().all(|f| f.end.is_some()), "{:#?}", schedule.faults);
     assert_eq!(labelled_objects(&cluster_id(&stdout)), "", "the cluster is gone");
@@ -216,21 +232,35 @@ fn legacy_is_caught_the_safe_algorithm_is_not_and_replay_repeats_the_faults() {
     let legacy_out = out_dir.path().join("legacy");
     let safe_out = out_dir.path().join("safe");
     let (legacy, safe) = std::thread::scope(|s| {
-        let legacy = s.spawn(|| chaos_run(&[scenario, "--seed", "7", "--out", legacy_out.to_str().unwrap()]));
+        let legacy = s
+            .spawn(|| chaos_run(&[scenario, "--seed", "7", "--out", legacy_out.to_str().unwrap()]));
         let safe = s.spawn(|| {
-            chaos_run(&[scenario, "--seed", "7", "--algorithm", "safe", "--out", safe_out.to_str().unwrap()])
+            chaos_run(&[
+                scenario,
+                "--seed",
+                "7",
+                "--algorithm",
+                "safe",
+                "--out",
+                safe_out.to_str().unwrap(),
+            ])
         });
         (legacy.join().unwrap(), safe.join().unwrap())
     });
     let legacy_text = text(&legacy);
     assert_eq!(legacy.status.code(), Some(1), "legacy must be caught: {legacy_text}");
     let stdout = String::from_utf8_lossy(&legacy.stdout);
-    let named = stdout
-        .lines()
-        .any(|l| (l.contains("lost: ") || l.contains("duplicated_past_ack: ")) && l.contains("(e.g. "));
+    let named = stdout.lines().any(|l| {
+        (l.contains("lost: ") || l.contains("duplicated_past_ack: ")) && l.contains("(e.g. ")
+    });
     assert!(named, "the violation names message ids: {legacy_text}");
     assert!(stdout.contains("re-run the same faults with: zkmq chaos run"), "{legacy_text}");
-    assert_eq!(safe.status.code(), Some(0), "the safe algorithm survives the same faults: {}", text(&safe));
+    assert_eq!(
+        safe.status.code(),
+        Some(0),
+        "the safe algorithm survives the same faults: {}",
+        text(&safe)
+    );
 
     // Replay the safe run: same faults, same targets, same offsets.
     let recorded_dir = run_dir(&safe_out);
@@ -254,7 +284,13 @@ fn legacy_is_caught_the_safe_algorithm_is_not_and_replay_repeats_the_faults() {
     assert!(!applied(&recorded).is_empty());
     assert_eq!(applied(&replayed), applied(&recorded));
     for (a, b) in recorded.faults.iter().zip(&replayed.faults) {
-        assert!((a.start - b.start).abs() < 1.0, "{} started at {:.2}s, replayed at {:.2}s", a.fault, a.start, b.start);
+        assert!(
+            (a.start - b.start).abs() < 1.0,
+            "{} started at {:.2}s, replayed at {:.2}s",
+            a.fault,
+            a.start,
+            b.start
+        );
     }
 }
 
@@ -280,7 +316,9 @@ fn sigint_mid_run_undoes_every_fault_and_leaves_nothing_labelled() {
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
-    let lines = std::thread::spawn(move || BufReader::new(stdout).lines().map_while(Result::ok).collect::<Vec<_>>());
+    let lines = std::thread::spawn(move || {
+        BufReader::new(stdout).lines().map_while(Result::ok).collect::<Vec<_>>()
+    });
 
     // Wait until the pause is applied (and not yet undone), then interrupt.
     let deadline = Instant::now() + Duration::from_secs(180);
@@ -306,8 +344,13 @@ fn sigint_mid_run_undoes_every_fault_and_leaves_nothing_labelled() {
     let run = run_dir(&out_dir);
     let schedule = schedule(&run);
     assert!(schedule.faults.iter().any(|f| f.applied), "{:#?}", schedule.faults);
-    assert!(schedule.faults.iter().all(|f| f.end.is_some()), "every fault undone: {:#?}", schedule.faults);
-    let history: Vec<_> = history::read(&run.join("history.jsonl")).unwrap().map(Result::unwrap).collect();
+    assert!(
+        schedule.faults.iter().all(|f| f.end.is_some()),
+        "every fault undone: {:#?}",
+        schedule.faults
+    );
+    let history: Vec<_> =
+        history::read(&run.join("history.jsonl")).unwrap().map(Result::unwrap).collect();
     let ends: HashMap<&str, usize> = history
         .iter()
         .filter(|e| e.process == "nemesis" && e.phase == Phase::Ok)

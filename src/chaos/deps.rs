@@ -303,6 +303,22 @@ pub mod checker {
 
 pub mod report {
     use std::path::Path;
+    use std::time::Duration;
+
+    use crate::history::Event;
+
+    #[derive(Clone)]
+    pub struct Progress;
+    impl Progress {
+        pub fn new(_scenario: &str, _planned: Duration) -> Self {
+            Self
+        }
+        pub fn observe(&self, _event: &Event) {}
+        pub fn fault_started(&self, _label: &str) {}
+        pub fn fault_ended(&self, _label: &str) {}
+        pub fn set_phase(&self, _phase: &str) {}
+        pub fn finish(&self, _message: &str) {}
+    }
 
     #[derive(Debug)]
     pub struct Reports;

@@ -9,6 +9,7 @@ pub mod scenario;
 pub mod workload;
 
 mod deps;
+mod recorder;
 mod run;
 
 pub use run::{run, ChaosError, RunOptions, RunOutcome};

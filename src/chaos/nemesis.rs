@@ -24,8 +24,9 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::deps::cluster::{Cluster, ClusterError};
+use super::recorder::Recorder;
 use super::scenario::{FaultKind, FaultOrder, PartitionShape, Scenario, Target};
-use crate::history::{Event, FaultRecord, HistoryWriter, Phase, Schedule};
+use crate::history::{Event, FaultRecord, Phase, Schedule};
 
 /// How long a fault aimed at the leader waits for there to be one.
 const LEADER_WAIT: Duration = Duration::from_secs(15);
@@ -234,7 +235,7 @@ impl Book {
 /// Runs a schedule against a cluster.
 pub struct Nemesis {
     cluster: Cluster,
-    history: HistoryWriter,
+    history: Recorder,
     consumers: Vec<ConsumerHandle>,
     book: Arc<Mutex<Book>>,
     /// The run's start, the zero of every offset.
@@ -245,7 +246,7 @@ pub struct Nemesis {
 impl Nemesis {
     pub fn new(
         cluster: Cluster,
-        history: HistoryWriter,
+        history: Recorder,
         consumers: Vec<ConsumerHandle>,
         seed: u64,
         plan: Vec<PlannedFault>,
@@ -343,6 +344,12 @@ impl Nemesis {
                     applied: true,
                     error: None,
                 });
+                if let Some(progress) = self.history.progress() {
+                    progress.fault_started(&format!("{name} {what}"));
+                    if undo.is_none() {
+                        progress.fault_ended(&format!("{name} {what}"));
+                    }
+                }
                 let mut e = self.event(name, Phase::Ok, &what);
                 e.detail = Some(detail);
                 self.log(e);

@@ -16,6 +16,7 @@ use super::deps::cluster::{self, Cluster, ClusterError, ClusterSpec};
 use super::deps::queue::{self, Access, Algorithm, Consumer, QueueConfig, QueueError};
 use super::deps::report;
 use super::nemesis::{self, Nemesis, NemesisError, PlannedFault};
+use super::recorder::Recorder;
 use super::scenario::{AlgorithmChoice, Scenario};
 use super::workload::{self, WorkerPlan, Workload, WorkloadConfig};
 use crate::history::{files, Event, HistoryError, HistoryWriter, Phase, RunMeta};
@@ -123,10 +124,10 @@ pub async fn run(scenario: Scenario, options: RunOptions) -> Result<RunOutcome, 
     let stamp_text = stamp
         .format(time::macros::format_description!("[year][month][day]T[hour][minute][second]Z"))
         .expect("a fixed format");
-    let run_name = format!("{stamp_text}-{}", scenario.name);
-    let run_dir = options.out.clone().unwrap_or_else(|| PathBuf::from("reports")).join(&run_name);
-    std::fs::create_dir_all(run_dir.join(files::LOGS_DIR))
-        .map_err(|source| ChaosError::RunDir { path: run_dir.clone(), source })?;
+    let run_dir = create_run_dir(
+        &options.out.clone().unwrap_or_else(|| PathBuf::from("reports")),
+        &format!("{stamp_text}-{}", scenario.name),
+    )?;
     let write = |name: &str, text: String| {
         std::fs::write(run_dir.join(name), text)
             .map_err(|source| ChaosError::RunDir { path: run_dir.join(name), source })
@@ -267,8 +268,33 @@ pub async fn run(scenario: Scenario, options: RunOptions) -> Result<RunOutcome, 
     Ok(RunOutcome { run_dir, valid: result.valid, seed, replay_command, summary })
 }
 
+/// Creates `<parent>/<name>` (or `<name>-2`, ... when a run of the same scenario
+/// started in the same second) with its `logs/`.
+fn create_run_dir(parent: &Path, name: &str) -> Result<PathBuf, ChaosError> {
+    std::fs::create_dir_all(parent)
+        .map_err(|source| ChaosError::RunDir { path: parent.to_owned(), source })?;
+    for attempt in 1..100 {
+        let dir =
+            if attempt == 1 { parent.join(name) } else { parent.join(format!("{name}-{attempt}")) };
+        match std::fs::create_dir(&dir) {
+            Ok(()) => {
+                std::fs::create_dir(dir.join(files::LOGS_DIR))
+                    .map_err(|source| ChaosError::RunDir { path: dir.clone(), source })?;
+                return Ok(dir);
+            }
+            Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(source) => return Err(ChaosError::RunDir { path: dir, source }),
+        }
+    }
+    Err(ChaosError::RunDir {
+        path: parent.join(name),
+        source: std::io::Error::new(std::io::ErrorKind::AlreadyExists, "99 runs in one second"),
+    })
+}
+
 /// A run id Docker accepts (the cluster allows 1-40 of a-z, 0-9, `-`, `_`):
-/// `c<yymmddhhmmss>-<scenario>`, unique per second and readable in `docker ps`.
+/// `c<yymmddhhmmss><4 random hex>-<scenario>`, readable in `docker ps` and unique
+/// even for runs of one scenario started in the same second (tests do that).
 fn docker_run_id(stamp: &str, scenario: &str) -> String {
     let digits: String = stamp.chars().filter(char::is_ascii_digit).skip(2).collect();
     let name: String = scenario
@@ -276,7 +302,7 @@ fn docker_run_id(stamp: &str, scenario: &str) -> String {
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '-' })
         .collect();
-    let mut id = format!("c{digits}-{name}");
+    let mut id = format!("c{digits}{:04x}-{name}", rand::random::<u16>());
     id.truncate(40);
     id.trim_end_matches(['-', '_']).to_string()
 }
@@ -413,7 +439,11 @@ impl Body<'_> {
         };
 
         // t = 0: the workload and the schedule start now.
-        let history = HistoryWriter::create(&self.run_dir.join(files::HISTORY))?;
+        let progress = report::Progress::new(&s.name, self.duration);
+        let history = Recorder::new(
+            HistoryWriter::create(&self.run_dir.join(files::HISTORY))?,
+            Some(progress.clone()),
+        );
         let (phase_tx, phase_rx) = watch::channel(false);
         let mut combined = combine(stop.clone(), phase_rx.clone());
         let workload = Workload::start(&config, &history, &combined);
@@ -441,26 +471,14 @@ impl Body<'_> {
             stop.clone(),
         ));
 
-        // The workload phase, with a progress line every few seconds.
-        let started = Instant::now();
+        // The workload phase; the progress view prints the live line.
         let counters = workload.counters.clone();
-        let mut tick = tokio::time::interval(Duration::from_secs(5));
-        tick.tick().await;
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {
-                    let elapsed = started.elapsed();
-                    if elapsed >= self.duration {
-                        break;
-                    }
-                    let applied = nemesis.records().iter().filter(|r| r.applied).count();
-                    say(&format!("[{:>4.0}s/{:.0}s] {}; faults applied {applied}", elapsed.as_secs_f64(), self.duration.as_secs_f64(), counters.line()));
-                }
-                () = tokio::time::sleep(self.duration.saturating_sub(started.elapsed())) => break,
-                _ = combined.wait_for(|s| *s) => break,
-            }
+        tokio::select! {
+            () = tokio::time::sleep(self.duration) => {}
+            _ = combined.wait_for(|s| *s) => {}
         }
         let _ = phase_tx.send(true);
+        progress.set_phase("healing");
         say("workload done; stopping workers and undoing faults");
         let stopped = workload.join(WORKER_STOP_WAIT).await;
         let _ = nemesis_task.await;
@@ -472,6 +490,7 @@ impl Body<'_> {
         }
         if *stop.borrow() {
             sampler.abort();
+            progress.finish("interrupted");
             return Ok(());
         }
 
@@ -484,12 +503,18 @@ impl Body<'_> {
         let mut stop_wait = stop.clone();
         tokio::select! {
             result = quorum => result?,
-            _ = stop_wait.wait_for(|s| *s) => { sampler.abort(); return Ok(()); }
+            _ = stop_wait.wait_for(|s| *s) => {
+                sampler.abort();
+                progress.finish("interrupted");
+                return Ok(());
+            }
         }
+        progress.set_phase("draining");
         let drain =
             drain(&history, &native, &queue_config, s.finish.drain_timeout, stop.clone(), say);
         let drained = drain.await;
         sampler.abort();
+        progress.finish(&format!("done: {}", counters.line()));
         let applied = nemesis.records();
         say(&format!(
             "faults: {} applied, {} not applied; {}",
@@ -524,7 +549,7 @@ fn combine(a: watch::Receiver<bool>, b: watch::Receiver<bool>) -> watch::Receive
 /// the time is up. Every take and ack is in the history as process `drain`; the
 /// drain's own outcome is op `drain`.
 async fn drain(
-    history: &HistoryWriter,
+    history: &Recorder,
     access: &Access,
     config: &QueueConfig,
     timeout: Duration,

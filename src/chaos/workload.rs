@@ -22,7 +22,8 @@ use super::deps::queue::{
     self, Access, Consumer, Delivery, MessageId, Producer, QueueConfig, QueueError,
 };
 use super::nemesis::{ConsumerHandle, ConsumerOrder};
-use crate::history::{Event, HistoryWriter, Phase, Sample};
+use super::recorder::Recorder;
+use crate::history::{Event, Phase, Sample};
 
 /// How long one take waits for a message: bounds how late a consumer notices the
 /// stop signal or a nemesis order.
@@ -97,7 +98,7 @@ impl Workload {
     /// Starts every producer and consumer; they run until `stop` turns true.
     pub fn start(
         config: &WorkloadConfig,
-        history: &HistoryWriter,
+        history: &Recorder,
         stop: &watch::Receiver<bool>,
     ) -> Self {
         let counters = Arc::new(Counters::default());
@@ -164,7 +165,7 @@ struct Worker {
     name: String,
     path: &'static str,
     access: Access,
-    history: HistoryWriter,
+    history: Recorder,
     counters: Arc<Counters>,
     config: WorkloadConfig,
     rng: ChaCha8Rng,
@@ -480,7 +481,7 @@ pub async fn sample(
     cluster: Cluster,
     access: Access,
     queue_config: QueueConfig,
-    history: HistoryWriter,
+    history: Recorder,
     counters: Arc<Counters>,
     out: std::path::PathBuf,
     mut stop: watch::Receiver<bool>,
