@@ -1,1 +1,262 @@
-//! See the crate's `# Layout`.
+//! Throughput and latency of the queue on a running ensemble. Performance targets
+//! live here, never in timed tests.
+//!
+//! `bench_queue` runs P producers and C consumers (each its own session) on a fresh
+//! chroot until N messages were produced, taken and acknowledged, and measures
+//! messages per second end to end and the latency from the start of a send to
+//! the end of the take that delivered it. `raw_creates` measures the bound the
+//! ensemble itself sets: sequential creates, pipelined, on one session.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::stream::{self, StreamExt};
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+
+use crate::queue::{
+    connect, Access, Consumer, CreateMode, Producer, QueueConfig, QueueError, Store, StoreError,
+};
+
+/// What to run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct QueueBenchConfig {
+    pub access: Access,
+    /// The queue settings; its chroot is replaced by a fresh one under it.
+    pub queue: QueueConfig,
+    pub producers: usize,
+    pub consumers: usize,
+    /// Messages in total (split between the producers).
+    pub messages: usize,
+    /// Payload bytes per message (at least 8: the send time is carried in it).
+    pub size: usize,
+    /// Sequential creates for the raw bound (0: skip it).
+    pub raw_creates: usize,
+    /// Give up when no message was acknowledged for this long.
+    #[serde(with = "humantime_serde")]
+    pub stall_timeout: Duration,
+}
+
+/// What it measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct QueueBenchResult {
+    pub messages: u64,
+    pub elapsed_s: f64,
+    /// Produced, taken and acknowledged per second.
+    pub messages_per_s: f64,
+    /// Send start to take end, milliseconds.
+    pub latency_p50_ms: f64,
+    pub latency_p99_ms: f64,
+    pub latency_p999_ms: f64,
+    pub latency_max_ms: f64,
+    /// Sends, takes and acks that failed or ended unknown (a clean run has none).
+    pub errors: u64,
+    /// Messages delivered more than once (before their ack: allowed, counted).
+    pub redelivered: u64,
+    /// Pipelined sequential creates per second on one session.
+    pub raw_creates_per_s: Option<f64>,
+}
+
+impl std::fmt::Display for QueueBenchResult {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "end to end: {} messages in {:.2} s = {:.0} msgs/s (produce + take + ack)",
+            self.messages, self.elapsed_s, self.messages_per_s
+        )?;
+        writeln!(
+            f,
+            "latency (send start -> taken): p50 {:.2} ms  p99 {:.2} ms  p999 {:.2} ms  max {:.2} ms",
+            self.latency_p50_ms, self.latency_p99_ms, self.latency_p999_ms, self.latency_max_ms
+        )?;
+        writeln!(f, "errors: {}  redelivered before ack: {}", self.errors, self.redelivered)?;
+        if let Some(raw) = self.raw_creates_per_s {
+            writeln!(f, "raw bound: {raw:.0} pipelined sequential creates/s on one session")?;
+        }
+        Ok(())
+    }
+}
+
+pub async fn bench_queue(config: QueueBenchConfig) -> Result<QueueBenchResult, QueueError> {
+    if config.size < 8 {
+        return Err(QueueError::Config("--size must be at least 8 bytes (the send time rides in the payload)".into()));
+    }
+    if config.producers == 0 || config.consumers == 0 {
+        return Err(QueueError::Config("need at least one producer and one consumer".into()));
+    }
+    let mut queue = config.queue.clone();
+    queue.chroot = format!("{}/bench-{}", queue.chroot, &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let admin = connect(&config.access, &queue).await?;
+
+    let raw_creates_per_s = if config.raw_creates > 0 {
+        Some(raw_creates(admin.as_ref(), &format!("{}/raw", queue.chroot), config.raw_creates).await?)
+    } else {
+        None
+    };
+
+    let total = config.messages as u64;
+    let acked = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let mut producers = Vec::new();
+    for index in 0..config.producers {
+        let share = config.messages / config.producers + usize::from(index < config.messages % config.producers);
+        let mut producer = Producer::new(config.access.clone(), queue.clone()).await?;
+        let errors = errors.clone();
+        let size = config.size;
+        producers.push(tokio::spawn(async move {
+            let mut payload = vec![0u8; size];
+            for _ in 0..share {
+                let sent_at = started.elapsed().as_nanos() as u64;
+                payload[..8].copy_from_slice(&sent_at.to_be_bytes());
+                if producer.send(&payload).await.is_err() {
+                    errors.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            producer.close().await;
+        }));
+    }
+    let mut consumers = Vec::new();
+    for _ in 0..config.consumers {
+        let mut consumer = Consumer::register(config.access.clone(), queue.clone()).await?;
+        let (acked, errors) = (acked.clone(), errors.clone());
+        consumers.push(tokio::spawn(async move {
+            let mut latencies = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds");
+            let mut seen = std::collections::HashSet::new();
+            let mut redelivered = 0u64;
+            while acked.load(Ordering::Relaxed) < total {
+                let delivery = match consumer.take(Duration::from_millis(200)).await {
+                    Ok(Some(delivery)) => delivery,
+                    Ok(None) => continue,
+                    Err(_) => {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                };
+                let now = started.elapsed().as_nanos() as u64;
+                let sent = u64::from_be_bytes(delivery.payload[..8].try_into().expect("8 bytes"));
+                latencies.saturating_record(now.saturating_sub(sent) / 1_000);
+                if !seen.insert(delivery.id) {
+                    redelivered += 1;
+                }
+                match consumer.ack(&delivery).await {
+                    Ok(()) => {
+                        acked.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(_) => {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+            consumer.close().await;
+            (latencies, redelivered)
+        }));
+    }
+    // Watch for a stall rather than hanging forever.
+    let mut last = 0;
+    let mut last_progress = Instant::now();
+    while acked.load(Ordering::Relaxed) < total {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let now = acked.load(Ordering::Relaxed);
+        if now != last {
+            last = now;
+            last_progress = Instant::now();
+        } else if last_progress.elapsed() > config.stall_timeout {
+            for task in &producers {
+                task.abort();
+            }
+            for task in &consumers {
+                task.abort();
+            }
+            return Err(QueueError::Unknown(format!(
+                "benchmark stalled: {now} of {total} messages acknowledged, none for {:?}",
+                config.stall_timeout
+            )));
+        }
+    }
+    let elapsed = started.elapsed();
+    for task in producers {
+        let _ = task.await;
+    }
+    let mut latencies = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds");
+    let mut redelivered = 0;
+    for task in consumers {
+        if let Ok((histogram, count)) = task.await {
+            let _ = latencies.add(&histogram);
+            redelivered += count;
+        }
+    }
+    delete_tree(admin.as_ref(), &queue.chroot).await;
+    admin.close().await;
+    let ms = |micros: u64| micros as f64 / 1000.0;
+    Ok(QueueBenchResult {
+        messages: total,
+        elapsed_s: elapsed.as_secs_f64(),
+        messages_per_s: total as f64 / elapsed.as_secs_f64(),
+        latency_p50_ms: ms(latencies.value_at_quantile(0.5)),
+        latency_p99_ms: ms(latencies.value_at_quantile(0.99)),
+        latency_p999_ms: ms(latencies.value_at_quantile(0.999)),
+        latency_max_ms: ms(latencies.max()),
+        errors: errors.load(Ordering::Relaxed),
+        redelivered,
+        raw_creates_per_s,
+    })
+}
+
+/// Pipelined sequential creates (up to 512 in flight) on one session, per second.
+pub async fn raw_creates(store: &dyn Store, dir: &str, count: usize) -> Result<f64, QueueError> {
+    let mut prefix = String::new();
+    for part in dir.split('/').filter(|part| !part.is_empty()) {
+        prefix.push('/');
+        prefix.push_str(part);
+        match store.create(&prefix, b"", CreateMode::Persistent).await {
+            Ok(_) | Err(StoreError::NodeExists(_)) => {}
+            Err(err) => return Err(err.into()),
+        }
+    }
+    let node = format!("{dir}/n-");
+    let started = Instant::now();
+    let results: Vec<_> = stream::iter(0..count)
+        .map(|_| store.create(&node, b"", CreateMode::PersistentSequential))
+        .buffer_unordered(512)
+        .collect()
+        .await;
+    let elapsed = started.elapsed();
+    if let Some(Err(err)) = results.into_iter().find(Result::is_err) {
+        return Err(err.into());
+    }
+    Ok(count as f64 / elapsed.as_secs_f64())
+}
+
+/// Deletes `root` and everything under it (best effort, pipelined per level).
+pub async fn delete_tree(store: &dyn Store, root: &str) {
+    let mut stack = vec![(root.to_owned(), false)];
+    while let Some((path, expanded)) = stack.pop() {
+        if expanded {
+            let _ = store.delete(&path, None).await;
+            continue;
+        }
+        let children = store.children(&path).await.unwrap_or_default();
+        stack.push((path.clone(), true));
+        let (leaves, inner): (Vec<_>, Vec<_>) = stream::iter(children)
+            .map(|child| {
+                let child = format!("{path}/{child}");
+                async move {
+                    let leaf = matches!(store.exists(&child).await, Ok(Some(stat)) if stat.num_children == 0);
+                    (child, leaf)
+                }
+            })
+            .buffer_unordered(256)
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .partition(|(_, leaf)| *leaf);
+        stream::iter(leaves)
+            .map(|(child, _)| async move { store.delete(&child, None).await })
+            .buffer_unordered(256)
+            .collect::<Vec<_>>()
+            .await;
+        stack.extend(inner.into_iter().map(|(child, _)| (child, false)));
+    }
+}

@@ -1,15 +1,58 @@
 //! `zkmq bench ...`
 
+use std::time::Duration;
+
 use clap::Subcommand;
+use zkmq::bench::{bench_queue, QueueBenchConfig};
+
+use super::queue::Target;
 
 #[derive(Subcommand)]
 pub enum BenchCommand {
-    /// Not built yet
-    Todo,
+    /// End-to-end messages per second (produce + take + ack) and latency percentiles,
+    /// plus the raw bound: pipelined sequential creates per second
+    Queue {
+        #[command(flatten)]
+        target: Target,
+        #[arg(long, default_value_t = 4)]
+        producers: usize,
+        #[arg(long, default_value_t = 4)]
+        consumers: usize,
+        /// Messages in total
+        #[arg(long, default_value_t = 5000)]
+        messages: usize,
+        /// Payload bytes per message (at least 8)
+        #[arg(long, default_value_t = 100)]
+        size: usize,
+        /// Sequential creates for the raw bound (0 skips it)
+        #[arg(long, default_value_t = 5000)]
+        raw_creates: usize,
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 pub async fn run(command: BenchCommand) -> anyhow::Result<u8> {
     match command {
-        BenchCommand::Todo => anyhow::bail!("zkmq bench is not built yet"),
+        BenchCommand::Queue { target, producers, consumers, messages, size, raw_creates, json } => {
+            let config = QueueBenchConfig {
+                access: target.access(),
+                queue: target.config(),
+                producers,
+                consumers,
+                messages,
+                size,
+                raw_creates,
+                stall_timeout: Duration::from_secs(30),
+            };
+            let result = bench_queue(config).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&result)?);
+            } else {
+                print!("{result}");
+            }
+            Ok(0)
+        }
     }
 }

@@ -1,7 +1,394 @@
 //! The queue: tree layout, message envelope, producer, consumer and recovery.
+//!
+//! ```text
+//! <chroot>/queue/messages/message-<seq10>         waiting messages
+//! <chroot>/queue/partial/message-<seq10>          taken back from a dead consumer; taken first
+//! <chroot>/queue/consumers/consumer-<id>/status   ephemeral: the consumer is alive
+//! <chroot>/queue/consumers/consumer-<id>/message  the one message the consumer holds
+//! <chroot>/queue/janitor                          ephemeral lock: one recovery pass at a time
+//! ```
+//!
+//! Every protocol is written once, over [`Store`], and every step is chosen so that
+//! a crash between any two steps leaves a state recovery can read unambiguously:
+//!
+//! - **produce**: create an *empty* sequential node, then set its data at version 0.
+//!   A retried create leaves an empty orphan (skipped, deleted after
+//!   [`QueueConfig::orphan_grace`]), never a second copy; a retried set that meets
+//!   `BadVersion` is read back and confirmed by message id.
+//! - **take** ([`TakeProtocol::Multi`], native): one `multi` that checks the
+//!   consumer's own `status`, deletes the source at the version read and creates the
+//!   consumer's `message` slot. An unknown outcome is resolved by reading the slot.
+//! - **take** ([`TakeProtocol::Claim`], REST has no `multi`): mark the source with a
+//!   claim token by a versioned set (one winner), create the slot carrying the same
+//!   token, delete the source at the claimed version. Multi consumers skip claimed
+//!   messages, so both kinds can share one queue.
+//! - **ack**: delete the slot at the version it was created with. Recovery changes or
+//!   removes the slot before the message can go to anyone else, so an ack that comes
+//!   too late fails ([`QueueError::TakenBack`]): no duplicate past ack.
+//! - **recover** (the janitor, see [`recover`]): move dead consumers' slots to
+//!   `partial/<original name>`, roll back their stale claims, delete old orphans and
+//!   empty consumer nodes.
+//!
+//! [`Algorithm::Legacy`] swaps in a port of the original 2011 algorithm, which is
+//! **unsafe** (it loses and duplicates messages under faults) and exists only so the
+//! checker can be shown to catch real bugs.
 
+mod consumer;
+pub mod envelope;
+pub mod legacy;
 pub mod native_store;
+mod producer;
+mod recovery;
 pub mod rest_store;
 pub mod store;
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub use consumer::{Consumer, Delivery};
+pub use envelope::{checksum, MessageId, MAX_PAYLOAD, ZNODE_DATA_LIMIT};
+pub use producer::Producer;
+
+pub use recovery::{recover, stats, QueueStats, RecoveryReport};
 pub use store::{CreateMode, MultiOp, NodeStat, Store, StoreError, StoreResult};
+
+/// How a producer or consumer reaches the ensemble.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Access {
+    /// ZooKeeper's binary protocol; `connect` is a connect string
+    /// (`127.0.0.1:2181,127.0.0.1:2182`).
+    Native { connect: String },
+    /// ZooKeeper's REST interface; `url` is the gateway endpoint's root.
+    Rest { url: String },
+}
+
+impl Access {
+    /// Where this access goes, for error messages.
+    pub fn target(&self) -> &str {
+        match self {
+            Access::Native { connect } => connect,
+            Access::Rest { url } => url,
+        }
+    }
+}
+
+/// Which take/produce algorithm runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Algorithm {
+    /// The protocols described in this module: no loss, no duplicate past ack.
+    #[default]
+    Safe,
+    /// UNSAFE: the original 2011 algorithm (see [`legacy`]); loses and duplicates
+    /// messages under faults. For showing that the checker catches real bugs.
+    Legacy,
+}
+
+/// How a safe consumer takes a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TakeProtocol {
+    /// `Multi` where the store has an atomic `multi`, else `Claim`.
+    #[default]
+    Auto,
+    /// One atomic `multi` (native only).
+    Multi,
+    /// Claim mark, slot, versioned delete: what the REST path must use. Selectable
+    /// on the native store so it can be tested against real ZooKeeper.
+    Claim,
+}
+
+/// Everything a producer or consumer needs to know besides where the ensemble is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct QueueConfig {
+    /// A prefix ("" or "/apps/orders") so that one ensemble can hold many queues.
+    pub chroot: String,
+    pub algorithm: Algorithm,
+    /// Every store call is bounded by it: the client queues requests while
+    /// disconnected, and a call must not hang until the session expires.
+    #[serde(with = "humantime_serde")]
+    pub op_timeout: Duration,
+    /// Asked of the server (which clamps it): how long a crashed consumer keeps
+    /// its message before recovery may take it back.
+    #[serde(with = "humantime_serde")]
+    pub session_timeout: Duration,
+    /// Empty produce orphans (a create whose set never came) older than this are
+    /// deleted. Must be far longer than a producer's create-to-set time.
+    #[serde(with = "humantime_serde")]
+    pub orphan_grace: Duration,
+    /// REST has no watches: how often a waiting consumer looks again.
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+    /// Which take protocol a safe consumer uses.
+    pub take_protocol: TakeProtocol,
+    /// How often an idle consumer runs a recovery pass: dead consumers' messages
+    /// wait at most about this long (after their session expired) to be taken back.
+    #[serde(with = "humantime_serde")]
+    pub recovery_interval: Duration,
+    /// How long a producer, consumer or ack keeps retrying an operation whose
+    /// outcome is unknown (reconnecting, renewing the session) before it reports
+    /// [`QueueError::Unknown`].
+    #[serde(with = "humantime_serde")]
+    pub retry_budget: Duration,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        Self {
+            chroot: String::new(),
+            algorithm: Algorithm::Safe,
+            op_timeout: Duration::from_secs(5),
+            session_timeout: Duration::from_secs(10),
+            orphan_grace: Duration::from_secs(60),
+            poll_interval: Duration::from_millis(250),
+            take_protocol: TakeProtocol::Auto,
+            recovery_interval: Duration::from_secs(2),
+            retry_budget: Duration::from_secs(30),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    #[error(
+        "payload of {size} bytes is over the limit of {limit} bytes (ZooKeeper's znode \
+         limit of about 1 MB, jute.maxbuffer, minus the message envelope); nothing was \
+         written: store large payloads elsewhere and send a reference"
+    )]
+    TooLarge { size: usize, limit: usize },
+    #[error(
+        "not acknowledged: the message was taken back (this consumer was considered \
+         dead and recovery returned the message to the queue); it will be redelivered"
+    )]
+    TakenBack,
+    /// The operation may or may not have happened. Never count it as a failure.
+    #[error("outcome unknown: {0}")]
+    Unknown(String),
+    /// The operation definitely did not happen.
+    #[error("did not happen: {0}")]
+    Definite(StoreError),
+    #[error("cannot connect to {target}: {reason}")]
+    Connect { target: String, reason: String },
+    #[error("invalid queue configuration: {0}")]
+    Config(String),
+}
+
+impl QueueError {
+    pub fn is_unknown_outcome(&self) -> bool {
+        matches!(self, QueueError::Unknown(_))
+    }
+}
+
+impl From<StoreError> for QueueError {
+    fn from(err: StoreError) -> Self {
+        if err.is_unknown_outcome() {
+            QueueError::Unknown(err.to_string())
+        } else {
+            QueueError::Definite(err)
+        }
+    }
+}
+
+/// Opens a store for `access`: a new session every call.
+pub async fn connect(access: &Access, config: &QueueConfig) -> Result<Arc<dyn Store>, QueueError> {
+    validate(config)?;
+    let connect_error =
+        |err: StoreError| QueueError::Connect { target: access.target().into(), reason: err.to_string() };
+    match access {
+        Access::Native { connect } => {
+            let store = native_store::NativeStore::connect(
+                connect,
+                config.session_timeout,
+                config.op_timeout,
+                config.session_timeout.max(config.op_timeout) * 2,
+            )
+            .await
+            .map_err(connect_error)?;
+            Ok(Arc::new(store))
+        }
+        Access::Rest { url } => {
+            let options = rest_store::RestStoreOptions {
+                session_timeout: config.session_timeout,
+                op_timeout: config.op_timeout,
+                poll_interval: config.poll_interval,
+            };
+            let store =
+                rest_store::RestStore::connect(url, &options).await.map_err(connect_error)?;
+            Ok(Arc::new(store) as Arc<dyn Store>)
+        }
+    }
+}
+
+fn validate(config: &QueueConfig) -> Result<(), QueueError> {
+    if !config.chroot.is_empty()
+        && (!config.chroot.starts_with('/') || config.chroot.ends_with('/'))
+    {
+        return Err(QueueError::Config(format!(
+            "chroot {:?} must be empty or an absolute path without a trailing slash, like /apps/orders",
+            config.chroot
+        )));
+    }
+    if config.op_timeout.is_zero() || config.session_timeout.is_zero() {
+        return Err(QueueError::Config("op_timeout and session_timeout must be above zero".into()));
+    }
+    Ok(())
+}
+
+/// The paths of one queue's tree (public so tests and tools can look at the nodes).
+#[derive(Debug, Clone)]
+pub struct Tree {
+    root: String,
+}
+
+impl Tree {
+    pub fn new(config: &QueueConfig) -> Self {
+        Self { root: format!("{}/queue", config.chroot) }
+    }
+    pub fn root(&self) -> &str {
+        &self.root
+    }
+    pub fn messages(&self) -> String {
+        format!("{}/messages", self.root)
+    }
+    pub fn partial(&self) -> String {
+        format!("{}/partial", self.root)
+    }
+    pub fn consumers(&self) -> String {
+        format!("{}/consumers", self.root)
+    }
+    pub fn consumer(&self, id: &str) -> String {
+        format!("{}/consumers/consumer-{id}", self.root)
+    }
+    pub fn status(&self, id: &str) -> String {
+        format!("{}/status", self.consumer(id))
+    }
+    pub fn slot(&self, id: &str) -> String {
+        format!("{}/message", self.consumer(id))
+    }
+    pub fn janitor(&self) -> String {
+        format!("{}/janitor", self.root)
+    }
+    /// `dir/name`.
+    pub fn node(dir: &str, name: &str) -> String {
+        format!("{dir}/{name}")
+    }
+
+    /// Creates every directory of the tree that is missing (idempotent).
+    pub async fn ensure(&self, store: &dyn Store, op_timeout: Duration) -> Result<(), QueueError> {
+        let mut paths = Vec::new();
+        let mut prefix = String::new();
+        for part in self.root.split('/').filter(|part| !part.is_empty()) {
+            prefix.push('/');
+            prefix.push_str(part);
+            paths.push(prefix.clone());
+        }
+        paths.extend([self.messages(), self.partial(), self.consumers()]);
+        for path in paths {
+            retry_unknown(op_timeout * 4, || async {
+                match store.create(&path, b"", CreateMode::Persistent).await {
+                    Ok(_) | Err(StoreError::NodeExists(_)) => Ok(()),
+                    Err(err) => Err(err),
+                }
+            })
+            .await?;
+        }
+        Ok(())
+    }
+}
+
+/// The sequence number of a `message-<seq>` name, for ordering.
+pub(crate) fn sequence(name: &str) -> Option<u64> {
+    name.strip_prefix("message-").and_then(|digits| digits.parse().ok())
+}
+
+/// Message names among `children`, lowest sequence first.
+pub(crate) fn sorted_messages(children: Vec<String>) -> Vec<String> {
+    let mut names: Vec<(u64, String)> =
+        children.into_iter().filter_map(|name| sequence(&name).map(|seq| (seq, name))).collect();
+    names.sort_unstable();
+    names.into_iter().map(|(_, name)| name).collect()
+}
+
+/// Milliseconds since the epoch, to compare with a node's ctime (server clock; the
+/// ensembles this runs against share the host's clock).
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Retries an idempotent operation while its outcome is unknown (but the session is
+/// alive), for at most `budget`.
+pub(crate) async fn retry_unknown<T, F, Fut>(budget: Duration, mut op: F) -> Result<T, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, StoreError>>,
+{
+    let deadline = tokio::time::Instant::now() + budget;
+    loop {
+        match op().await {
+            Err(StoreError::Unknown(reason)) if tokio::time::Instant::now() < deadline => {
+                tracing::debug!("retrying after an unknown outcome: {reason}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// A store that can be rebuilt after its session expired.
+pub(crate) struct Session {
+    pub access: Access,
+    pub config: QueueConfig,
+    pub store: Arc<dyn Store>,
+}
+
+impl Session {
+    pub async fn open(access: Access, config: QueueConfig) -> Result<Self, QueueError> {
+        let store = connect(&access, &config).await?;
+        Ok(Self { access, config, store })
+    }
+
+    /// Builds a new store (a new session), retrying until the retry budget is spent.
+    pub async fn renew(&mut self) -> Result<(), QueueError> {
+        let deadline = tokio::time::Instant::now() + self.config.retry_budget;
+        self.store.abandon();
+        loop {
+            match connect(&self.access, &self.config).await {
+                Ok(store) => {
+                    self.store = store;
+                    return Ok(());
+                }
+                Err(err) if tokio::time::Instant::now() >= deadline => return Err(err),
+                Err(err) => {
+                    tracing::warn!("renewing the session: {err}");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        }
+    }
+
+    /// After an error: renews the session if it is gone, else waits a little before
+    /// the caller retries.
+    pub async fn recover_from(&mut self, err: &StoreError) -> Result<(), QueueError> {
+        if matches!(err, StoreError::SessionExpired(_)) || self.store.is_dead() {
+            self.renew().await
+        } else {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            Ok(())
+        }
+    }
+
+    pub fn take_protocol(&self) -> TakeProtocol {
+        match self.config.take_protocol {
+            TakeProtocol::Auto if self.store.supports_multi() => TakeProtocol::Multi,
+            TakeProtocol::Auto => TakeProtocol::Claim,
+            chosen => chosen,
+        }
+    }
+}

@@ -132,6 +132,19 @@ pub trait Store: Send + Sync {
     /// Waits until the children of `path` may have changed, or `timeout` passes.
     /// Native: a one-shot children watch. REST: sleeps the poll interval (no watches).
     async fn wait_for_children(&self, path: &str, timeout: Duration) -> StoreResult<()>;
+    /// Like [`Store::wait_for_children`], but without the race between a caller's
+    /// listing and its watch: returns at once when the children of `path` now differ
+    /// from `seen` (in any order). Native: one list-and-watch. The default (for
+    /// backends without watches) ignores `seen` and waits as `wait_for_children` does.
+    async fn wait_for_children_change(
+        &self,
+        path: &str,
+        seen: Option<&[String]>,
+        timeout: Duration,
+    ) -> StoreResult<()> {
+        let _ = seen;
+        self.wait_for_children(path, timeout).await
+    }
     /// The session this store's ephemerals belong to; 0 if none.
     fn session_id(&self) -> i64;
     /// True once the session has expired or the store was closed: callers build a new one.

@@ -1,0 +1,512 @@
+//! Taking and acknowledging messages.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::envelope::{Envelope, FLAG_FROM_PARTIAL};
+use super::store::{CreateMode, MultiOp, StoreError, StoreResult};
+use super::{
+    legacy, now_ms, recover, retry_unknown, sorted_messages, Access, Algorithm, MessageId,
+    QueueConfig, QueueError, Session, TakeProtocol, Tree,
+};
+
+/// One message handed to a consumer. Acknowledge it with [`Consumer::ack`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    pub id: MessageId,
+    pub payload: Vec<u8>,
+    /// CRC-32 recomputed from the payload received (compare with the produced one).
+    pub checksum: u32,
+    /// The node the message was taken from (`message-0000000012`).
+    pub source: String,
+    /// Taken from `partial/`: a dead consumer held it before.
+    pub from_partial: bool,
+    /// The slot that holds the message until the ack deletes it.
+    slot: String,
+    /// The slot's version when taken: the ack's versioned delete fails if recovery
+    /// changed or moved the slot since. `None`: the legacy algorithm (unversioned).
+    slot_version: Option<i32>,
+}
+
+impl Delivery {
+    fn from_slot(envelope: &Envelope, slot: String, slot_version: Option<i32>) -> Self {
+        Delivery {
+            id: envelope.id,
+            checksum: super::checksum(&envelope.payload),
+            payload: envelope.payload.clone(),
+            source: envelope.source.clone(),
+            from_partial: envelope.has_flag(FLAG_FROM_PARTIAL),
+            slot,
+            slot_version,
+        }
+    }
+}
+
+/// Takes messages from one queue, one at a time: take, then ack, then take again.
+pub struct Consumer {
+    session: Session,
+    tree: Tree,
+    /// Our name under `consumers/`: `consumer-<id>`. A new one after session expiry.
+    id: String,
+    /// A take's outcome was unknown: our slot must be read before taking again.
+    slot_unknown: bool,
+    /// Taken and not yet acknowledged: a second take returns it again.
+    held: Option<Delivery>,
+    /// When this consumer last ran a recovery pass.
+    last_recovery: Instant,
+    /// Names from the last listing of `messages/`, not tried yet: listing the whole
+    /// queue on every take would cost O(depth) per message.
+    pending: VecDeque<String>,
+    /// The last listings, for a race-free wait on the next change.
+    seen_messages: Vec<String>,
+    seen_partial: Vec<String>,
+    /// An empty node (a produce between its create and its set) was skipped: the set
+    /// changes no listing, so look again soon instead of waiting for a watch.
+    saw_unset: bool,
+}
+
+fn new_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..12].to_owned()
+}
+
+impl Consumer {
+    /// Registers a new consumer (`consumers/consumer-<id>` and its ephemeral `status`)
+    /// and runs one recovery pass.
+    pub async fn register(access: Access, config: QueueConfig) -> Result<Consumer, QueueError> {
+        let session = Session::open(access, config).await?;
+        let tree = Tree::new(&session.config);
+        tree.ensure(session.store.as_ref(), session.config.op_timeout).await?;
+        let mut consumer = Consumer {
+            session,
+            tree,
+            id: new_id(),
+            slot_unknown: false,
+            held: None,
+            last_recovery: Instant::now(),
+            pending: VecDeque::new(),
+            seen_messages: Vec::new(),
+            seen_partial: Vec::new(),
+            saw_unset: false,
+        };
+        consumer.register_id().await?;
+        consumer.run_recovery().await;
+        Ok(consumer)
+    }
+
+    /// The id this consumer is registered under (`consumers/consumer-<id>`).
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The access path in use ("native" or "rest").
+    pub fn access_path(&self) -> &'static str {
+        self.session.store.access_path()
+    }
+
+    async fn register_id(&mut self) -> Result<(), QueueError> {
+        let store = self.session.store.clone();
+        let budget = self.session.config.retry_budget;
+        let node = self.tree.consumer(&self.id);
+        retry_unknown(budget, || async {
+            match store.create(&node, b"", CreateMode::Persistent).await {
+                Ok(_) | Err(StoreError::NodeExists(_)) => Ok(()),
+                Err(err) => Err(err),
+            }
+        })
+        .await?;
+        let status = self.tree.status(&self.id);
+        retry_unknown(budget, || async {
+            match store.create(&status, b"", CreateMode::Ephemeral).await {
+                Ok(_) => Ok(()),
+                Err(StoreError::NodeExists(path)) => match store.exists(&status).await? {
+                    Some(stat) if stat.ephemeral_owner == store.session_id() || store.session_id() == 0 => Ok(()),
+                    _ => Err(StoreError::NodeExists(path)),
+                },
+                Err(err) => Err(err),
+            }
+        })
+        .await?;
+        tracing::debug!(consumer = %self.id, "registered");
+        Ok(())
+    }
+
+    /// After the session expired (or recovery took us for dead): a new session if
+    /// needed, and a new id. Whatever the old id held is recovery's now.
+    async fn reregister(&mut self) -> Result<(), QueueError> {
+        if self.session.store.is_dead() {
+            self.session.renew().await?;
+        }
+        let old = std::mem::replace(&mut self.id, new_id());
+        tracing::info!(old = %old, new = %self.id, "re-registering the consumer");
+        self.slot_unknown = false;
+        self.held = None;
+        self.register_id().await
+    }
+
+    async fn run_recovery(&mut self) {
+        self.last_recovery = Instant::now();
+        if let Err(err) = recover(self.session.store.as_ref(), &self.session.config).await {
+            tracing::debug!("recovery pass failed: {err}");
+        }
+    }
+
+    /// Takes one message, waiting up to `timeout` for one (woken by a watch on the
+    /// queue, or polling on REST). `Ok(None)`: nothing came in time. A message taken
+    /// and not acknowledged is returned again.
+    pub async fn take(&mut self, timeout: Duration) -> Result<Option<Delivery>, QueueError> {
+        if let Some(held) = &self.held {
+            return Ok(Some(held.clone()));
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            let attempt = self.take_once().await;
+            match attempt {
+                Ok(Some(delivery)) => {
+                    self.held = Some(delivery.clone());
+                    return Ok(Some(delivery));
+                }
+                Ok(None) => {}
+                Err(err) => {
+                    tracing::debug!(consumer = %self.id, "take: {err}");
+                    if Instant::now() >= deadline {
+                        return Err(err.into());
+                    }
+                    if matches!(err, StoreError::SessionExpired(_)) || self.session.store.is_dead() {
+                        self.reregister().await?;
+                    } else {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                    continue;
+                }
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(None);
+            }
+            if now >= self.last_recovery + self.session.config.recovery_interval {
+                self.run_recovery().await;
+                continue;
+            }
+            let mut wait = (deadline - now).min(self.session.config.recovery_interval);
+            if self.saw_unset {
+                wait = wait.min(Duration::from_millis(20));
+            }
+            let store = self.session.store.clone();
+            let (messages, partial) = (self.tree.messages(), self.tree.partial());
+            tokio::select! {
+                _ = store.wait_for_children_change(&messages, Some(&self.seen_messages), wait) => {}
+                _ = store.wait_for_children_change(&partial, Some(&self.seen_partial), wait) => {}
+            }
+        }
+    }
+
+    /// One look at the queue: our own slot if a take's outcome was unknown, then
+    /// `partial/`, then `messages/`, lowest sequence first.
+    async fn take_once(&mut self) -> StoreResult<Option<Delivery>> {
+        if self.slot_unknown {
+            let slot = self.tree.slot(&self.id);
+            match self.session.store.get(&slot).await {
+                Ok((data, stat)) => {
+                    self.slot_unknown = false;
+                    let envelope = Envelope::decode(&data)
+                        .map_err(|err| StoreError::Refused(format!("{slot}: {err}")))?;
+                    let version = (self.session.config.algorithm == Algorithm::Safe).then_some(stat.version);
+                    return Ok(Some(Delivery::from_slot(&envelope, slot, version)));
+                }
+                Err(StoreError::NoNode(_)) => self.slot_unknown = false,
+                Err(err) => return Err(err),
+            }
+        }
+        self.saw_unset = false;
+        if self.session.config.algorithm == Algorithm::Legacy {
+            return self.take_legacy().await;
+        }
+        let partial = self.tree.partial();
+        self.seen_partial = self.session.store.children(&partial).await?;
+        for name in sorted_messages(self.seen_partial.clone()) {
+            if let Some(delivery) = self.try_take(&partial, &name, true).await? {
+                return Ok(Some(delivery));
+            }
+        }
+        let messages = self.tree.messages();
+        if self.pending.is_empty() {
+            self.seen_messages = self.session.store.children(&messages).await?;
+            self.pending = sorted_messages(self.seen_messages.clone()).into();
+        }
+        while let Some(name) = self.pending.pop_front() {
+            match self.try_take(&messages, &name, false).await {
+                Ok(Some(delivery)) => return Ok(Some(delivery)),
+                Ok(None) => {}
+                Err(err) => {
+                    self.pending.push_front(name);
+                    return Err(err);
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    async fn try_take(&mut self, dir: &str, name: &str, from_partial: bool) -> StoreResult<Option<Delivery>> {
+        let path = Tree::node(dir, name);
+        let (data, stat) = match self.session.store.get(&path).await {
+            Ok(found) => found,
+            Err(StoreError::NoNode(_)) => return Ok(None),
+            Err(err) => return Err(err),
+        };
+        if data.is_empty() {
+            let grace = self.session.config.orphan_grace.as_millis() as i64;
+            if now_ms() - stat.ctime_ms > grace {
+                // Versioned: if the producer's set lands first, this delete fails.
+                let _ = self.session.store.delete(&path, Some(0)).await;
+            } else {
+                self.saw_unset = true;
+            }
+            return Ok(None);
+        }
+        let envelope = match Envelope::decode(&data) {
+            Ok(envelope) => envelope,
+            Err(err) => {
+                tracing::warn!("skipping {path}: {err}");
+                return Ok(None);
+            }
+        };
+        if let Some(claimer) = envelope.claimer() {
+            if claimer == self.id && self.session.take_protocol() == TakeProtocol::Claim {
+                // Our own claim whose take did not finish (its outcome was unknown).
+                let token = envelope.claim.clone();
+                return self.finish_claim(&path, name, envelope, &token, stat.version, from_partial).await;
+            }
+            // Claimed by a claim-protocol consumer (or a recovery move): not ours.
+            return Ok(None);
+        }
+        match self.session.take_protocol() {
+            TakeProtocol::Claim => self.take_claim(&path, name, envelope, stat.version, from_partial).await,
+            _ => self.take_multi(&path, name, envelope, stat.version, from_partial).await,
+        }
+    }
+
+    fn slot_envelope(envelope: Envelope, name: &str, claim: &str, from_partial: bool) -> Envelope {
+        Envelope {
+            claim: claim.to_owned(),
+            source: name.to_owned(),
+            flags: if from_partial { FLAG_FROM_PARTIAL } else { 0 },
+            ..envelope
+        }
+    }
+
+    /// One `multi`: we are alive, the source is still as read, our slot gets it.
+    async fn take_multi(
+        &mut self,
+        path: &str,
+        name: &str,
+        envelope: Envelope,
+        version: i32,
+        from_partial: bool,
+    ) -> StoreResult<Option<Delivery>> {
+        let slot_envelope = Self::slot_envelope(envelope, name, "", from_partial);
+        let slot = self.tree.slot(&self.id);
+        let ops = [
+            MultiOp::Check { path: self.tree.status(&self.id), version: None },
+            MultiOp::Delete { path: path.to_owned(), version: Some(version) },
+            MultiOp::Create { path: slot.clone(), data: slot_envelope.encode(), mode: CreateMode::Persistent },
+        ];
+        match self.session.store.multi(&ops).await {
+            Ok(()) => Ok(Some(Delivery::from_slot(&slot_envelope, slot, Some(0)))),
+            Err(StoreError::MultiFailed { index: 1, .. }) => Ok(None),
+            Err(StoreError::MultiFailed { index: 2, cause }) if matches!(*cause, StoreError::NodeExists(_)) => {
+                // We already hold a message (an earlier take's outcome was unknown).
+                self.slot_unknown = true;
+                Err(StoreError::Unknown(format!("{slot} already exists: reading it back")))
+            }
+            Err(StoreError::MultiFailed { index, cause }) => Err(StoreError::SessionExpired(format!(
+                "this consumer is no longer registered (take step {index}: {cause})"
+            ))),
+            Err(err) => {
+                self.slot_unknown = true;
+                Err(err)
+            }
+        }
+    }
+
+    /// The claim protocol, step 1: mark the source as ours (one winner).
+    async fn take_claim(
+        &mut self,
+        path: &str,
+        name: &str,
+        envelope: Envelope,
+        version: i32,
+        from_partial: bool,
+    ) -> StoreResult<Option<Delivery>> {
+        let token = format!("{}/{}", self.id, &new_id()[..8]);
+        let claimed = envelope.with_claim(&token);
+        let budget = self.session.config.retry_budget;
+        let claimed_version = match self.session.store.set(path, &claimed.encode(), Some(version)).await {
+            Ok(stat) => stat.version,
+            Err(StoreError::NoNode(_) | StoreError::BadVersion(_)) => return Ok(None),
+            Err(err) if err.is_unknown_outcome() => {
+                // Did the claim land? Only our token says so.
+                let store = self.session.store.clone();
+                match retry_unknown(budget, || store.get(path)).await {
+                    Ok((data, stat)) if Envelope::decode(&data).map(|e| e.claim == token).unwrap_or(false) => {
+                        stat.version
+                    }
+                    Ok(_) | Err(StoreError::NoNode(_)) => return Ok(None),
+                    Err(err) => return Err(err),
+                }
+            }
+            Err(err) => return Err(err),
+        };
+        self.finish_claim(path, name, claimed, &token, claimed_version, from_partial).await
+    }
+
+    /// The claim protocol, steps 2 and 3: our slot, then delete the source at the
+    /// claimed version. Recovery fences the source (bumps its version) before it
+    /// rolls back a dead consumer's claim, so a zombie's step 3 fails.
+    async fn finish_claim(
+        &mut self,
+        path: &str,
+        name: &str,
+        envelope: Envelope,
+        token: &str,
+        claimed_version: i32,
+        from_partial: bool,
+    ) -> StoreResult<Option<Delivery>> {
+        let slot = self.tree.slot(&self.id);
+        let slot_envelope = Self::slot_envelope(envelope, name, token, from_partial);
+        let budget = self.session.config.retry_budget;
+        let store = self.session.store.clone();
+        let data = slot_envelope.encode();
+        let created = retry_unknown(budget, || async {
+            match store.create(&slot, &data, CreateMode::Persistent).await {
+                Ok(_) => Ok(()),
+                Err(StoreError::NodeExists(existing)) => {
+                    let (held, _) = store.get(&slot).await?;
+                    match Envelope::decode(&held) {
+                        Ok(held) if held.claim == token => Ok(()),
+                        _ => Err(StoreError::NodeExists(existing)),
+                    }
+                }
+                Err(err) => Err(err),
+            }
+        })
+        .await;
+        match created {
+            Ok(()) => {}
+            // Our consumer node is gone: recovery took us for dead.
+            Err(StoreError::NoNode(_)) => {
+                return Err(StoreError::SessionExpired("recovery removed this consumer".into()))
+            }
+            Err(StoreError::NodeExists(_)) => {
+                self.slot_unknown = true;
+                return Err(StoreError::Unknown(format!("{slot} already holds a message: reading it back")));
+            }
+            Err(err) => {
+                self.slot_unknown = true;
+                return Err(err);
+            }
+        }
+        let mut retried = false;
+        loop {
+            match store.delete(path, Some(claimed_version)).await {
+                Ok(()) => return Ok(Some(Delivery::from_slot(&slot_envelope, slot, Some(0)))),
+                Err(StoreError::NoNode(_)) if retried => {
+                    // Our earlier delete landed, unless recovery already took the
+                    // message back: then it changed our slot first.
+                    return match store.exists(&slot).await? {
+                        Some(stat) if stat.version == 0 => {
+                            Ok(Some(Delivery::from_slot(&slot_envelope, slot, Some(0))))
+                        }
+                        _ => Err(StoreError::SessionExpired("recovery took this consumer's take back".into())),
+                    };
+                }
+                Err(StoreError::NoNode(_) | StoreError::BadVersion(_)) => {
+                    return Err(StoreError::SessionExpired("recovery took this consumer's take back".into()))
+                }
+                Err(StoreError::Unknown(reason)) => {
+                    retried = true;
+                    tracing::debug!("retrying the source delete: {reason}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(err) => {
+                    self.slot_unknown = true;
+                    return Err(err);
+                }
+            }
+        }
+    }
+
+    async fn take_legacy(&mut self) -> StoreResult<Option<Delivery>> {
+        let slot = self.tree.slot(&self.id);
+        let budget = self.session.config.retry_budget;
+        match legacy::take(self.session.store.as_ref(), &self.tree, &slot, budget).await? {
+            Some(envelope) => Ok(Some(Delivery::from_slot(&envelope, slot, None))),
+            None => Ok(None),
+        }
+    }
+
+    /// Acknowledges `delivery`: deletes the slot at the version it was taken with.
+    /// `Err(TakenBack)`: recovery took the message back first (this consumer was
+    /// considered dead); it will be delivered again. `Err(Unknown)`: the ack may or
+    /// may not have happened.
+    pub async fn ack(&mut self, delivery: &Delivery) -> Result<(), QueueError> {
+        let deadline = Instant::now() + self.session.config.retry_budget;
+        // The session of an attempt whose outcome was unknown: while that session
+        // lives, nobody else touches our slot, so a later NoNode means it landed.
+        let mut unknown_in_session: Option<i64> = None;
+        let result = loop {
+            if self.session.store.is_dead() {
+                if let Err(err) = self.reregister().await {
+                    break Err(err);
+                }
+            }
+            let session_id = self.session.store.session_id();
+            match self.session.store.delete(&delivery.slot, delivery.slot_version).await {
+                Ok(()) => break Ok(()),
+                Err(StoreError::NoNode(_)) if unknown_in_session == Some(session_id) => break Ok(()),
+                Err(StoreError::NoNode(_)) if unknown_in_session.is_some() => {
+                    break Err(QueueError::Unknown(format!(
+                        "{}: an ack retried in a new session found the slot gone: either the \
+                         first attempt landed or recovery took the message back",
+                        delivery.slot
+                    )))
+                }
+                Err(StoreError::NoNode(_) | StoreError::BadVersion(_)) => break Err(QueueError::TakenBack),
+                Err(err) if err.is_unknown_outcome() => {
+                    unknown_in_session.get_or_insert(session_id);
+                    if Instant::now() >= deadline {
+                        break Err(err.into());
+                    }
+                    if matches!(err, StoreError::SessionExpired(_)) {
+                        if let Err(err) = self.reregister().await {
+                            break Err(err);
+                        }
+                    } else {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                }
+                Err(err) => break Err(err.into()),
+            }
+        };
+        if result.is_ok() || matches!(result, Err(QueueError::TakenBack)) {
+            if self.held.as_ref().map(|held| held.slot == delivery.slot).unwrap_or(false) {
+                self.held = None;
+            }
+        }
+        result
+    }
+
+    /// Drops the session without closing it, as a crashed process would: its
+    /// `status` stays until the session times out, then recovery takes back what
+    /// it held.
+    pub fn crash(self) {
+        self.session.store.abandon();
+    }
+
+    /// Closes the session: `status` goes at once; a message still held is taken
+    /// back by the next recovery pass.
+    pub async fn close(self) {
+        self.session.store.close().await;
+    }
+}

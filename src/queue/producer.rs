@@ -1,0 +1,119 @@
+//! Sending messages: create an empty sequential node, then set its data at version 0.
+
+use tokio::time::Instant;
+
+use super::envelope::{Envelope, MAX_PAYLOAD};
+use super::store::{CreateMode, StoreError};
+use super::{legacy, Access, Algorithm, MessageId, QueueConfig, QueueError, Session, Tree};
+
+/// Sends messages to one queue. Rebuilds its session after expiry.
+pub struct Producer {
+    session: Session,
+    tree: Tree,
+}
+
+impl Producer {
+    pub async fn new(access: Access, config: QueueConfig) -> Result<Producer, QueueError> {
+        let session = Session::open(access, config).await?;
+        let tree = Tree::new(&session.config);
+        tree.ensure(session.store.as_ref(), session.config.op_timeout).await?;
+        Ok(Producer { session, tree })
+    }
+
+    /// Sends `payload` under a new id; returns the id.
+    pub async fn send(&mut self, payload: &[u8]) -> Result<MessageId, QueueError> {
+        let id = MessageId::generate();
+        self.send_with_id(&id, payload).await?;
+        Ok(id)
+    }
+
+    /// Sends `payload` under `id` (the caller recorded the id before the send, as
+    /// a history does). `Err(Unknown)`: the message may or may not be in the queue,
+    /// and is never in it twice.
+    pub async fn send_with_id(&mut self, id: &MessageId, payload: &[u8]) -> Result<(), QueueError> {
+        if payload.len() > MAX_PAYLOAD {
+            return Err(QueueError::TooLarge { size: payload.len(), limit: MAX_PAYLOAD });
+        }
+        let data = Envelope::new(*id, payload).encode();
+        if self.session.config.algorithm == Algorithm::Legacy {
+            return legacy::produce(self.session.store.as_ref(), &self.tree, &data).await;
+        }
+        let deadline = Instant::now() + self.session.config.retry_budget;
+        let prefix = format!("{}/message-", self.tree.messages());
+        'create: loop {
+            if self.session.store.is_dead() {
+                self.session.renew().await?;
+            }
+            // A create whose outcome is unknown is simply done again: the first one,
+            // if it happened, left an empty orphan, never a message.
+            let path = match self.session.store.create(&prefix, b"", CreateMode::PersistentSequential).await {
+                Ok(path) => path,
+                Err(err) if err.is_unknown_outcome() && Instant::now() < deadline => {
+                    self.session.recover_from(&err).await?;
+                    continue 'create;
+                }
+                Err(err) => return Err(err.into()),
+            };
+            let mut retried = false;
+            loop {
+                match self.session.store.set(&path, &data, Some(0)).await {
+                    Ok(_) => return Ok(()),
+                    // Recovery deleted the empty node as an orphan before our first
+                    // set arrived: nothing was written; start over.
+                    Err(StoreError::NoNode(_)) if !retried => continue 'create,
+                    Err(StoreError::NoNode(_)) => {
+                        return Err(QueueError::Unknown(format!(
+                            "{path}: a set retried after an unknown outcome found no node: \
+                             either a consumer already took the message or it was removed \
+                             as an orphan"
+                        )))
+                    }
+                    Err(StoreError::BadVersion(_)) => return self.confirm(&path, id, deadline).await,
+                    Err(err) if err.is_unknown_outcome() && Instant::now() < deadline => {
+                        retried = true;
+                        self.session.recover_from(&err).await?;
+                    }
+                    Err(err) if err.is_unknown_outcome() => return Err(err.into()),
+                    // Definite: the data was not written; an empty orphan is left.
+                    Err(err) => return Err(err.into()),
+                }
+            }
+        }
+    }
+
+    /// A set met `BadVersion`: an earlier attempt of ours already wrote the node,
+    /// if the node holds our id (it may since have been claimed: claims keep the id).
+    async fn confirm(&mut self, path: &str, id: &MessageId, deadline: Instant) -> Result<(), QueueError> {
+        loop {
+            match self.session.store.get(path).await {
+                Ok((data, _)) => {
+                    return match Envelope::decode(&data) {
+                        Ok(envelope) if envelope.id == *id => Ok(()),
+                        _ => Err(QueueError::Unknown(format!(
+                            "{path} holds another message than the one this producer set"
+                        ))),
+                    }
+                }
+                Err(StoreError::NoNode(_)) => {
+                    return Err(QueueError::Unknown(format!(
+                        "{path}: the set was applied by an earlier attempt or the node was \
+                         removed as an orphan, and the node is gone"
+                    )))
+                }
+                Err(err) if err.is_unknown_outcome() && Instant::now() < deadline => {
+                    self.session.recover_from(&err).await?;
+                }
+                Err(err) => return Err(QueueError::Unknown(format!("{path}: read-back failed: {err}"))),
+            }
+        }
+    }
+
+    /// The access path in use ("native" or "rest").
+    pub fn access_path(&self) -> &'static str {
+        self.session.store.access_path()
+    }
+
+    pub async fn close(self) {
+        self.session.store.close().await;
+    }
+}
