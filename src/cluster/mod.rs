@@ -1,1 +1,370 @@
-//! See the crate's `# Layout`.
+//! A ZooKeeper ensemble in Docker, and the faults the chaos harness injects into it.
+//!
+//! - [`ensure_images`] builds `zkmq/zookeeper:<version>` from Debian packages (the
+//!   recipe is `cluster/build-rootfs.sh`; no registry needed).
+//! - [`Cluster::up`] starts a labelled ensemble (plus, optionally, the REST gateway)
+//!   and returns once a quorum serves; [`Cluster::attach`] finds a running one.
+//! - Node operations ([`Cluster::kill`], [`Cluster::partition`], [`Cluster::upgrade`],
+//!   ...) are idempotent and return one line saying what they did.
+//! - [`down_run`] / [`down_all`] remove what a run (or a crashed run) left, by label.
+//!
+//! Everything Docker goes through the private `docker` module. The harness reaches
+//! containers only through ports published on 127.0.0.1; container IPs are read
+//! (to write iptables rules inside other containers) but never connected to.
+
+mod docker;
+mod ensemble;
+mod fail;
+mod fourlw;
+mod images;
+mod network;
+mod nodes;
+mod state;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub use ensemble::{down_all, down_run, list_runs, reap, RunSummary};
+pub use fail::{fail_loop, FailOptions};
+pub use fourlw::{four_letter_word, parse_srvr, SrvrInfo};
+pub use images::{ensure_images, image_for_version, SUPPORTED_VERSIONS};
+pub use state::{current_run_id, forget_current_run, remember_current_run, state_file};
+
+/// Label every object we create carries; cleanup removes by it and nothing else.
+pub const LABEL_RUN: &str = "zkmq.run";
+/// `zookeeper`, `rest`, `network`, `data`, `helper`.
+pub const LABEL_ROLE: &str = "zkmq.role";
+/// The node's myid (on ZooKeeper containers and their volumes).
+pub const LABEL_NODE: &str = "zkmq.node";
+/// The [`ClusterSpec`] as JSON, on every ZooKeeper container, so [`Cluster::attach`]
+/// can rebuild the handle from Docker alone.
+pub const LABEL_SPEC: &str = "zkmq.spec";
+
+/// What to start. Configuration is data: it is stored on the containers (label
+/// [`LABEL_SPEC`]) and can be written into a scenario.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterSpec {
+    /// Names and labels every object (`zkmq.run=<run_id>`, containers
+    /// `zkmq-<run_id>-zk<N>`): the unit of cleanup.
+    pub run_id: String,
+    /// Ensemble size: 1, 3, 5 or 7 (odd, so a majority is well defined).
+    pub nodes: usize,
+    /// "3.8.0" or "3.9.3": selects the image `zkmq/zookeeper:<version>`.
+    pub zk_version: String,
+    /// Another image to run instead of ours (e.g. the official `zookeeper:3.9`);
+    /// it must have `java` and either Debian's `/usr/share/java/zookeeper.jar` or
+    /// `zkServer.sh` on its PATH. Network faults need `iptables`/`tc` inside it.
+    pub image: Option<String>,
+    /// Also start the REST gateway container (runs the host's zkmq binary).
+    pub rest: bool,
+    /// The zkmq binary bind-mounted into the gateway container; default: the
+    /// running executable (the gateway must speak the same protocol as the tests).
+    pub zkmq_binary: Option<PathBuf>,
+    /// ZooKeeper's tickTime: session timeouts, election and sync limits scale with
+    /// it, so tests shorten it to make faults resolve quickly.
+    pub tick_time_ms: u32,
+    /// initLimit, in ticks: how long a follower may take to sync with a leader.
+    pub init_limit: u32,
+    /// syncLimit, in ticks: how far a follower may fall behind before it is dropped.
+    pub sync_limit: u32,
+    /// Java heap per node; small so that 5 nodes and the tests fit on 2 cores.
+    pub heap_mb: u32,
+    /// How long `up` waits for a serving quorum before failing with the logs.
+    #[serde(with = "humantime_serde")]
+    pub up_timeout: Duration,
+}
+
+impl Default for ClusterSpec {
+    fn default() -> Self {
+        ClusterSpec {
+            run_id: String::new(),
+            nodes: 3,
+            zk_version: "3.8.0".to_owned(),
+            image: None,
+            rest: false,
+            zkmq_binary: None,
+            tick_time_ms: 500,
+            init_limit: 10,
+            sync_limit: 4,
+            heap_mb: 96,
+            up_timeout: Duration::from_secs(90),
+        }
+    }
+}
+
+impl ClusterSpec {
+    pub fn new(run_id: impl Into<String>, nodes: usize) -> Self {
+        ClusterSpec { run_id: run_id.into(), nodes, ..Default::default() }
+    }
+
+    /// The image the ZooKeeper containers run for `zk_version`.
+    pub fn image_for(&self, zk_version: &str) -> String {
+        match &self.image {
+            Some(image) if zk_version == self.zk_version => image.clone(),
+            _ => image_for_version(zk_version),
+        }
+    }
+
+    fn validate(&self) -> Result<(), ClusterError> {
+        if !matches!(self.nodes, 1 | 3 | 5 | 7) {
+            return Err(ClusterError::InvalidSpec(format!(
+                "nodes = {}: an ensemble has 1, 3, 5 or 7 nodes",
+                self.nodes
+            )));
+        }
+        validate_run_id(&self.run_id)?;
+        if self.tick_time_ms < 50 {
+            return Err(ClusterError::InvalidSpec(format!(
+                "tick_time_ms = {}: below 50 ms elections never settle",
+                self.tick_time_ms
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// A run id names Docker objects, so it must be a valid part of a container name.
+pub fn validate_run_id(run_id: &str) -> Result<(), ClusterError> {
+    let valid = !run_id.is_empty()
+        && run_id.len() <= 40
+        && run_id
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+        && run_id.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
+    if valid {
+        Ok(())
+    } else {
+        Err(ClusterError::InvalidSpec(format!(
+            "run id {run_id:?}: use 1-40 characters from a-z, 0-9, '-' and '_', starting with a letter or digit"
+        )))
+    }
+}
+
+/// A fresh run id: `<prefix>-<8 hex digits>`.
+pub fn new_run_id(prefix: &str) -> String {
+    format!("{prefix}-{:08x}", rand::random::<u32>())
+}
+
+/// A node's role as `srvr` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeMode {
+    Leader,
+    Follower,
+    Observer,
+    Standalone,
+    /// The process answers but does not serve requests (no quorum, syncing).
+    NotServing,
+    /// Nothing answers on the client port (container stopped, paused, or the JVM
+    /// not up yet).
+    Down,
+}
+
+impl NodeMode {
+    /// The node answers client requests.
+    pub fn is_serving(self) -> bool {
+        matches!(
+            self,
+            NodeMode::Leader | NodeMode::Follower | NodeMode::Observer | NodeMode::Standalone
+        )
+    }
+}
+
+impl std::fmt::Display for NodeMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            NodeMode::Leader => "leader",
+            NodeMode::Follower => "follower",
+            NodeMode::Observer => "observer",
+            NodeMode::Standalone => "standalone",
+            NodeMode::NotServing => "not serving",
+            NodeMode::Down => "down",
+        })
+    }
+}
+
+/// One node as seen now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeStatus {
+    /// ZooKeeper myid, 1-based.
+    pub node: usize,
+    /// Docker's view: running, exited, paused, created, missing, ...
+    pub container: String,
+    /// ZooKeeper's own view, from `srvr`.
+    pub mode: NodeMode,
+    /// Where clients reach it: 127.0.0.1:<published port>.
+    pub address: String,
+    /// ZooKeeper's version as `srvr` reports it ("" when down).
+    pub version: String,
+    /// The image the container runs (changes on upgrade).
+    pub image: String,
+    /// Last zxid the node has seen, hex ("" when down): shows who lags.
+    pub zxid: String,
+}
+
+/// Everything that can go wrong controlling the cluster. Docker failures have one
+/// variant per verb, naming the object.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("cannot talk to the Docker daemon; is it running? (./cluster/setup-host.sh starts it; DOCKER_HOST selects another): {source}")]
+    Connect { source: Box<dyn std::error::Error + Send + Sync> },
+    #[error("docker: inspecting image {image} failed: {source}")]
+    InspectImage { image: String, source: Box<dyn std::error::Error + Send + Sync> },
+    #[error("docker: importing image {image} failed: {source}")]
+    ImportImage { image: String, source: Box<dyn std::error::Error + Send + Sync> },
+    #[error("docker: creating network {network} failed: {source}")]
+    CreateNetwork { network: String, source: Box<dyn std::error::Error + Send + Sync> },
+    #[error("docker: removing network {network} failed: {source}")]
+    RemoveNetwork { network: String, source: Box<dyn std::error::Error + Send + Sync> },
+    #[error("docker: inspecting network {network} failed: {source}")]
+    InspectNetwork { network: String, source: Box<dyn std::error::Error + Send + Sync> },
+    #[error("docker: listing networks failed: {source}")]
+    ListNetworks { source: Box<dyn std::error::Error + Send + Sync> },
+    #[error("docker: creating volume {volume} failed: {source}")]
+    CreateVolume { volume: String, source: Box<dyn std::error::Error + Send + Sync> },
+    #[error("docker: removing volume {volume} failed: {source}")]
+    RemoveVolume { volume: String, source: Box<dyn std::error::Error + Send + Sync> },
+    #[error("docker: listing volumes failed: {source}")]
+    ListVolumes { source: Box<dyn std::error::Error + Send + Sync> },
+    #[error("docker: creating container {container} failed: {source}")]
+    CreateContainer { container: String, source: Box<dyn std::error::Error + Send + Sync> },
+    #[error("docker: starting container {container} failed: {source}")]
+    StartContainer { container: String, source: Box<dyn std::error::Error + Send + Sync> },
+    #[error("docker: stopping container {container} failed: {source}")]
+    StopContainer { container: String, source: Box<dyn std::error::Error + Send + Sync> },
+    #[error("docker: killing container {container} failed: {source}")]
+    KillContainer { container: String, source: Box<dyn std::error::Error + Send + Sync> },
+    #[error("docker: pausing container {container} failed: {source}")]
+    PauseContainer { container: String, source: Box<dyn std::error::Error + Send + Sync> },
+    #[error("docker: unpausing container {container} failed: {source}")]
+    UnpauseContainer { container: String, source: Box<dyn std::error::Error + Send + Sync> },
+    #[error("docker: removing container {container} failed: {source}")]
+    RemoveContainer { container: String, source: Box<dyn std::error::Error + Send + Sync> },
+    #[error("docker: inspecting container {container} failed: {source}")]
+    InspectContainer { container: String, source: Box<dyn std::error::Error + Send + Sync> },
+    #[error("docker: waiting for container {container} failed: {source}")]
+    WaitContainer { container: String, source: Box<dyn std::error::Error + Send + Sync> },
+    #[error("docker: listing containers failed: {source}")]
+    ListContainers { source: Box<dyn std::error::Error + Send + Sync> },
+    #[error("docker: running `{command}` in {container} failed: {source}")]
+    Exec { container: String, command: String, source: Box<dyn std::error::Error + Send + Sync> },
+    #[error("`{command}` in {container} exited with {exit_code}: {output}")]
+    CommandFailed { container: String, command: String, exit_code: i64, output: String },
+    #[error("docker: reading the logs of {container} failed: {source}")]
+    Logs { container: String, source: Box<dyn std::error::Error + Send + Sync> },
+    #[error("{tool} is missing; install it: {install}")]
+    MissingTool { tool: String, install: String },
+    #[error("building image {image} failed: {message}")]
+    ImageBuild { image: String, message: String },
+    #[error("not supported here: {0}")]
+    Unsupported(String),
+    #[error("timed out waiting for {waited_for}")]
+    Timeout { waited_for: String },
+    #[error("no serving quorum after {waited:?} ({detail}); the nodes' last log lines:\n{logs}")]
+    NoQuorum { waited: Duration, detail: String, logs: String },
+    #[error("no cluster with run id {run_id} (no container labelled {LABEL_RUN}={run_id}); `zkmq cluster list` shows the runs there are")]
+    NotFound { run_id: String },
+    #[error("cluster {run_id} has no node {node} (nodes are 1..={nodes})")]
+    UnknownNode { run_id: String, node: usize, nodes: usize },
+    #[error("cluster {run_id} was started without the REST gateway (start it with rest = true / --rest)")]
+    NoGateway { run_id: String },
+    #[error("invalid cluster spec: {0}")]
+    InvalidSpec(String),
+    #[error("{context}: {source}")]
+    Io { context: String, source: std::io::Error },
+}
+
+impl ClusterError {
+    fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> ClusterError {
+        let context = context.into();
+        move |source| ClusterError::Io { context, source }
+    }
+}
+
+/// A handle to a running ensemble. Plain data (names and ports): cheap to clone,
+/// usable from any tokio runtime, and rebuilt from Docker by [`Cluster::attach`].
+#[derive(Debug, Clone)]
+pub struct Cluster {
+    spec: ClusterSpec,
+    /// host port of each node's client port, index = myid - 1; fixed at creation
+    /// so that a node keeps its address across restarts and upgrades
+    ports: Vec<u16>,
+    /// host port of the gateway, when there is one
+    rest_port: Option<u16>,
+}
+
+impl Cluster {
+    pub fn run_id(&self) -> &str {
+        &self.spec.run_id
+    }
+
+    pub fn spec(&self) -> &ClusterSpec {
+        &self.spec
+    }
+
+    pub fn node_ids(&self) -> Vec<usize> {
+        (1..=self.spec.nodes).collect()
+    }
+
+    /// `127.0.0.1:p1,127.0.0.1:p2,...` for clients on the host.
+    pub fn connect_string(&self) -> String {
+        self.ports.iter().map(|port| format!("127.0.0.1:{port}")).collect::<Vec<_>>().join(",")
+    }
+
+    /// `127.0.0.1:<port>` of one node (myid). Panics on a node id outside 1..=nodes:
+    /// that is a bug in the caller, not a runtime condition.
+    pub fn node_address(&self, node: usize) -> String {
+        format!("127.0.0.1:{}", self.ports[node - 1])
+    }
+
+    /// `http://127.0.0.1:<port>`: the gateway's root endpoint, when it runs.
+    pub fn rest_url(&self) -> Option<String> {
+        self.rest_port.map(|port| format!("http://127.0.0.1:{port}"))
+    }
+
+    /// The connect string the gateway container uses (Docker network names).
+    pub fn internal_connect_string(&self) -> String {
+        self.node_ids().iter().map(|node| format!("zk{node}:2181")).collect::<Vec<_>>().join(",")
+    }
+
+    fn check_node(&self, node: usize) -> Result<(), ClusterError> {
+        if node == 0 || node > self.spec.nodes {
+            return Err(ClusterError::UnknownNode {
+                run_id: self.spec.run_id.clone(),
+                node,
+                nodes: self.spec.nodes,
+            });
+        }
+        Ok(())
+    }
+
+    fn container_name(&self, node: usize) -> String {
+        names::container(&self.spec.run_id, node)
+    }
+}
+
+/// Names of the Docker objects of a run, in one place.
+mod names {
+    pub fn network(run_id: &str) -> String {
+        format!("zkmq-{run_id}")
+    }
+    pub fn container(run_id: &str, node: usize) -> String {
+        format!("zkmq-{run_id}-zk{node}")
+    }
+    pub fn volume(run_id: &str, node: usize) -> String {
+        format!("zkmq-{run_id}-zk{node}-data")
+    }
+    pub fn gateway(run_id: &str) -> String {
+        format!("zkmq-{run_id}-rest")
+    }
+    pub fn helper(run_id: &str, node: usize) -> String {
+        format!("zkmq-{run_id}-zk{node}-wipe")
+    }
+    /// The node's name on the cluster network (what zoo.cfg and the gateway use).
+    pub fn alias(node: usize) -> String {
+        format!("zk{node}")
+    }
+}

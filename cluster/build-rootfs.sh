@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# Builds the root file system of a zkmq ZooKeeper image from Debian packages:
+#   cluster/build-rootfs.sh SUITE JRE_PACKAGE ROOT_DIR
+# e.g. cluster/build-rootfs.sh bookworm openjdk-17-jre-headless /tmp/zk-3.8.0
+#
+# `zkmq cluster images` runs this, then imports ROOT_DIR as a Docker image (a tar
+# stream through the Docker API; no registry involved). Needs root and debootstrap.
+#
+# Why this shape:
+# - `--variant=minbase` plus a chroot `apt-get install` rather than debootstrap
+#   `--include`: debootstrap's own resolver fails on the JRE's dependency tree,
+#   apt's does not.
+# - `libzookeeper-java`, not `zookeeper`: the latter pulls a full desktop JRE on
+#   trixie that fails to configure in a minimal root. We only need the jar and the
+#   libraries it names in its manifest class path.
+# - iptables and iproute2 are the tools of the network faults (partition, loss,
+#   slow); procps gives `ps` and `pkill` for debugging a node by hand.
+# - a policy-rc.d that refuses to start services, and /proc mounted only while a
+#   package's postinst needs it (the JRE's does), unmounted on every exit path.
+set -euo pipefail
+
+if [ $# -ne 3 ]; then
+  echo "usage: $0 SUITE JRE_PACKAGE ROOT_DIR" >&2
+  exit 2
+fi
+suite=$1
+jre=$2
+root=$3
+mirror=${ZKMQ_DEBIAN_MIRROR:-http://deb.debian.org/debian}
+
+if [ "$(id -u)" != 0 ]; then
+  echo "build-rootfs: building an image root needs root (debootstrap, chroot)" >&2
+  exit 2
+fi
+if ! command -v debootstrap >/dev/null 2>&1; then
+  echo "build-rootfs: debootstrap is missing; run: apt-get install debootstrap (or ./cluster/setup-host.sh)" >&2
+  exit 2
+fi
+
+step() { echo "build-rootfs[$suite]: $*"; }
+
+cleanup() {
+  # Never leave a mount behind, whatever failed.
+  if mountpoint -q "$root/proc" 2>/dev/null; then umount -l "$root/proc" || true; fi
+}
+trap cleanup EXIT
+
+start=$(date +%s)
+rm -rf "$root"
+mkdir -p "$root"
+
+step "debootstrap --variant=minbase $suite from $mirror"
+debootstrap --variant=minbase --components=main "$suite" "$root" "$mirror" \
+  >"$root.debootstrap.log" 2>&1 || {
+  echo "build-rootfs: debootstrap failed; last lines of $root.debootstrap.log:" >&2
+  tail -n 20 "$root.debootstrap.log" >&2
+  exit 1
+}
+rm -f "$root.debootstrap.log"
+
+cat >"$root/usr/sbin/policy-rc.d" <<'EOF'
+#!/bin/sh
+exit 101
+EOF
+chmod 755 "$root/usr/sbin/policy-rc.d"
+mount -t proc proc "$root/proc"
+
+step "apt-get install $jre libzookeeper-java iptables iproute2 procps"
+chroot "$root" /usr/bin/env DEBIAN_FRONTEND=noninteractive LC_ALL=C \
+  apt-get -o Acquire::Retries=3 update -qq
+chroot "$root" /usr/bin/env DEBIAN_FRONTEND=noninteractive LC_ALL=C \
+  apt-get -o Acquire::Retries=3 install -y -qq --no-install-recommends \
+  "$jre" libzookeeper-java iptables iproute2 procps >"$root.apt.log" 2>&1 || {
+  echo "build-rootfs: apt-get install failed; last lines of $root.apt.log:" >&2
+  tail -n 30 "$root.apt.log" >&2
+  exit 1
+}
+rm -f "$root.apt.log"
+
+if [ ! -f "$root/usr/share/java/zookeeper.jar" ]; then
+  echo "build-rootfs: /usr/share/java/zookeeper.jar is missing after installing libzookeeper-java" >&2
+  exit 1
+fi
+
+step "trimming (apt lists, caches, docs, man pages)"
+chroot "$root" apt-get clean
+rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/*.bin \
+  "$root"/usr/share/doc/* "$root"/usr/share/man/* "$root"/usr/share/info/* \
+  "$root"/usr/share/locale/* "$root"/var/log/*.log "$root"/tmp/*
+rm -f "$root/usr/sbin/policy-rc.d"
+umount -l "$root/proc"
+
+# The directories the containers use: /conf holds the generated zoo.cfg, /data the
+# node's data directory (a Docker volume is mounted over it).
+mkdir -p "$root/conf" "$root/data"
+
+version=$(ls "$root"/usr/share/maven-repo/org/apache/zookeeper/zookeeper/ 2>/dev/null | grep -v debian | head -n 1 || true)
+step "done in $(($(date +%s) - start)) s: ZooKeeper ${version:-?}, $(du -sh "$root" | cut -f1)"

@@ -1,0 +1,965 @@
+//! The delivery checker: reads a history once, front to back, keeping a small state
+//! per message and per process (never the whole history), and says whether the queue
+//! kept its promises.
+//!
+//! Invariants that must hold (any count above 0 makes the run invalid):
+//!
+//! - **lost**: a message known to exist (its produce ended `ok`, or it was delivered)
+//!   that was never acknowledged by the end of the history, and that the drain did not
+//!   list as left in the tree. An ack with an unknown outcome (`info`) counts as
+//!   "possibly acknowledged" (see `ack_unknown`), never as lost.
+//! - **duplicated past ack**: a message acknowledged `ok` twice, or delivered (take
+//!   `ok`) by a take that was *invoked* after an `ok` ack of that message completed.
+//!   Using the take's invoke (not its completion) keeps this sound: a take that was
+//!   already running when the ack completed may have taken the message before the ack.
+//! - **unexpected**: a delivered (or acknowledged) id that no produce ever invoked.
+//! - **corrupt**: a delivery whose checksum differs from the produce's.
+//!
+//! Reported, allowed: recovered (produce `fail`/`info`/no outcome, yet delivered),
+//! redelivered before ack (delivered twice or more before its first `ok` ack),
+//! order inversions, stuck (listed by the drain as left in the tree), ack unknown,
+//! unavailability windows, availability and latency. `info` outcomes never count as
+//! failures.
+//!
+//! **Order inversion** (FIFO is best effort): for one producer, whose produces are
+//! sequential, number its `ok` produces 0, 1, 2, ... A message `m_i` is *inverted* when,
+//! before the take that first delivered it was invoked, a later message `m_j` (`j > i`)
+//! of the same producer had already been delivered (its take `ok` recorded). Concurrent
+//! takes never count: only a delivery completed before the other take even began.
+//!
+//! **Unavailability window**: for each applied fault, from its start to the first `ok`
+//! of a queue operation (produce, take, ack) that was invoked at or after that start.
+//! Faults come from `schedule.json` beside the history when present, else from the
+//! history's nemesis lines (`ok` outcomes of ops that are not undo verbs).
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+
+use crate::history::{files, Event, Phase, Schedule};
+
+pub mod synthetic;
+
+/// How many example ids each finding keeps: enough to start debugging, small enough
+/// to print.
+pub const EXAMPLES: usize = 10;
+
+/// Nemesis ops that undo a fault rather than start one (history fallback only).
+const UNDO_OPS: &[&str] =
+    &["heal", "start", "unpause", "rest-start", "rest-unpause", "undo", "recover", "end"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error(
+        "{path}:{line}: not a history line ({source}); only a truncated last line is tolerated"
+    )]
+    Parse { path: PathBuf, line: u64, source: serde_json::Error },
+    #[error("cannot read the fault schedule {path}: {source}")]
+    Schedule { path: PathBuf, source: serde_json::Error },
+    #[error("{path} has no {history}: give a run directory or a history.jsonl file", history = files::HISTORY)]
+    NoHistory { path: PathBuf },
+}
+
+/// The checker's verdict and every figure it computed. Serialized into `results.json`
+/// under `check`; its schema is documented in README.md ("Reports").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckResult {
+    /// True when lost, duplicated past ack, unexpected and corrupt are all 0.
+    pub valid: bool,
+    /// The history that was checked.
+    pub history: PathBuf,
+    /// Lines read (not counting a truncated last line).
+    pub events: u64,
+    /// The last line was cut short (a crashed harness) and was ignored.
+    pub truncated_last_line: bool,
+    /// `t` of the last event: how long the recorded run lasted, in seconds.
+    pub duration_s: f64,
+    pub messages: MessageCounts,
+    pub invariants: Invariants,
+    /// Per operation kind (`produce`, `take`, `ack`): outcomes and latency.
+    pub operations: BTreeMap<String, OperationStats>,
+    /// Queue operations `ok` / all outcomes (`ok` + `fail` + `info`). An `info` is not a
+    /// failure, but it is not an answer either, so it lowers availability.
+    pub availability: f64,
+    /// Where the fault windows came from: `schedule.json`, `history` or `none`.
+    pub faults_source: String,
+    /// One window per applied fault.
+    pub unavailability: Vec<UnavailabilityWindow>,
+    pub unavailability_summary: UnavailabilitySummary,
+    pub drain: DrainInfo,
+}
+
+/// How many messages reached each stage (distinct message ids).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MessageCounts {
+    /// Distinct ids a produce was invoked for.
+    pub produce_invoked: u64,
+    /// Produce ended `ok` (at least once).
+    pub produced_ok: u64,
+    /// Every produce of the id ended `fail`.
+    pub produce_failed: u64,
+    /// The produce outcome is unknown (`info`, or no outcome recorded).
+    pub produce_unknown: u64,
+    /// Distinct ids delivered at least once.
+    pub delivered: u64,
+    /// Distinct ids acknowledged `ok`.
+    pub acknowledged: u64,
+}
+
+/// One invariant's outcome: how many messages, and the first few ids.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Finding {
+    pub count: u64,
+    /// The first ids found, in history order (at most [`EXAMPLES`]).
+    pub examples: Vec<String>,
+}
+
+impl Finding {
+    fn add(&mut self, id: &str) {
+        self.count += 1;
+        if self.examples.len() < EXAMPLES {
+            self.examples.push(id.to_owned());
+        }
+    }
+}
+
+/// Every invariant, the ones that must be 0 first.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Invariants {
+    /// Must be 0.
+    pub lost: Finding,
+    /// Must be 0.
+    pub duplicated_past_ack: Finding,
+    /// Must be 0.
+    pub unexpected: Finding,
+    /// Must be 0.
+    pub corrupt: Finding,
+    /// Produce `fail`/`info` (or no outcome), delivered anyway. Allowed.
+    pub recovered: Finding,
+    /// Delivered more than once before its first `ok` ack. Allowed (at least once).
+    pub redelivered_before_ack: Finding,
+    /// Delivered after a later message of the same producer. Allowed (FIFO is best effort).
+    pub order_inversions: Finding,
+    /// Never acknowledged, listed by the drain as still in the tree. Reported.
+    pub stuck: Finding,
+    /// Last ack had an unknown outcome and the message never came back. Reported: it
+    /// was most likely acknowledged.
+    pub ack_unknown: Finding,
+}
+
+impl Invariants {
+    /// The four that must be 0, with their names as used in reports and JUnit.
+    pub fn required(&self) -> [(&'static str, &Finding); 4] {
+        [
+            ("lost", &self.lost),
+            ("duplicated_past_ack", &self.duplicated_past_ack),
+            ("unexpected", &self.unexpected),
+            ("corrupt", &self.corrupt),
+        ]
+    }
+
+    /// The ones that are only reported.
+    pub fn reported(&self) -> [(&'static str, &Finding); 5] {
+        [
+            ("recovered", &self.recovered),
+            ("redelivered_before_ack", &self.redelivered_before_ack),
+            ("order_inversions", &self.order_inversions),
+            ("stuck", &self.stuck),
+            ("ack_unknown", &self.ack_unknown),
+        ]
+    }
+}
+
+/// Outcomes and latency of one operation kind.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct OperationStats {
+    pub invoked: u64,
+    pub ok: u64,
+    pub fail: u64,
+    pub info: u64,
+    /// `ok` / (`ok` + `fail` + `info`); 1.0 when nothing completed.
+    pub availability: f64,
+    /// Latency of `ok` outcomes.
+    pub latency_ms: LatencySummary,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LatencySummary {
+    pub count: u64,
+    pub mean: f64,
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub p999: f64,
+    pub max: f64,
+}
+
+impl LatencySummary {
+    /// Summarises a histogram recorded in microseconds.
+    pub fn from_micros(histogram: &Histogram<u64>) -> Self {
+        if histogram.is_empty() {
+            return Self::default();
+        }
+        let ms = |micros: u64| micros as f64 / 1000.0;
+        Self {
+            count: histogram.len(),
+            mean: histogram.mean() / 1000.0,
+            p50: ms(histogram.value_at_quantile(0.50)),
+            p90: ms(histogram.value_at_quantile(0.90)),
+            p99: ms(histogram.value_at_quantile(0.99)),
+            p999: ms(histogram.value_at_quantile(0.999)),
+            max: ms(histogram.max()),
+        }
+    }
+}
+
+/// From a fault's start to the first `ok` queue operation invoked after it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UnavailabilityWindow {
+    pub fault: String,
+    pub target: String,
+    /// Seconds since the run started.
+    pub start: f64,
+    /// `t` of the first `ok` invoked at or after `start`; `None`: no such `ok` in the
+    /// history (the queue never answered again, or the history ends first).
+    pub end: Option<f64>,
+    pub duration_s: Option<f64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct UnavailabilitySummary {
+    pub faults: u64,
+    /// Windows that never closed.
+    pub unresolved: u64,
+    pub median_s: Option<f64>,
+    pub max_s: Option<f64>,
+    /// Median per fault kind (`kill`, `partition`, ...), closed windows only.
+    pub median_by_fault: BTreeMap<String, f64>,
+}
+
+/// What the final drain said about itself (process `drain`, op `drain`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DrainInfo {
+    /// A drain outcome line was found.
+    pub recorded: bool,
+    /// The drain emptied `messages` and `partial` (its line was `ok`).
+    pub complete: bool,
+    pub detail: Option<String>,
+    /// Ids it listed as left in the tree (op `leftover`).
+    pub leftovers: u64,
+}
+
+/// One history line, borrowed from the read buffer: parsing allocates nothing for
+/// lines without escapes.
+#[derive(Deserialize)]
+struct RawLine<'a> {
+    t: f64,
+    #[serde(borrow)]
+    process: Cow<'a, str>,
+    #[serde(borrow)]
+    op: Cow<'a, str>,
+    phase: Phase,
+    #[serde(borrow, default)]
+    msg: Option<Cow<'a, str>>,
+    #[serde(default)]
+    checksum: Option<u32>,
+    #[serde(default)]
+    latency_ms: Option<f64>,
+    #[serde(borrow, default)]
+    target: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    detail: Option<Cow<'a, str>>,
+}
+
+/// The fields the checker reads, whatever they were parsed into.
+#[derive(Debug, Clone, Copy)]
+pub struct EventView<'a> {
+    pub t: f64,
+    pub process: &'a str,
+    pub op: &'a str,
+    pub phase: Phase,
+    pub msg: Option<&'a str>,
+    pub checksum: Option<u32>,
+    pub latency_ms: Option<f64>,
+    pub target: Option<&'a str>,
+    pub detail: Option<&'a str>,
+}
+
+impl<'a> From<&'a Event> for EventView<'a> {
+    fn from(event: &'a Event) -> Self {
+        Self {
+            t: event.t,
+            process: &event.process,
+            op: &event.op,
+            phase: event.phase,
+            msg: event.msg.as_deref(),
+            checksum: event.checksum,
+            latency_ms: event.latency_ms,
+            target: event.target.as_deref(),
+            detail: event.detail.as_deref(),
+        }
+    }
+}
+
+impl<'a> RawLine<'a> {
+    fn view(&'a self) -> EventView<'a> {
+        EventView {
+            t: self.t,
+            process: &self.process,
+            op: &self.op,
+            phase: self.phase,
+            msg: self.msg.as_deref(),
+            checksum: self.checksum,
+            latency_ms: self.latency_ms,
+            target: self.target.as_deref(),
+            detail: self.detail.as_deref(),
+        }
+    }
+}
+
+/// A queue operation kind; `None` for anything else (nemesis, drain bookkeeping).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Produce = 0,
+    Take = 1,
+    Ack = 2,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 3] = [Kind::Produce, Kind::Take, Kind::Ack];
+
+    pub fn parse(op: &str) -> Option<Kind> {
+        match op {
+            "produce" => Some(Kind::Produce),
+            "take" => Some(Kind::Take),
+            "ack" => Some(Kind::Ack),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Produce => "produce",
+            Kind::Take => "take",
+            Kind::Ack => "ack",
+        }
+    }
+}
+
+const NONE: u32 = u32::MAX;
+const NEVER: u64 = u64::MAX;
+
+// Message flags: one bit per fact, so each message is counted once per finding.
+const PRODUCE_INVOKED: u16 = 1;
+const DELIVERED: u16 = 1 << 1;
+const ACKED: u16 = 1 << 2;
+const ACK_INFO: u16 = 1 << 3;
+const LEFTOVER: u16 = 1 << 4;
+const UNEXPECTED: u16 = 1 << 5;
+const DUPLICATED: u16 = 1 << 6;
+const CORRUPT: u16 = 1 << 7;
+const RECOVERED: u16 = 1 << 8;
+const REDELIVERED: u16 = 1 << 9;
+const INVERTED: u16 = 1 << 10;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum ProduceState {
+    /// Invoked, no outcome yet (or never).
+    Pending,
+    Fail,
+    Info,
+    Ok,
+}
+
+/// What the checker remembers of one message: about 32 bytes plus its id.
+#[derive(Debug, Clone)]
+struct Message {
+    checksum: Option<u32>,
+    /// Interned producer process, [`NONE`] if never produced.
+    producer: u32,
+    /// Rank among the producer's `ok` produces, [`NONE`] if none ended `ok`.
+    rank: u32,
+    produce: ProduceState,
+    flags: u16,
+    deliveries_before_ack: u32,
+    /// History index of the first `ok` ack.
+    acked_at: u64,
+}
+
+/// A process's operation in progress (processes are sequential).
+#[derive(Debug, Clone, Copy)]
+struct Pending {
+    kind: Kind,
+    index: u64,
+    t: f64,
+}
+
+/// For the order check: when this producer's highest delivered rank rose.
+#[derive(Debug, Default)]
+struct ProducerOrder {
+    next_rank: u32,
+    /// (history index of the delivery, highest rank delivered so far), increasing.
+    max_rank_log: Vec<(u64, u32)>,
+}
+
+impl ProducerOrder {
+    /// Highest rank delivered by events strictly before `index`.
+    fn max_rank_before(&self, index: u64) -> Option<u32> {
+        let position = self.max_rank_log.partition_point(|(at, _)| *at < index);
+        position.checked_sub(1).map(|p| self.max_rank_log[p].1)
+    }
+}
+
+#[derive(Debug)]
+struct OperationCounter {
+    stats: OperationStats,
+    latency_micros: Histogram<u64>,
+}
+
+impl OperationCounter {
+    fn new() -> Self {
+        Self { stats: OperationStats::default(), latency_micros: latency_histogram() }
+    }
+}
+
+/// A histogram of latencies in microseconds, 1 µs to 1 hour, 3 significant digits.
+pub fn latency_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("static histogram bounds are valid")
+}
+
+/// A fault for the unavailability windows.
+#[derive(Debug, Clone)]
+pub struct FaultStart {
+    pub fault: String,
+    pub target: String,
+    pub start: f64,
+}
+
+/// The streaming checker. Feed it events in history order with [`Checker::observe`]
+/// (or a whole file with [`check_history`]), then call [`Checker::finish`].
+#[derive(Debug)]
+pub struct Checker {
+    index: u64,
+    last_t: f64,
+    ids: HashMap<Box<str>, u32>,
+    messages: Vec<Message>,
+    pending: HashMap<Box<str>, Pending>,
+    producer_ids: HashMap<Box<str>, u32>,
+    producers: Vec<ProducerOrder>,
+    operations: [OperationCounter; 3],
+    invariants: Invariants,
+    faults_source: String,
+    faults_from_history: bool,
+    windows: Vec<UnavailabilityWindow>,
+    /// Windows whose fault has started (by `t`) and that no `ok` has closed yet.
+    open_windows: Vec<usize>,
+    next_window: usize,
+    drain: DrainInfo,
+}
+
+impl Default for Checker {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Checker {
+    /// A checker that takes fault windows from the history's nemesis lines.
+    pub fn new() -> Self {
+        Self {
+            index: 0,
+            last_t: 0.0,
+            ids: HashMap::new(),
+            messages: Vec::new(),
+            pending: HashMap::new(),
+            producer_ids: HashMap::new(),
+            producers: Vec::new(),
+            operations: [OperationCounter::new(), OperationCounter::new(), OperationCounter::new()],
+            invariants: Invariants::default(),
+            faults_source: "none".into(),
+            faults_from_history: true,
+            windows: Vec::new(),
+            open_windows: Vec::new(),
+            next_window: 0,
+            drain: DrainInfo::default(),
+        }
+    }
+
+    /// A checker that takes fault windows from a known schedule (applied faults only)
+    /// and ignores the history's nemesis lines for them.
+    pub fn with_schedule(schedule: &Schedule) -> Self {
+        let mut faults: Vec<FaultStart> = schedule
+            .faults
+            .iter()
+            .filter(|fault| fault.applied)
+            .map(|fault| FaultStart {
+                fault: fault.fault.clone(),
+                target: fault.resolved.clone().unwrap_or_else(|| fault.target.clone()),
+                start: fault.start,
+            })
+            .collect();
+        faults.sort_by(|a, b| a.start.total_cmp(&b.start));
+        let mut checker = Self::new();
+        checker.faults_from_history = false;
+        checker.faults_source = files::SCHEDULE.into();
+        checker.windows = faults
+            .into_iter()
+            .map(|fault| UnavailabilityWindow {
+                fault: fault.fault,
+                target: fault.target,
+                start: fault.start,
+                end: None,
+                duration_s: None,
+            })
+            .collect();
+        checker
+    }
+
+    /// Violations of the must-be-0 invariants known so far. `lost` is only known at
+    /// the end, so it is not included.
+    pub fn violations_so_far(&self) -> u64 {
+        self.invariants.duplicated_past_ack.count
+            + self.invariants.unexpected.count
+            + self.invariants.corrupt.count
+    }
+
+    /// Events observed so far.
+    pub fn events(&self) -> u64 {
+        self.index
+    }
+
+    /// Feeds one event (owned form); see [`Checker::observe_view`].
+    pub fn observe(&mut self, event: &Event) {
+        self.observe_view(EventView::from(event));
+    }
+
+    /// Feeds one event, in history order.
+    pub fn observe_view(&mut self, event: EventView<'_>) {
+        let index = self.index;
+        self.index += 1;
+        if event.t > self.last_t {
+            self.last_t = event.t;
+        }
+        while self.next_window < self.windows.len()
+            && self.windows[self.next_window].start <= event.t
+        {
+            self.open_windows.push(self.next_window);
+            self.next_window += 1;
+        }
+        match Kind::parse(event.op) {
+            Some(kind) => self.observe_operation(kind, index, event),
+            None if event.process == "nemesis" => self.observe_nemesis(event),
+            None if event.op == "drain" && event.phase != Phase::Invoke => {
+                self.drain.recorded = true;
+                self.drain.complete = event.phase == Phase::Ok;
+                self.drain.detail = event.detail.map(str::to_owned);
+            }
+            None if event.op == "leftover" => {
+                if let Some(id) = event.msg {
+                    self.drain.leftovers += 1;
+                    let slot = self.message_slot(id);
+                    self.messages[slot].flags |= LEFTOVER;
+                }
+            }
+            None => {}
+        }
+    }
+
+    fn observe_nemesis(&mut self, event: EventView<'_>) {
+        if !self.faults_from_history
+            || event.phase != Phase::Ok
+            || UNDO_OPS.iter().any(|undo| event.op.starts_with(undo))
+        {
+            return;
+        }
+        self.faults_source = "history".into();
+        // Nemesis lines arrive in time order, so appending keeps `windows` sorted.
+        self.windows.push(UnavailabilityWindow {
+            fault: event.op.to_owned(),
+            target: event.target.unwrap_or("").to_owned(),
+            start: event.t,
+            end: None,
+            duration_s: None,
+        });
+        self.open_windows.push(self.windows.len() - 1);
+        self.next_window = self.windows.len();
+    }
+
+    fn message_slot(&mut self, id: &str) -> usize {
+        if let Some(&slot) = self.ids.get(id) {
+            return slot as usize;
+        }
+        let slot = self.messages.len();
+        self.ids.insert(id.into(), slot as u32);
+        self.messages.push(Message {
+            checksum: None,
+            producer: NONE,
+            rank: NONE,
+            produce: ProduceState::Pending,
+            flags: 0,
+            deliveries_before_ack: 0,
+            acked_at: NEVER,
+        });
+        slot
+    }
+
+    fn producer_id(&mut self, process: &str) -> u32 {
+        if let Some(&id) = self.producer_ids.get(process) {
+            return id;
+        }
+        let id = self.producers.len() as u32;
+        self.producer_ids.insert(process.into(), id);
+        self.producers.push(ProducerOrder::default());
+        id
+    }
+
+    fn observe_operation(&mut self, kind: Kind, index: u64, event: EventView<'_>) {
+        if event.phase == Phase::Invoke {
+            self.operations[kind as usize].stats.invoked += 1;
+            let pending = Pending { kind, index, t: event.t };
+            match self.pending.get_mut(event.process) {
+                Some(slot) => *slot = pending,
+                None => {
+                    self.pending.insert(event.process.into(), pending);
+                }
+            }
+            if kind == Kind::Produce {
+                if let Some(id) = event.msg {
+                    let producer = self.producer_id(event.process);
+                    let slot = self.message_slot(id);
+                    let message = &mut self.messages[slot];
+                    message.flags |= PRODUCE_INVOKED;
+                    message.producer = producer;
+                    if message.checksum.is_none() {
+                        message.checksum = event.checksum;
+                    }
+                }
+            }
+            return;
+        }
+
+        let invoked = self
+            .pending
+            .get_mut(event.process)
+            .and_then(|pending| (pending.kind == kind).then_some(*pending));
+        let (invoke_index, invoke_t) = invoked.map(|p| (p.index, p.t)).unwrap_or((index, event.t));
+
+        let counter = &mut self.operations[kind as usize];
+        match event.phase {
+            Phase::Ok => {
+                counter.stats.ok += 1;
+                let latency_ms = event.latency_ms.unwrap_or((event.t - invoke_t) * 1000.0);
+                counter.latency_micros.saturating_record((latency_ms * 1000.0).max(1.0) as u64);
+                self.close_windows(invoke_t, event.t);
+            }
+            Phase::Fail => counter.stats.fail += 1,
+            Phase::Info => counter.stats.info += 1,
+            Phase::Invoke => unreachable!("handled above"),
+        }
+
+        let Some(id) = event.msg else { return };
+        match (kind, event.phase) {
+            (Kind::Produce, phase) => self.produce_outcome(id, event.process, phase),
+            (Kind::Take, Phase::Ok) => self.delivered(id, index, invoke_index, event.checksum),
+            (Kind::Ack, Phase::Ok) => {
+                let slot = self.message_slot(id);
+                let message = &mut self.messages[slot];
+                if message.flags & PRODUCE_INVOKED == 0 && message.flags & UNEXPECTED == 0 {
+                    message.flags |= UNEXPECTED;
+                    self.invariants.unexpected.add(id);
+                }
+                if message.flags & ACKED != 0 {
+                    if message.flags & DUPLICATED == 0 {
+                        message.flags |= DUPLICATED;
+                        self.invariants.duplicated_past_ack.add(id);
+                    }
+                } else {
+                    message.flags |= ACKED;
+                    message.acked_at = index;
+                }
+            }
+            (Kind::Ack, Phase::Info) => {
+                let slot = self.message_slot(id);
+                self.messages[slot].flags |= ACK_INFO;
+            }
+            _ => {}
+        }
+    }
+
+    fn produce_outcome(&mut self, id: &str, process: &str, phase: Phase) {
+        let slot = self.message_slot(id);
+        let outcome = match phase {
+            Phase::Ok => ProduceState::Ok,
+            Phase::Fail => ProduceState::Fail,
+            _ => ProduceState::Info,
+        };
+        let message = &self.messages[slot];
+        if outcome <= message.produce {
+            return;
+        }
+        let first_ok = outcome == ProduceState::Ok;
+        let producer =
+            if message.producer == NONE { self.producer_id(process) } else { message.producer };
+        let message = &mut self.messages[slot];
+        message.produce = outcome;
+        message.producer = producer;
+        if first_ok {
+            let order = &mut self.producers[producer as usize];
+            message.rank = order.next_rank;
+            order.next_rank += 1;
+        }
+    }
+
+    fn delivered(&mut self, id: &str, index: u64, invoke_index: u64, checksum: Option<u32>) {
+        let slot = self.message_slot(id);
+        let message = &mut self.messages[slot];
+        if message.flags & PRODUCE_INVOKED == 0 {
+            if message.flags & UNEXPECTED == 0 {
+                message.flags |= UNEXPECTED;
+                self.invariants.unexpected.add(id);
+            }
+        } else {
+            if let (Some(produced), Some(delivered)) = (message.checksum, checksum) {
+                if produced != delivered && message.flags & CORRUPT == 0 {
+                    message.flags |= CORRUPT;
+                    self.invariants.corrupt.add(id);
+                }
+            }
+            if message.produce != ProduceState::Ok && message.flags & RECOVERED == 0 {
+                message.flags |= RECOVERED;
+                self.invariants.recovered.add(id);
+            }
+        }
+        if message.acked_at != NEVER && invoke_index > message.acked_at {
+            if message.flags & DUPLICATED == 0 {
+                message.flags |= DUPLICATED;
+                self.invariants.duplicated_past_ack.add(id);
+            }
+        } else if message.acked_at == NEVER {
+            message.deliveries_before_ack += 1;
+            if message.deliveries_before_ack == 2 && message.flags & REDELIVERED == 0 {
+                message.flags |= REDELIVERED;
+                self.invariants.redelivered_before_ack.add(id);
+            }
+        }
+        // A new delivery needs a new ack: an earlier unknown ack evidently did not
+        // remove the message.
+        message.flags &= !ACK_INFO;
+        let first_delivery = message.flags & DELIVERED == 0;
+        message.flags |= DELIVERED;
+
+        if first_delivery && message.rank != NONE {
+            let (producer, rank) = (message.producer as usize, message.rank);
+            let order = &mut self.producers[producer];
+            if order.max_rank_before(invoke_index).is_some_and(|max| max > rank) {
+                self.messages[slot].flags |= INVERTED;
+                self.invariants.order_inversions.add(id);
+            }
+            let order = &mut self.producers[producer];
+            if order.max_rank_log.last().is_none_or(|&(_, max)| rank > max) {
+                order.max_rank_log.push((index, rank));
+            }
+        }
+    }
+
+    fn close_windows(&mut self, invoke_t: f64, t: f64) {
+        if self.open_windows.is_empty() {
+            return;
+        }
+        let windows = &mut self.windows;
+        self.open_windows.retain(|&w| {
+            if windows[w].start <= invoke_t {
+                windows[w].end = Some(t);
+                windows[w].duration_s = Some(t - windows[w].start);
+                false
+            } else {
+                true
+            }
+        });
+    }
+
+    /// Ends the check: decides lost, stuck and ack-unknown, and summarises.
+    pub fn finish(self, history: PathBuf, truncated_last_line: bool) -> CheckResult {
+        let mut invariants = self.invariants;
+        let mut counts = MessageCounts::default();
+        // Stable, first-seen order for examples: sort ids by slot.
+        let mut ids: Vec<(&str, u32)> = self.ids.iter().map(|(id, &s)| (&**id, s)).collect();
+        ids.sort_unstable_by_key(|&(_, slot)| slot);
+        for (id, slot) in ids {
+            let message = &self.messages[slot as usize];
+            let flags = message.flags;
+            if flags & PRODUCE_INVOKED != 0 {
+                counts.produce_invoked += 1;
+                match message.produce {
+                    ProduceState::Ok => counts.produced_ok += 1,
+                    ProduceState::Fail => counts.produce_failed += 1,
+                    ProduceState::Info | ProduceState::Pending => counts.produce_unknown += 1,
+                }
+            }
+            if flags & DELIVERED != 0 {
+                counts.delivered += 1;
+            }
+            if flags & ACKED != 0 {
+                counts.acknowledged += 1;
+                continue;
+            }
+            if flags & UNEXPECTED != 0 {
+                continue;
+            }
+            let exists = message.produce == ProduceState::Ok || flags & DELIVERED != 0;
+            if !exists {
+                continue;
+            }
+            if flags & LEFTOVER != 0 {
+                invariants.stuck.add(id);
+            } else if flags & ACK_INFO != 0 {
+                invariants.ack_unknown.add(id);
+            } else {
+                invariants.lost.add(id);
+            }
+        }
+
+        let mut operations = BTreeMap::new();
+        let (mut ok, mut answered) = (0, 0);
+        for (kind, counter) in Kind::ALL.iter().zip(self.operations.iter()) {
+            let mut stats = counter.stats.clone();
+            let completed = stats.ok + stats.fail + stats.info;
+            stats.availability =
+                if completed == 0 { 1.0 } else { stats.ok as f64 / completed as f64 };
+            stats.latency_ms = LatencySummary::from_micros(&counter.latency_micros);
+            ok += stats.ok;
+            answered += completed;
+            operations.insert(kind.name().to_owned(), stats);
+        }
+
+        let unavailability_summary = summarise_windows(&self.windows);
+        let valid = invariants.required().iter().all(|(_, finding)| finding.count == 0);
+        CheckResult {
+            valid,
+            history,
+            events: self.index,
+            truncated_last_line,
+            duration_s: self.last_t,
+            messages: counts,
+            invariants,
+            operations,
+            availability: if answered == 0 { 1.0 } else { ok as f64 / answered as f64 },
+            faults_source: if self.windows.is_empty() && self.faults_from_history {
+                "none".into()
+            } else {
+                self.faults_source
+            },
+            unavailability: self.windows,
+            unavailability_summary,
+            drain: self.drain,
+        }
+    }
+}
+
+fn median(values: &mut [f64]) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_by(f64::total_cmp);
+    let middle = values.len() / 2;
+    Some(if values.len() % 2 == 1 {
+        values[middle]
+    } else {
+        (values[middle - 1] + values[middle]) / 2.0
+    })
+}
+
+fn summarise_windows(windows: &[UnavailabilityWindow]) -> UnavailabilitySummary {
+    let mut closed: Vec<f64> = windows.iter().filter_map(|w| w.duration_s).collect();
+    let mut by_fault: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    for window in windows {
+        if let Some(duration) = window.duration_s {
+            by_fault.entry(window.fault.clone()).or_default().push(duration);
+        }
+    }
+    UnavailabilitySummary {
+        faults: windows.len() as u64,
+        unresolved: windows.iter().filter(|w| w.end.is_none()).count() as u64,
+        max_s: closed.iter().copied().reduce(f64::max),
+        median_s: median(&mut closed),
+        median_by_fault: by_fault
+            .into_iter()
+            .filter_map(|(fault, mut values)| median(&mut values).map(|m| (fault, m)))
+            .collect(),
+    }
+}
+
+/// Where a run's history and schedule are, given a run directory or a history file.
+pub fn locate(path: &Path) -> Result<(PathBuf, Option<PathBuf>), CheckError> {
+    let history = if path.is_dir() { path.join(files::HISTORY) } else { path.to_owned() };
+    if !history.is_file() {
+        return Err(CheckError::NoHistory { path: path.to_owned() });
+    }
+    let schedule = history.parent().map(|dir| dir.join(files::SCHEDULE)).filter(|p| p.is_file());
+    Ok((history, schedule))
+}
+
+/// Reads `schedule.json`.
+pub fn read_schedule(path: &Path) -> Result<Schedule, CheckError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|source| CheckError::Read { path: path.to_owned(), source })?;
+    serde_json::from_str(&text)
+        .map_err(|source| CheckError::Schedule { path: path.to_owned(), source })
+}
+
+/// Checks a run directory or a `history.jsonl` in one streaming pass. A
+/// `schedule.json` beside the history supplies the fault windows.
+pub fn check_history(path: &Path) -> Result<CheckResult, CheckError> {
+    let (history, schedule) = locate(path)?;
+    let checker = match schedule {
+        Some(schedule) => Checker::with_schedule(&read_schedule(&schedule)?),
+        None => Checker::new(),
+    };
+    let mut checker = checker;
+    let truncated = for_each_line(&history, |view| checker.observe_view(view))?;
+    Ok(checker.finish(history, truncated))
+}
+
+/// Streams a history file's lines to `visit`; returns whether a truncated last line
+/// was skipped. Any other unparsable line is an error naming its line number.
+pub fn for_each_line(
+    path: &Path,
+    mut visit: impl FnMut(EventView<'_>),
+) -> Result<bool, CheckError> {
+    let file =
+        File::open(path).map_err(|source| CheckError::Read { path: path.to_owned(), source })?;
+    let mut reader = BufReader::with_capacity(1 << 16, file);
+    let mut line = String::new();
+    let mut number = 0u64;
+    let mut bad: Option<(u64, serde_json::Error)> = None;
+    loop {
+        line.clear();
+        let read = reader
+            .read_line(&mut line)
+            .map_err(|source| CheckError::Read { path: path.to_owned(), source })?;
+        if read == 0 {
+            break;
+        }
+        number += 1;
+        let text = line.trim_end();
+        if text.is_empty() {
+            continue;
+        }
+        if let Some((line, source)) = bad.take() {
+            // An unparsable line followed by more lines is damage, not a crash.
+            return Err(CheckError::Parse { path: path.to_owned(), line, source });
+        }
+        match serde_json::from_str::<RawLine<'_>>(text) {
+            Ok(raw) => visit(raw.view()),
+            Err(source) => bad = Some((number, source)),
+        }
+    }
+    Ok(bad.is_some())
+}

@@ -1,0 +1,235 @@
+//! Network faults, applied inside the containers (they have NET_ADMIN):
+//!
+//! - partition: iptables DROP rules in chain `ZKMQ-PART` (hooked into INPUT and
+//!   OUTPUT) naming the peers' fixed addresses. Client traffic arrives from the
+//!   network's gateway address (Docker's port publishing), which no rule names, so
+//!   the host keeps reaching every node.
+//! - loss: iptables `statistic` in chain `ZKMQ-LOSS` (hooked into OUTPUT: like
+//!   netem, it drops what the node sends).
+//! - slow: a `tbf` qdisc on eth0; delay: a `netem` qdisc, where the kernel has it.
+//!
+//! heal flushes both chains and deletes the root qdisc on every running node.
+
+use std::time::Duration;
+
+use super::docker::Docker;
+use super::ensemble::node_ip;
+use super::{names, Cluster, ClusterError};
+
+const SETUP_CHAINS: &str = "\
+iptables -N ZKMQ-PART 2>/dev/null || true
+iptables -N ZKMQ-LOSS 2>/dev/null || true
+iptables -C INPUT -j ZKMQ-PART 2>/dev/null || iptables -I INPUT -j ZKMQ-PART
+iptables -C OUTPUT -j ZKMQ-PART 2>/dev/null || iptables -I OUTPUT -j ZKMQ-PART
+iptables -C OUTPUT -j ZKMQ-LOSS 2>/dev/null || iptables -I OUTPUT -j ZKMQ-LOSS
+";
+
+impl Cluster {
+    /// Runs a shell script inside a node; a missing tool becomes
+    /// [`ClusterError::MissingTool`], any other failure [`ClusterError::CommandFailed`].
+    async fn shell(
+        &self,
+        docker: &Docker,
+        node: usize,
+        script: &str,
+    ) -> Result<String, ClusterError> {
+        let container = self.container_name(node);
+        let out = docker.exec(&container, &["/bin/sh", "-c", script]).await?;
+        if out.exit_code == 0 {
+            return Ok(out.output);
+        }
+        for tool in ["iptables", "tc"] {
+            if out.output.contains(&format!("{tool}: not found"))
+                || out.output.contains(&format!("{tool}: command not found"))
+            {
+                return Err(ClusterError::MissingTool {
+                    tool: format!("{tool} inside {container}"),
+                    install: "use the zkmq images (`zkmq cluster images`), or an image with iptables and iproute2".to_owned(),
+                });
+            }
+        }
+        Err(ClusterError::CommandFailed {
+            container,
+            command: script.trim().replace('\n', "; "),
+            exit_code: out.exit_code,
+            output: out.output.trim().to_owned(),
+        })
+    }
+
+    /// Nodes whose container is running (network rules can only go into those).
+    async fn running_nodes(&self, docker: &Docker) -> Result<Vec<(usize, String)>, ClusterError> {
+        let mut nodes = Vec::new();
+        for node in self.node_ids() {
+            let state = docker
+                .inspect_container(&self.container_name(node))
+                .await?
+                .map_or_else(|| "missing".to_owned(), |facts| facts.state);
+            nodes.push((node, state));
+        }
+        Ok(nodes)
+    }
+
+    async fn subnet(&self, docker: &Docker) -> Result<String, ClusterError> {
+        let network = names::network(&self.spec.run_id);
+        docker.network_subnet(&network).await?.ok_or_else(|| {
+            ClusterError::InvalidSpec(format!("network {network} has no IPv4 subnet"))
+        })
+    }
+
+    /// Cuts the network between groups: nodes in different groups cannot talk;
+    /// nodes in no group form one more group together. Replaces any earlier
+    /// partition; the REST gateway keeps reaching every node.
+    pub async fn partition(&self, groups: &[Vec<usize>]) -> Result<String, ClusterError> {
+        let mut group_of = vec![usize::MAX; self.spec.nodes + 1];
+        for (index, group) in groups.iter().enumerate() {
+            for &node in group {
+                self.check_node(node)?;
+                if group_of[node] != usize::MAX {
+                    return Err(ClusterError::InvalidSpec(format!(
+                        "zk{node} is in two partition groups"
+                    )));
+                }
+                group_of[node] = index;
+            }
+        }
+        let docker = Docker::connect().await?;
+        let subnet = self.subnet(&docker).await?;
+        let mut skipped = Vec::new();
+        for (node, state) in self.running_nodes(&docker).await? {
+            if state != "running" {
+                skipped.push(format!("zk{node} ({state})"));
+                continue;
+            }
+            let mut script = format!("{SETUP_CHAINS}iptables -F ZKMQ-PART\n");
+            for peer in self.node_ids() {
+                if peer != node && group_of[peer] != group_of[node] {
+                    let ip = node_ip(&subnet, peer)?;
+                    script.push_str(&format!(
+                        "iptables -A ZKMQ-PART -s {ip} -j DROP\niptables -A ZKMQ-PART -d {ip} -j DROP\n"
+                    ));
+                }
+            }
+            self.shell(&docker, node, &script).await?;
+        }
+        let mut described: Vec<Vec<usize>> = groups.to_vec();
+        let rest: Vec<usize> =
+            self.node_ids().into_iter().filter(|node| group_of[*node] == usize::MAX).collect();
+        if !rest.is_empty() {
+            described.push(rest);
+        }
+        let groups_text = described
+            .iter()
+            .map(|group| group.iter().map(|node| format!("zk{node}")).collect::<Vec<_>>().join(","))
+            .collect::<Vec<_>>()
+            .join(" | ");
+        let mut message = format!("partitioned {groups_text}");
+        if !skipped.is_empty() {
+            message.push_str(&format!(
+                "; not applied to {} (not running: rules would not survive its restart)",
+                skipped.join(", ")
+            ));
+        }
+        Ok(message)
+    }
+
+    /// Removes every rule and qdisc the harness added, on every running node.
+    pub async fn heal(&self) -> Result<String, ClusterError> {
+        let docker = Docker::connect().await?;
+        let mut healed = Vec::new();
+        let mut skipped = Vec::new();
+        for (node, state) in self.running_nodes(&docker).await? {
+            match state.as_str() {
+                "running" => {
+                    self.shell(
+                        &docker,
+                        node,
+                        "iptables -F ZKMQ-PART 2>/dev/null; iptables -F ZKMQ-LOSS 2>/dev/null; \
+                         tc qdisc del dev eth0 root 2>/dev/null; true",
+                    )
+                    .await?;
+                    healed.push(format!("zk{node}"));
+                }
+                // A stopped container's network namespace is gone with its rules.
+                "exited" | "created" | "dead" | "missing" => {}
+                _ => skipped.push(format!("zk{node} ({state})")),
+            }
+        }
+        let mut message = format!("healed the network of {}", healed.join(", "));
+        if !skipped.is_empty() {
+            message.push_str(&format!(
+                "; could not reach {} (unpause, then heal again)",
+                skipped.join(", ")
+            ));
+        }
+        Ok(message)
+    }
+
+    /// Drops `percent` of the packets the node sends (0 removes the loss).
+    pub async fn loss(&self, node: usize, percent: u32) -> Result<String, ClusterError> {
+        self.check_node(node)?;
+        if percent > 100 {
+            return Err(ClusterError::InvalidSpec(format!("loss of {percent}%")));
+        }
+        let docker = Docker::connect().await?;
+        let mut script = format!("{SETUP_CHAINS}iptables -F ZKMQ-LOSS\n");
+        if percent > 0 {
+            script.push_str(&format!(
+                "iptables -A ZKMQ-LOSS ! -o lo -m statistic --mode random --probability {:.4} -j DROP\n",
+                f64::from(percent) / 100.0
+            ));
+        }
+        self.shell(&docker, node, &script).await?;
+        Ok(if percent == 0 {
+            format!("removed packet loss on zk{node}")
+        } else {
+            format!("zk{node} drops {percent}% of the packets it sends")
+        })
+    }
+
+    /// Limits the node's outgoing bandwidth with a token bucket (0 removes it).
+    pub async fn slow(&self, node: usize, kbit: u32) -> Result<String, ClusterError> {
+        self.check_node(node)?;
+        let docker = Docker::connect().await?;
+        if kbit == 0 {
+            self.shell(&docker, node, "tc qdisc del dev eth0 root 2>/dev/null; true").await?;
+            return Ok(format!("removed the bandwidth limit on zk{node}"));
+        }
+        self.shell(
+            &docker,
+            node,
+            &format!(
+                "tc qdisc replace dev eth0 root tbf rate {kbit}kbit burst 32kbit latency 400ms"
+            ),
+        )
+        .await?;
+        Ok(format!("zk{node} sends at most {kbit} kbit/s"))
+    }
+
+    /// Delays every packet the node sends (netem). Refused with
+    /// [`ClusterError::Unsupported`] where the kernel lacks netem, never skipped.
+    pub async fn delay(&self, node: usize, delay: Duration) -> Result<String, ClusterError> {
+        self.check_node(node)?;
+        let docker = Docker::connect().await?;
+        if delay.is_zero() {
+            self.shell(&docker, node, "tc qdisc del dev eth0 root 2>/dev/null; true").await?;
+            return Ok(format!("removed the delay on zk{node}"));
+        }
+        let millis = delay.as_millis();
+        match self
+            .shell(&docker, node, &format!("tc qdisc replace dev eth0 root netem delay {millis}ms"))
+            .await
+        {
+            Ok(_) => Ok(format!("zk{node} delays its packets by {millis} ms")),
+            Err(ClusterError::CommandFailed { output, .. })
+                if output.contains("qdisc kind is unknown") || output.contains("netem") =>
+            {
+                Err(ClusterError::Unsupported(format!(
+                    "delay on zk{node}: this kernel has no netem qdisc (sch_netem): `{}`; \
+                     use loss (iptables statistic) or slow (tbf) instead",
+                    output.lines().next().unwrap_or_default()
+                )))
+            }
+            Err(err) => Err(err),
+        }
+    }
+}

@@ -1,0 +1,103 @@
+//! Two runs side by side, e.g. the same scenario and seed on ZooKeeper 3.8.0 and
+//! 3.9.3 before an upgrade.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use super::{load_results, ReportError, Results};
+
+fn name(results: &Results, dir: &Path) -> String {
+    match &results.run {
+        Some(run) => {
+            format!("{} seed {} ZK {} ({})", run.scenario, run.seed, run.zk_version, run.algorithm)
+        }
+        None => dir.display().to_string(),
+    }
+}
+
+fn row(out: &mut String, label: &str, a: f64, b: f64, unit: &str, decimals: usize) {
+    let delta = if a != 0.0 { format!("{:+.1}%", (b - a) / a.abs() * 100.0) } else { "–".into() };
+    let _ = writeln!(out, "| {label} | {a:.decimals$}{unit} | {b:.decimals$}{unit} | {delta} |");
+}
+
+fn optional_row(out: &mut String, label: &str, a: Option<f64>, b: Option<f64>) {
+    let show = |v: Option<f64>| v.map_or_else(|| "–".to_owned(), |v| format!("{v:.2} s"));
+    let delta = match (a, b) {
+        (Some(a), Some(b)) if a != 0.0 => format!("{:+.1}%", (b - a) / a * 100.0),
+        _ => "–".into(),
+    };
+    let _ = writeln!(out, "| {label} | {} | {} | {delta} |", show(a), show(b));
+}
+
+/// Markdown comparing two run directories (their `results.json`, written first if
+/// missing): throughput, latencies, unavailability, invariant counts.
+pub fn compare(a_dir: &Path, b_dir: &Path) -> Result<String, ReportError> {
+    let a = load_results(a_dir)?;
+    let b = load_results(b_dir)?;
+    let mut out = String::new();
+    let _ = writeln!(out, "## zkmq: A = {} vs B = {}\n", name(&a, a_dir), name(&b, b_dir));
+    let _ = writeln!(out, "| | A | B | B vs A |\n|---|---:|---:|---:|");
+    let _ = writeln!(out, "| verdict | {} | {} | |", a.verdict, b.verdict);
+    row(&mut out, "duration", a.throughput.duration_s, b.throughput.duration_s, " s", 1);
+    row(&mut out, "operations/s", a.throughput.ops_per_s, b.throughput.ops_per_s, "", 1);
+    row(&mut out, "ok operations/s", a.throughput.ok_ops_per_s, b.throughput.ok_ops_per_s, "", 1);
+    row(
+        &mut out,
+        "acknowledged messages/s",
+        a.throughput.acknowledged_per_s,
+        b.throughput.acknowledged_per_s,
+        "",
+        1,
+    );
+    row(
+        &mut out,
+        "availability",
+        a.check.availability * 100.0,
+        b.check.availability * 100.0,
+        " %",
+        2,
+    );
+    for kind in ["produce", "take", "ack"] {
+        let (Some(x), Some(y)) = (a.check.operations.get(kind), b.check.operations.get(kind))
+        else {
+            continue;
+        };
+        row(&mut out, &format!("{kind} p50"), x.latency_ms.p50, y.latency_ms.p50, " ms", 2);
+        row(&mut out, &format!("{kind} p99"), x.latency_ms.p99, y.latency_ms.p99, " ms", 2);
+        row(&mut out, &format!("{kind} max"), x.latency_ms.max, y.latency_ms.max, " ms", 1);
+    }
+    let (ua, ub) = (&a.check.unavailability_summary, &b.check.unavailability_summary);
+    row(&mut out, "fault windows", ua.faults as f64, ub.faults as f64, "", 0);
+    optional_row(&mut out, "unavailability median", ua.median_s, ub.median_s);
+    optional_row(&mut out, "unavailability max", ua.max_s, ub.max_s);
+    let mut faults: Vec<&String> =
+        ua.median_by_fault.keys().chain(ub.median_by_fault.keys()).collect();
+    faults.sort();
+    faults.dedup();
+    for fault in faults {
+        optional_row(
+            &mut out,
+            &format!("unavailability median after {fault}"),
+            ua.median_by_fault.get(fault).copied(),
+            ub.median_by_fault.get(fault).copied(),
+        );
+    }
+    let (ia, ib) = (&a.check.invariants, &b.check.invariants);
+    for ((name, x), (_, y)) in ia.required().iter().zip(ib.required().iter()) {
+        let _ = writeln!(
+            out,
+            "| {} (must be 0) | {} | {} | |",
+            name.replace('_', " "),
+            x.count,
+            y.count
+        );
+    }
+    for ((name, x), (_, y)) in ia.reported().iter().zip(ib.reported().iter()) {
+        let _ = writeln!(out, "| {} | {} | {} | |", name.replace('_', " "), x.count, y.count);
+    }
+    let (ma, mb) = (&a.check.messages, &b.check.messages);
+    row(&mut out, "messages produced ok", ma.produced_ok as f64, mb.produced_ok as f64, "", 0);
+    row(&mut out, "messages acknowledged", ma.acknowledged as f64, mb.acknowledged as f64, "", 0);
+    let _ = writeln!(out, "\nA: `{}`  \nB: `{}`", a_dir.display(), b_dir.display());
+    Ok(out)
+}

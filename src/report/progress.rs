@@ -1,0 +1,244 @@
+//! Live progress of a running chaos run, on stderr: an `indicatif` bar on a
+//! terminal, one plain line every few seconds otherwise (CI logs keep no bars).
+//!
+//! The run loop feeds it every history event ([`Progress::observe`]) and tells it
+//! when faults start and end; it keeps its own streaming [`Checker`] so it can show
+//! violations as they happen (duplicates, unexpected and corrupt deliveries are
+//! known online; losses only at the end). Cheap to clone; all clones share one view.
+
+use std::io::IsTerminal;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::checker::{Checker, Kind};
+use crate::history::{Event, Phase};
+
+/// What the progress line shows, for callers that print their own.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProgressSnapshot {
+    pub elapsed: Duration,
+    pub planned: Duration,
+    /// `workload`, then whatever [`Progress::set_phase`] said (`healing`, `draining`).
+    pub phase: String,
+    /// Completed queue operations per second over the last reporting interval.
+    pub ops_per_s: f64,
+    pub ok: u64,
+    pub fail: u64,
+    pub info: u64,
+    pub active_faults: Vec<String>,
+    pub faults_applied: u64,
+    /// Must-be-zero violations seen so far (lost is only known at the end).
+    pub violations: u64,
+}
+
+impl ProgressSnapshot {
+    /// The one-line rendering used by both modes.
+    pub fn line(&self) -> String {
+        let faults = if self.active_faults.is_empty() {
+            "none".to_owned()
+        } else {
+            self.active_faults.join(", ")
+        };
+        format!(
+            "{phase} {elapsed}s/{planned}s | {rate:.0} ops/s | ok {ok} fail {fail} unknown {info} | faults {applied} applied, active: {faults} | violations {violations}",
+            phase = self.phase,
+            elapsed = self.elapsed.as_secs(),
+            planned = self.planned.as_secs(),
+            rate = self.ops_per_s,
+            ok = self.ok,
+            fail = self.fail,
+            info = self.info,
+            applied = self.faults_applied,
+            violations = self.violations,
+        )
+    }
+}
+
+struct State {
+    started: Instant,
+    planned: Duration,
+    phase: String,
+    checker: Checker,
+    counts: [u64; 3],
+    active_faults: Vec<String>,
+    faults_applied: u64,
+    last_tick: (Instant, u64),
+    ops_per_s: f64,
+}
+
+impl State {
+    fn snapshot(&mut self) -> ProgressSnapshot {
+        let now = Instant::now();
+        let completed = self.counts.iter().sum::<u64>();
+        let (then, before) = self.last_tick;
+        let dt = now.duration_since(then).as_secs_f64();
+        if dt >= 0.5 {
+            self.ops_per_s = (completed - before) as f64 / dt;
+            self.last_tick = (now, completed);
+        }
+        ProgressSnapshot {
+            elapsed: now.duration_since(self.started),
+            planned: self.planned,
+            phase: self.phase.clone(),
+            ops_per_s: self.ops_per_s,
+            ok: self.counts[0],
+            fail: self.counts[1],
+            info: self.counts[2],
+            active_faults: self.active_faults.clone(),
+            faults_applied: self.faults_applied,
+            violations: self.checker.violations_so_far(),
+        }
+    }
+}
+
+struct Shared {
+    state: Mutex<State>,
+    stop: AtomicBool,
+    bar: Option<ProgressBar>,
+}
+
+/// The live view. Create it when the workload starts; drop it (or call
+/// [`Progress::finish`]) at the end.
+#[derive(Clone)]
+pub struct Progress {
+    shared: Arc<Shared>,
+    ticker: Arc<Mutex<Option<JoinHandle<()>>>>,
+}
+
+impl Progress {
+    /// A bar when stderr is a terminal, else a plain line every 10 seconds.
+    pub fn new(scenario: &str, planned: Duration) -> Self {
+        if std::io::stderr().is_terminal() {
+            Self::start(scenario, planned, true, Duration::from_millis(250))
+        } else {
+            Self::start(scenario, planned, false, Duration::from_secs(10))
+        }
+    }
+
+    /// Plain lines every `every`, whatever stderr is (tests, or a chosen CI cadence).
+    pub fn plain(scenario: &str, planned: Duration, every: Duration) -> Self {
+        Self::start(scenario, planned, false, every)
+    }
+
+    fn start(scenario: &str, planned: Duration, terminal: bool, every: Duration) -> Self {
+        let bar = terminal.then(|| {
+            let bar = ProgressBar::with_draw_target(
+                Some(planned.as_secs().max(1)),
+                ProgressDrawTarget::stderr(),
+            );
+            let style = ProgressStyle::with_template("{prefix:.bold} [{bar:28.cyan/blue}] {msg}")
+                .expect("a valid static template")
+                .progress_chars("=> ");
+            bar.set_style(style);
+            bar.set_prefix(scenario.to_owned());
+            bar
+        });
+        let now = Instant::now();
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                started: now,
+                planned,
+                phase: "workload".into(),
+                checker: Checker::new(),
+                counts: [0; 3],
+                active_faults: Vec::new(),
+                faults_applied: 0,
+                last_tick: (now, 0),
+                ops_per_s: 0.0,
+            }),
+            stop: AtomicBool::new(false),
+            bar,
+        });
+        let ticker_shared = Arc::clone(&shared);
+        let scenario = scenario.to_owned();
+        let ticker = std::thread::Builder::new()
+            .name("zkmq-progress".into())
+            .spawn(move || {
+                let mut next = Instant::now() + every;
+                while !ticker_shared.stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(100).min(every));
+                    if Instant::now() < next {
+                        continue;
+                    }
+                    next += every;
+                    let snapshot =
+                        ticker_shared.state.lock().unwrap_or_else(|p| p.into_inner()).snapshot();
+                    match &ticker_shared.bar {
+                        Some(bar) => {
+                            bar.set_position(
+                                snapshot.elapsed.as_secs().min(snapshot.planned.as_secs()),
+                            );
+                            bar.set_message(snapshot.line());
+                        }
+                        None => eprintln!("[{scenario}] {}", snapshot.line()),
+                    }
+                }
+            })
+            .ok();
+        Self { shared, ticker: Arc::new(Mutex::new(ticker)) }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.shared.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Every history event, in the order it was recorded.
+    pub fn observe(&self, event: &Event) {
+        let mut state = self.state();
+        if Kind::parse(&event.op).is_some() {
+            match event.phase {
+                Phase::Ok => state.counts[0] += 1,
+                Phase::Fail => state.counts[1] += 1,
+                Phase::Info => state.counts[2] += 1,
+                Phase::Invoke => {}
+            }
+        }
+        state.checker.observe(event);
+    }
+
+    /// A fault was applied; `label` is what the line shows (`kill zk3`).
+    pub fn fault_started(&self, label: &str) {
+        let mut state = self.state();
+        state.faults_applied += 1;
+        state.active_faults.push(label.to_owned());
+    }
+
+    /// The fault with this label was undone.
+    pub fn fault_ended(&self, label: &str) {
+        let mut state = self.state();
+        if let Some(position) = state.active_faults.iter().position(|f| f == label) {
+            state.active_faults.remove(position);
+        }
+    }
+
+    /// The run moved on: `healing`, `draining`, `checking`.
+    pub fn set_phase(&self, phase: &str) {
+        self.state().phase = phase.to_owned();
+    }
+
+    pub fn snapshot(&self) -> ProgressSnapshot {
+        self.state().snapshot()
+    }
+
+    /// Stops the ticker and leaves `message` as the last line.
+    pub fn finish(&self, message: &str) {
+        self.shared.stop.store(true, Ordering::Relaxed);
+        if let Some(ticker) = self.ticker.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = ticker.join();
+        }
+        match &self.shared.bar {
+            Some(bar) => bar.finish_with_message(message.to_owned()),
+            None => eprintln!("{message}"),
+        }
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}

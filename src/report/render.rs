@@ -1,0 +1,392 @@
+//! Text renderings of [`Results`]: Markdown summary, JUnit XML and the HTML page.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use super::{plots::PLOTS, ReportError, Results};
+use crate::checker::Finding;
+
+fn percent(value: f64) -> String {
+    format!("{:.2}%", value * 100.0)
+}
+
+fn seconds(value: Option<f64>) -> String {
+    value.map_or_else(|| "–".to_owned(), |s| format!("{s:.2} s"))
+}
+
+fn examples(finding: &Finding) -> String {
+    if finding.examples.is_empty() {
+        return String::new();
+    }
+    let more = if finding.count as usize > finding.examples.len() { ", …" } else { "" };
+    format!("{}{more}", finding.examples.join(", "))
+}
+
+fn title(results: &Results) -> String {
+    match &results.run {
+        Some(run) => format!(
+            "{} (seed {}, ZooKeeper {}, {} nodes, {})",
+            run.scenario, run.seed, run.zk_version, run.nodes, run.algorithm
+        ),
+        None => "run".to_owned(),
+    }
+}
+
+/// `summary.md`: the verdict, the four must-be-zero counts and the headline figures.
+pub fn summary_markdown(results: &Results) -> String {
+    let check = &results.check;
+    let mut out = String::new();
+    let verdict = if results.valid { "✅ VALID" } else { "❌ VIOLATED" };
+    let _ = writeln!(out, "### zkmq chaos: {verdict} — {}\n", title(results));
+    let _ = writeln!(out, "| invariant | count | examples |\n|---|---:|---|");
+    for (name, finding) in check.invariants.required() {
+        let mark = if finding.count == 0 { "✅" } else { "❌" };
+        let _ = writeln!(
+            out,
+            "| {mark} {} (must be 0) | {} | {} |",
+            name.replace('_', " "),
+            finding.count,
+            examples(finding)
+        );
+    }
+    for (name, finding) in check.invariants.reported() {
+        let _ = writeln!(
+            out,
+            "| {} (reported) | {} | {} |",
+            name.replace('_', " "),
+            finding.count,
+            examples(finding)
+        );
+    }
+    let m = &check.messages;
+    let _ = writeln!(
+        out,
+        "\nMessages: {} produced ok, {} delivered, {} acknowledged ({} produce outcomes unknown, {} failed). \
+         Operations: {:.1} ops/s over {:.1} s, availability {}.",
+        m.produced_ok,
+        m.delivered,
+        m.acknowledged,
+        m.produce_unknown,
+        m.produce_failed,
+        results.throughput.ops_per_s,
+        results.throughput.duration_s,
+        percent(check.availability)
+    );
+    let u = &check.unavailability_summary;
+    let applied = results.faults.iter().filter(|f| f.applied).count();
+    let _ = writeln!(
+        out,
+        "Faults: {applied} applied ({} not applied); unavailability after a fault: median {}, max {}{}.",
+        results.faults.len() - applied,
+        seconds(u.median_s),
+        seconds(u.max_s),
+        if u.unresolved > 0 { format!(", {} never recovered in the history", u.unresolved) } else { String::new() }
+    );
+    if !check.drain.complete {
+        let _ = writeln!(
+            out,
+            "\n⚠️ The final drain {}: lost counts may include messages still in the queue.",
+            if check.drain.recorded { "did not empty the queue" } else { "is not in the history" }
+        );
+    }
+    if check.truncated_last_line {
+        let _ = writeln!(out, "\n⚠️ The history's last line was truncated (the harness stopped mid-write) and was ignored.");
+    }
+    for expectation in &results.expectations {
+        if expectation.passed == Some(false) {
+            let _ = writeln!(
+                out,
+                "\n❌ Scenario expectation `{}` = {} not met (got {}).",
+                expectation.name, expectation.expected, expectation.actual
+            );
+        }
+    }
+    if let Some(run) = &results.run {
+        let _ = writeln!(out, "\nReplay: `{}`", run.replay_command);
+    }
+    out
+}
+
+/// Escapes text for XML and HTML.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            c if (c as u32) < 0x20 && c != '\n' && c != '\t' => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// `junit.xml`: one test case per must-hold invariant and per scenario expectation.
+pub fn junit(results: &Results) -> String {
+    let check = &results.check;
+    let suite = results
+        .run
+        .as_ref()
+        .map_or_else(|| "zkmq chaos".to_owned(), |run| format!("zkmq chaos {}", run.scenario));
+    let mut cases = String::new();
+    let (mut tests, mut failures, mut skipped) = (0, 0, 0);
+    for (name, finding) in check.invariants.required() {
+        tests += 1;
+        let _ =
+            write!(cases, "    <testcase classname=\"zkmq.invariants\" name=\"{name}\" time=\"0\"");
+        if finding.count == 0 {
+            cases.push_str("/>\n");
+        } else {
+            failures += 1;
+            let message =
+                format!("{} {} message(s), must be 0", finding.count, name.replace('_', " "));
+            let _ = write!(
+                cases,
+                ">\n      <failure message=\"{}\" type=\"InvariantViolated\">example ids: {}</failure>\n    </testcase>\n",
+                escape(&message),
+                escape(&examples(finding))
+            );
+        }
+    }
+    for expectation in &results.expectations {
+        tests += 1;
+        let _ = write!(
+            cases,
+            "    <testcase classname=\"zkmq.expectations\" name=\"{}\" time=\"0\"",
+            escape(&expectation.name)
+        );
+        match expectation.passed {
+            Some(true) => cases.push_str("/>\n"),
+            Some(false) => {
+                failures += 1;
+                let _ = write!(
+                    cases,
+                    ">\n      <failure message=\"expected {}, got {}\" type=\"ExpectationNotMet\"/>\n    </testcase>\n",
+                    escape(&expectation.expected),
+                    escape(&expectation.actual)
+                );
+            }
+            None => {
+                skipped += 1;
+                let _ = write!(
+                    cases,
+                    ">\n      <skipped message=\"{}\"/>\n    </testcase>\n",
+                    escape(&expectation.actual)
+                );
+            }
+        }
+    }
+    let time = check.duration_s;
+    format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
+         <testsuites name=\"zkmq\" tests=\"{tests}\" failures=\"{failures}\" errors=\"0\" skipped=\"{skipped}\" time=\"{time:.3}\">\n  \
+         <testsuite name=\"{suite}\" tests=\"{tests}\" failures=\"{failures}\" errors=\"0\" skipped=\"{skipped}\" time=\"{time:.3}\">\n{cases}  </testsuite>\n</testsuites>\n",
+        suite = escape(&suite)
+    )
+}
+
+const STYLE: &str = r#"
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2rem auto; max-width: 1240px; color: #222; padding: 0 1rem; }
+h1 { font-size: 1.5rem; margin-bottom: .3rem; }
+h2 { font-size: 1.15rem; margin-top: 2rem; border-bottom: 1px solid #ddd; padding-bottom: .2rem; }
+.verdict { font-size: 1.6rem; font-weight: 700; padding: .8rem 1.2rem; border-radius: 6px; margin: 1rem 0; }
+.valid { background: #e6f4ea; color: #137333; border: 1px solid #b7dfc2; }
+.violated { background: #fce8e6; color: #a50e0e; border: 1px solid #f5b7b1; }
+.warn { background: #fef7e0; border: 1px solid #f9e08b; padding: .5rem 1rem; border-radius: 4px; }
+table { border-collapse: collapse; margin: .5rem 0; }
+th, td { border: 1px solid #ddd; padding: .3rem .7rem; text-align: left; vertical-align: top; }
+td.n { text-align: right; font-variant-numeric: tabular-nums; }
+tr.bad td { background: #fce8e6; }
+code, pre { font-family: ui-monospace, "DejaVu Sans Mono", monospace; font-size: .85rem; }
+pre { background: #f6f8fa; padding: .8rem; overflow-x: auto; border-radius: 4px; }
+.ids { font-family: ui-monospace, monospace; font-size: .8rem; color: #555; }
+.plot svg { max-width: 100%; height: auto; }
+.muted { color: #666; }
+"#;
+
+fn finding_row(out: &mut String, name: &str, finding: &Finding, required: bool) {
+    let bad = required && finding.count > 0;
+    let _ = writeln!(
+        out,
+        "<tr{}><td>{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"ids\">{}</td></tr>",
+        if bad { " class=\"bad\"" } else { "" },
+        escape(&name.replace('_', " ")),
+        if required { "must be 0" } else { "reported" },
+        finding.count,
+        escape(&examples(finding))
+    );
+}
+
+/// `report.html`: verdict, invariants, run facts, operations, faults, plots (inline SVG).
+pub fn html(
+    results: &Results,
+    scenario: Option<&str>,
+    run_dir: &Path,
+) -> Result<String, ReportError> {
+    let check = &results.check;
+    let mut out = String::new();
+    let page_title = format!("zkmq chaos — {}", title(results));
+    let _ = writeln!(
+        out,
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title><style>{STYLE}</style></head><body>",
+        escape(&page_title)
+    );
+    let _ = writeln!(out, "<h1>{}</h1>", escape(&page_title));
+    let (class, verdict) = if results.valid {
+        ("valid", "VALID: nothing acknowledged was lost, nothing was delivered again after its ack")
+    } else {
+        ("violated", "VIOLATED: the queue broke a delivery invariant")
+    };
+    let _ = writeln!(out, "<div class=\"verdict {class}\">{verdict}</div>");
+    if !check.drain.complete {
+        let _ = writeln!(
+            out,
+            "<p class=\"warn\">The final drain {}: lost counts may include messages still in the queue.</p>",
+            if check.drain.recorded { "did not empty the queue" } else { "is not in the history" }
+        );
+    }
+    if check.truncated_last_line {
+        let _ = writeln!(out, "<p class=\"warn\">The history's last line was truncated (the harness stopped mid-write) and was ignored.</p>");
+    }
+
+    out.push_str("<h2>Invariants</h2>\n<table><tr><th>invariant</th><th>rule</th><th>count</th><th>first message ids</th></tr>\n");
+    for (name, finding) in check.invariants.required() {
+        finding_row(&mut out, name, finding, true);
+    }
+    for (name, finding) in check.invariants.reported() {
+        finding_row(&mut out, name, finding, false);
+    }
+    out.push_str("</table>\n");
+    if !results.expectations.is_empty() {
+        out.push_str("<table><tr><th>scenario expectation</th><th>expected</th><th>actual</th><th>result</th></tr>\n");
+        for e in &results.expectations {
+            let verdict = match e.passed {
+                Some(true) => "met",
+                Some(false) => "NOT MET",
+                None => "not evaluated",
+            };
+            let _ = writeln!(
+                out,
+                "<tr{}><td>{}</td><td>{}</td><td>{}</td><td>{verdict}</td></tr>",
+                if e.passed == Some(false) { " class=\"bad\"" } else { "" },
+                escape(&e.name),
+                escape(&e.expected),
+                escape(&e.actual)
+            );
+        }
+        out.push_str("</table>\n");
+    }
+
+    out.push_str("<h2>Run</h2>\n<table>\n");
+    if let Some(run) = &results.run {
+        let rows = [
+            ("scenario", run.scenario.clone()),
+            ("seed", run.seed.to_string()),
+            ("started", run.started_at.clone()),
+            ("planned duration", format!("{:.0} s", run.duration_s)),
+            ("ensemble", format!("{} nodes, ZooKeeper {}", run.nodes, run.zk_version)),
+            ("algorithm", run.algorithm.clone()),
+            ("zkmq", run.zkmq_version.clone()),
+        ];
+        for (key, value) in rows {
+            let _ = writeln!(out, "<tr><th>{key}</th><td>{}</td></tr>", escape(&value));
+        }
+        let _ = writeln!(
+            out,
+            "<tr><th>replay</th><td><code>{}</code></td></tr>",
+            escape(&run.replay_command)
+        );
+    } else {
+        out.push_str("<tr><td class=\"muted\">no run.json in this run directory</td></tr>\n");
+    }
+    let m = &check.messages;
+    let t = &results.throughput;
+    let rows = [
+        ("messages", format!("{} produced ok, {} delivered, {} acknowledged; {} produce outcomes unknown, {} failed", m.produced_ok, m.delivered, m.acknowledged, m.produce_unknown, m.produce_failed)),
+        ("recorded", format!("{} events over {:.1} s", check.events, check.duration_s)),
+        ("throughput", format!("{:.1} ops/s ({:.1} ok/s); {:.1} messages acknowledged/s", t.ops_per_s, t.ok_ops_per_s, t.acknowledged_per_s)),
+        ("availability", format!("{} of queue operations answered ok", percent(check.availability))),
+        ("drain", format!("{}{}", if check.drain.complete { "complete" } else { "incomplete" }, check.drain.detail.as_deref().map(|d| format!(": {d}")).unwrap_or_default())),
+    ];
+    for (key, value) in rows {
+        let _ = writeln!(out, "<tr><th>{key}</th><td>{}</td></tr>", escape(&value));
+    }
+    out.push_str("</table>\n");
+
+    out.push_str("<h2>Operations</h2>\n<table><tr><th>kind</th><th>invoked</th><th>ok</th><th>fail</th><th>info (unknown)</th><th>availability</th><th>p50</th><th>p90</th><th>p99</th><th>p99.9</th><th>max</th></tr>\n");
+    for (kind, o) in &check.operations {
+        let l = &o.latency_ms;
+        let _ = writeln!(
+            out,
+            "<tr><td>{kind}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td>\
+             <td class=\"n\">{:.1} ms</td><td class=\"n\">{:.1} ms</td><td class=\"n\">{:.1} ms</td><td class=\"n\">{:.1} ms</td><td class=\"n\">{:.1} ms</td></tr>",
+            o.invoked, o.ok, o.fail, o.info, percent(o.availability), l.p50, l.p90, l.p99, l.p999, l.max
+        );
+    }
+    out.push_str("</table>\n<p class=\"muted\">Latency of ok outcomes. HdrHistogram interval logs: <code>latency-produce.hlog</code>, <code>latency-take.hlog</code>, <code>latency-ack.hlog</code>.</p>\n");
+
+    out.push_str("<h2>Faults and unavailability</h2>\n");
+    let u = &check.unavailability_summary;
+    let _ = writeln!(
+        out,
+        "<p>{} fault windows (from <code>{}</code>); unavailability (fault start to the first ok operation invoked after it): median {}, max {}{}.</p>",
+        u.faults,
+        escape(&check.faults_source),
+        seconds(u.median_s),
+        seconds(u.max_s),
+        if u.unresolved > 0 { format!(", {} never recovered within the history", u.unresolved) } else { String::new() }
+    );
+    if !results.faults.is_empty() {
+        out.push_str("<table><tr><th>start</th><th>end</th><th>fault</th><th>target</th><th>hit</th><th>applied</th><th>unavailable</th></tr>\n");
+        for fault in &results.faults {
+            let window = check
+                .unavailability
+                .iter()
+                .find(|w| w.fault == fault.fault && (w.start - fault.start).abs() < 1e-6)
+                .map(|w| seconds(w.duration_s))
+                .unwrap_or_else(|| "–".into());
+            let _ = writeln!(
+                out,
+                "<tr{}><td class=\"n\">{:.1} s</td><td class=\"n\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"n\">{window}</td></tr>",
+                if fault.applied { "" } else { " class=\"bad\"" },
+                fault.start,
+                fault.end.map_or_else(|| "never undone".into(), |e| format!("{e:.1} s")),
+                escape(&fault.fault),
+                escape(&fault.target),
+                escape(fault.resolved.as_deref().unwrap_or("")),
+                if fault.applied { "yes".to_owned() } else { format!("no: {}", escape(fault.error.as_deref().unwrap_or(""))) }
+            );
+        }
+        out.push_str("</table>\n");
+    }
+
+    out.push_str("<h2>Plots</h2>\n<p class=\"muted\">Shaded bands are fault windows (labelled at their start). PNG and SVG copies are in <code>plots/</code>.</p>\n");
+    for (stem, plot_title) in PLOTS {
+        let path = run_dir.join("plots").join(format!("{stem}.svg"));
+        let svg = std::fs::read_to_string(&path)
+            .map_err(|source| ReportError::Read { path: path.clone(), source })?;
+        let svg = match svg.find("<svg") {
+            Some(start) => &svg[start..],
+            None => svg.as_str(),
+        };
+        let _ = writeln!(out, "<h3>{plot_title}</h3>\n<div class=\"plot\">{svg}</div>");
+    }
+
+    out.push_str("<h2>Scenario</h2>\n");
+    match scenario {
+        Some(text) => {
+            let _ = writeln!(out, "<pre>{}</pre>", escape(text));
+        }
+        None => out.push_str("<p class=\"muted\">no scenario.toml in this run directory</p>\n"),
+    }
+    let _ = writeln!(
+        out,
+        "<p class=\"muted\">Written by zkmq {} from {}.</p>\n</body></html>",
+        env!("CARGO_PKG_VERSION"),
+        escape(&run_dir.display().to_string())
+    );
+    Ok(out)
+}

@@ -1,0 +1,402 @@
+//! The cluster against real Docker and real ZooKeeper: ensembles come up with one
+//! leader and replicate, and every node fault does what it says and is undone.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use zkmq::cluster::{Cluster, ClusterError, NodeMode};
+use zookeeper_client::{Acls, Client, CreateMode};
+
+const QUORUM: Duration = Duration::from_secs(60);
+/// A client call that takes longer has failed (the client queues requests while
+/// disconnected, so every call needs its own bound).
+const CALL: Duration = Duration::from_secs(5);
+
+async fn client(address: &str) -> Result<Client, String> {
+    let connect = Client::connector()
+        .with_session_timeout(Duration::from_secs(10))
+        .with_connection_timeout(Duration::from_secs(3))
+        .connect(address);
+    match tokio::time::timeout(CALL, connect).await {
+        Ok(Ok(client)) => Ok(client),
+        Ok(Err(err)) => Err(format!("connect {address}: {err}")),
+        Err(_) => Err(format!("connect {address}: timed out")),
+    }
+}
+
+/// Creates `path` holding `data` through one node.
+async fn write(address: &str, path: &str, data: &[u8]) -> Result<(), String> {
+    let client = client(address).await?;
+    let options = CreateMode::Persistent.with_acls(Acls::anyone_all());
+    match tokio::time::timeout(CALL, client.create(path, data, &options)).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(err)) => Err(format!("create {path} via {address}: {err}")),
+        Err(_) => Err(format!("create {path} via {address}: timed out")),
+    }
+}
+
+/// Reads `path` through one node, after a `sync` so a follower has caught up.
+async fn read(address: &str, path: &str) -> Result<Vec<u8>, String> {
+    let client = client(address).await?;
+    let read = async {
+        client.sync(path).await?;
+        client.get_data(path).await
+    };
+    match tokio::time::timeout(CALL, read).await {
+        Ok(Ok((data, _))) => Ok(data),
+        Ok(Err(err)) => Err(format!("read {path} via {address}: {err}")),
+        Err(_) => Err(format!("read {path} via {address}: timed out")),
+    }
+}
+
+/// Retries `write` until it succeeds through some serving node, up to `timeout`.
+async fn write_somewhere(cluster: &Cluster, path: &str, data: &[u8], timeout: Duration) -> usize {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let mut errors = Vec::new();
+        for node in cluster.node_ids() {
+            match write(&cluster.node_address(node), path, data).await {
+                Ok(()) => return node,
+                Err(err) if err.contains("node exists") || err.contains("NodeExists") => {
+                    return node
+                }
+                Err(err) => errors.push(err),
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no node accepted {path} within {timeout:?}: {errors:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn modes(cluster: &Cluster) -> Vec<NodeMode> {
+    cluster.status().await.expect("status").into_iter().map(|s| s.mode).collect()
+}
+
+/// What `docker` lists with this run's label, per object kind.
+fn labelled_objects(run_id: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for kind in [["ps", "-a"], ["volume", "ls"], ["network", "ls"]] {
+        let output = std::process::Command::new("docker")
+            .args(kind)
+            .args(["-q", "--filter", &format!("label=zkmq.run={run_id}")])
+            .output()
+            .expect("docker CLI");
+        assert!(output.status.success(), "docker {kind:?} failed");
+        found.extend(
+            String::from_utf8_lossy(&output.stdout)
+                .lines()
+                .map(|line| format!("{}: {line}", kind[0])),
+        );
+    }
+    found
+}
+
+#[tokio::test]
+async fn five_nodes_elect_one_leader_replicate_and_down_leaves_nothing() {
+    let cluster = common::own_ensemble(5, false).await;
+    let statuses = cluster.status().await.unwrap();
+    let leaders = statuses.iter().filter(|s| s.mode == NodeMode::Leader).count();
+    let followers = statuses.iter().filter(|s| s.mode == NodeMode::Follower).count();
+    assert_eq!((leaders, followers), (1, 4), "{statuses:?}");
+    assert!(statuses.iter().all(|s| s.version == "3.8.0"), "{statuses:?}");
+
+    let path = common::unique_chroot("five");
+    write(&cluster.node_address(1), &path, b"through zk1").await.unwrap();
+    for node in cluster.node_ids() {
+        let data = read(&cluster.node_address(node), &path).await.unwrap();
+        assert_eq!(data, b"through zk1", "zk{node}");
+    }
+
+    // attach finds the same cluster from Docker alone
+    let attached = Cluster::attach(cluster.run_id()).await.unwrap();
+    assert_eq!(attached.connect_string(), cluster.connect_string());
+
+    let run_id = cluster.run_id().to_owned();
+    assert!(!labelled_objects(&run_id).is_empty());
+    cluster.down().await.unwrap();
+    assert_eq!(labelled_objects(&run_id), Vec::<String>::new());
+    assert!(matches!(Cluster::attach(&run_id).await, Err(ClusterError::NotFound { .. })));
+}
+
+#[tokio::test]
+async fn killing_the_leader_elects_another_and_the_old_one_rejoins_as_follower() {
+    let cluster = common::own_ensemble(3, false).await;
+    let mut recoveries = Vec::new();
+    for round in 0..3 {
+        let leader = cluster.leader().await.unwrap().expect("a leader");
+        let said = cluster.kill(leader).await.unwrap();
+        assert!(said.contains("killed"), "{said}");
+        let killed = Instant::now();
+        let path = format!("{}-{round}", common::unique_chroot("kill"));
+        write_somewhere(&cluster, &path, b"after", QUORUM).await;
+        recoveries.push(killed.elapsed());
+
+        cluster.wait_for_quorum(QUORUM).await.unwrap();
+        let new_leader = cluster.leader().await.unwrap().expect("a new leader");
+        assert_ne!(new_leader, leader);
+        // killing again is harmless and says so
+        assert!(cluster.kill(leader).await.unwrap().contains("not running"));
+
+        cluster.start(leader).await.unwrap();
+        cluster.wait_serving(leader, QUORUM).await.unwrap();
+        let status = &cluster.status().await.unwrap()[leader - 1];
+        assert_eq!(status.mode, NodeMode::Follower, "{status:?}");
+        assert_eq!(read(&cluster.node_address(leader), &path).await.unwrap(), b"after");
+    }
+    recoveries.sort();
+    eprintln!("leader kill -> next successful write: {recoveries:?} (median {:?})", recoveries[1]);
+}
+
+#[tokio::test]
+async fn a_partitioned_node_stops_serving_and_catches_up_after_heal() {
+    let cluster = common::own_ensemble(3, false).await;
+    let isolated = cluster.leader().await.unwrap().expect("a leader");
+    let said = cluster.partition(&[vec![isolated]]).await.unwrap();
+    assert!(said.starts_with("partitioned"), "{said}");
+
+    // The isolated node loses its quorum and stops serving; the majority elects.
+    let deadline = Instant::now() + QUORUM;
+    while modes(&cluster).await[isolated - 1] != NodeMode::NotServing {
+        assert!(Instant::now() < deadline, "zk{isolated} still serves while isolated");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    cluster.wait_for_quorum(QUORUM).await.unwrap();
+    let path = common::unique_chroot("partition");
+    let others: Vec<usize> = cluster.node_ids().into_iter().filter(|n| *n != isolated).collect();
+    let deadline = Instant::now() + QUORUM;
+    loop {
+        match write(&cluster.node_address(others[0]), &path, b"missed").await {
+            Ok(()) => break,
+            Err(err) => assert!(Instant::now() < deadline, "{err}"),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(write(&cluster.node_address(isolated), &format!("{path}-x"), b"no").await.is_err());
+
+    assert!(cluster.heal().await.unwrap().starts_with("healed"));
+    cluster.wait_serving(isolated, QUORUM).await.unwrap();
+    assert_eq!(read(&cluster.node_address(isolated), &path).await.unwrap(), b"missed");
+
+    // loss and slow apply and are removed by heal; netem delay is refused, not skipped
+    assert!(cluster.loss(isolated, 20).await.unwrap().contains("20%"));
+    assert!(cluster.slow(isolated, 512).await.unwrap().contains("512 kbit"));
+    match cluster.delay(isolated, Duration::from_millis(100)).await {
+        Ok(said) => assert!(said.contains("100 ms")),
+        Err(ClusterError::Unsupported(why)) => assert!(why.contains("netem"), "{why}"),
+        Err(err) => panic!("delay: {err}"),
+    }
+    cluster.heal().await.unwrap();
+    cluster.wait_all_serving(QUORUM).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_wiped_follower_resyncs_the_data_written_before() {
+    let cluster = common::own_ensemble(3, false).await;
+    let path = common::unique_chroot("wipe");
+    let leader = cluster.leader().await.unwrap().expect("a leader");
+    write(&cluster.node_address(leader), &path, b"before wipe").await.unwrap();
+    let follower = cluster.node_ids().into_iter().find(|n| *n != leader).unwrap();
+
+    let said = cluster.wipe(follower).await.unwrap();
+    assert!(said.contains("myid"), "{said}");
+    cluster.wait_serving(follower, QUORUM).await.unwrap();
+    assert_eq!(read(&cluster.node_address(follower), &path).await.unwrap(), b"before wipe");
+}
+
+#[tokio::test]
+async fn pause_unpause_stop_start_are_idempotent() {
+    let cluster = common::own_ensemble(3, false).await;
+    let node = 2;
+    assert!(cluster.pause(node).await.unwrap().starts_with("paused"));
+    assert!(cluster.pause(node).await.unwrap().contains("already paused"));
+    assert_eq!(cluster.status().await.unwrap()[node - 1].container, "paused");
+    assert_eq!(modes(&cluster).await[node - 1], NodeMode::Down);
+    assert!(cluster.unpause(node).await.unwrap().starts_with("unpaused"));
+    assert!(cluster.unpause(node).await.unwrap().contains("was not paused"));
+    cluster.wait_serving(node, QUORUM).await.unwrap();
+
+    let address = cluster.node_address(node);
+    assert!(cluster.stop(node).await.unwrap().starts_with("stopped"));
+    assert!(cluster.stop(node).await.unwrap().contains("already stopped"));
+    assert_eq!(cluster.status().await.unwrap()[node - 1].container, "exited");
+    assert!(cluster.start(node).await.unwrap().starts_with("started"));
+    assert!(cluster.start(node).await.unwrap().contains("already running"));
+    cluster.wait_serving(node, QUORUM).await.unwrap();
+    // same address after a restart
+    assert_eq!(cluster.node_address(node), address);
+    assert!(cluster.restart(node).await.unwrap().starts_with("restarted"));
+    cluster.wait_all_serving(QUORUM).await.unwrap();
+}
+
+#[tokio::test]
+async fn rolling_upgrade_to_3_9_3_under_writes_loses_nothing() {
+    let cluster = common::own_ensemble(3, false).await;
+    zkmq::cluster::ensure_images(&["3.9.3"], false, &|line| eprintln!("{line}")).await.unwrap();
+    let prefix = common::unique_chroot("upgrade");
+    write_somewhere(&cluster, &prefix, b"", QUORUM).await;
+
+    // One writer per node (a node being replaced stalls only its own writer); each
+    // remembers what was acknowledged.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writers: Vec<_> = cluster
+        .node_ids()
+        .into_iter()
+        .map(|node| {
+            let address = cluster.node_address(node);
+            let stop = stop.clone();
+            let prefix = prefix.clone();
+            tokio::spawn(async move {
+                let mut acked = Vec::new();
+                let mut session: Option<Client> = None;
+                let options = CreateMode::Persistent.with_acls(Acls::anyone_all());
+                let mut attempt = 0usize;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    attempt += 1;
+                    let path = format!("{prefix}/n{node}-{attempt:06}");
+                    if session.is_none() {
+                        session = client(&address).await.ok();
+                    }
+                    if let Some(client) = &session {
+                        match tokio::time::timeout(CALL, client.create(&path, b"w", &options)).await
+                        {
+                            Ok(Ok(_)) => acked.push(path),
+                            // refused or unknown: not acknowledged; a fresh session next
+                            _ => session = None,
+                        }
+                    }
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                acked
+            })
+        })
+        .collect();
+
+    let first = 1;
+    let said = cluster.upgrade(first, "3.9.3").await.unwrap();
+    assert!(said.contains("zkmq/zookeeper:3.9.3"), "{said}");
+    cluster.wait_serving(first, QUORUM).await.unwrap();
+    let statuses = cluster.status().await.unwrap();
+    assert_eq!(statuses[first - 1].version, "3.9.3", "{statuses:?}");
+    // the mixed ensemble serves writes
+    write_somewhere(&cluster, &format!("{prefix}-mixed"), b"m", QUORUM).await;
+
+    for node in 2..=3 {
+        cluster.upgrade(node, "3.9.3").await.unwrap();
+        cluster.wait_serving(node, QUORUM).await.unwrap();
+    }
+    cluster.wait_all_serving(QUORUM).await.unwrap();
+    assert!(cluster.upgrade(2, "3.9.3").await.unwrap().contains("already runs"));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut acked = Vec::new();
+    for writer in writers {
+        acked.extend(writer.await.unwrap());
+    }
+    eprintln!("{} writes acknowledged during the rolling upgrade", acked.len());
+    assert!(acked.len() > 10, "only {} writes were acknowledged", acked.len());
+
+    let statuses = cluster.status().await.unwrap();
+    assert!(statuses.iter().all(|s| s.version == "3.9.3"), "{statuses:?}");
+    let reader = client(&cluster.node_address(2)).await.unwrap();
+    reader.sync(&prefix).await.unwrap();
+    let (children, _) = reader.get_children(&prefix).await.unwrap();
+    let missing: Vec<&String> = acked
+        .iter()
+        .filter(|path| !children.iter().any(|child| path.ends_with(&format!("/{child}"))))
+        .collect();
+    assert!(missing.is_empty(), "acknowledged but missing after the upgrade: {missing:?}");
+}
+
+#[tokio::test]
+async fn the_shared_ensemble_serves_each_test_in_its_own_chroot() {
+    let cluster = common::shared_ensemble().await;
+    let path = common::unique_chroot("shared");
+    write_somewhere(cluster, &path, b"shared", QUORUM).await;
+    for node in cluster.node_ids() {
+        assert_eq!(read(&cluster.node_address(node), &path).await.unwrap(), b"shared");
+    }
+    assert!(std::ptr::eq(cluster, common::shared_ensemble().await));
+}
+
+#[tokio::test]
+async fn the_reaper_removes_a_run_once_its_process_is_gone() {
+    let mut spec = common::test_spec("reap", 1, false);
+    spec.up_timeout = QUORUM;
+    let run_id = spec.run_id.clone();
+    let mut owner = std::process::Command::new("sleep").arg("600").spawn().unwrap();
+    let reaper = std::process::Command::new(common::zkmq_binary())
+        .args(["cluster", "reap", "--run", &run_id, "--pid", &owner.id().to_string()])
+        .spawn()
+        .unwrap();
+    let cluster = Cluster::up(spec, &|line| eprintln!("{line}")).await.unwrap();
+    assert_eq!(cluster.status().await.unwrap()[0].mode, NodeMode::Standalone);
+    assert!(!labelled_objects(&run_id).is_empty());
+    owner.kill().unwrap();
+    owner.wait().unwrap();
+    let mut reaper = reaper;
+    let deadline = Instant::now() + QUORUM;
+    while reaper.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "the reaper did not finish");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(labelled_objects(&run_id), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn ctrl_c_during_up_leaves_nothing_behind() {
+    let run_id = common::test_spec("ctrlc", 3, false).run_id;
+    let state = tempfile::tempdir().unwrap();
+    common::spawn_reaper(&run_id); // in case the test itself fails half-way
+    let mut up = std::process::Command::new(common::zkmq_binary())
+        .args(["cluster", "up", "--nodes", "3", "--run", &run_id])
+        .env("ZKMQ_STATE_DIR", state.path())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // interrupt as soon as the first container exists, well before a quorum
+    let deadline = Instant::now() + QUORUM;
+    while !labelled_objects(&run_id).iter().any(|object| object.starts_with("ps")) {
+        assert!(Instant::now() < deadline, "up created no container");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let signalled =
+        std::process::Command::new("kill").args(["-INT", &up.id().to_string()]).status().unwrap();
+    assert!(signalled.success());
+    let status = up.wait().unwrap();
+    assert!(!status.success(), "up was interrupted, so it must not report success");
+    assert_eq!(labelled_objects(&run_id), Vec::<String>::new());
+    assert!(!state.path().join("current").exists(), "an interrupted up is not the current cluster");
+}
+
+/// Not a test of speed (those live in `zkmq bench`): prints how long writes are
+/// unavailable after the leader is killed. `cargo test --test cluster -- --ignored
+/// --nocapture leader_failover`.
+#[tokio::test]
+#[ignore]
+async fn leader_failover_times() {
+    let cluster = common::own_ensemble(3, false).await;
+    let mut times = Vec::new();
+    for round in 0..7 {
+        cluster.wait_all_serving(QUORUM).await.unwrap();
+        let leader = cluster.leader().await.unwrap().expect("a leader");
+        cluster.kill(leader).await.unwrap();
+        let killed = Instant::now();
+        let path = format!("{}-{round}", common::unique_chroot("failover"));
+        let node = write_somewhere(&cluster, &path, b"x", QUORUM).await;
+        times.push(killed.elapsed());
+        eprintln!(
+            "round {round}: killed zk{leader}, wrote through zk{node} after {:?}",
+            times[round]
+        );
+        cluster.start(leader).await.unwrap();
+        cluster.wait_serving(leader, QUORUM).await.unwrap();
+    }
+    times.sort();
+    eprintln!(
+        "leader kill -> next successful write: median {:?}, all {times:?}",
+        times[times.len() / 2]
+    );
+}
