@@ -175,6 +175,8 @@ impl Consumer {
         tracing::info!(old = %old, new = %self.id, "re-registering the consumer");
         self.slot_unknown = false;
         self.held = None;
+        self.fold_ack = None;
+        self.unknown_fold = None;
         self.register_id().await
     }
 
