@@ -264,6 +264,32 @@ fn extension_route(gateway: &Gateway, ctx: &Ctx, method: &Method, path: &str) ->
         version: &'static str,
         endpoints: Vec<EndpointHealth>,
     }
+    if let Some(id) = path.strip_prefix("/sessions/") {
+        #[derive(Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct SessionInfo {
+            id: String,
+            context: String,
+            zk_session_id: i64,
+            expire: u64,
+        }
+        if method != Method::GET {
+            return ctx.error(StatusCode::METHOD_NOT_ALLOWED, "use GET");
+        }
+        let found = gateway.endpoints.iter().find_map(|e| {
+            let (zk_session_id, expire) = e.session_info(id)?;
+            Some(SessionInfo {
+                id: id.to_owned(),
+                context: e.config.context.clone(),
+                zk_session_id,
+                expire: expire.as_secs(),
+            })
+        });
+        return match found {
+            Some(info) => json_response(StatusCode::OK, &info, None),
+            None => ctx.error(StatusCode::NOT_FOUND, format!("session {id} not found")),
+        };
+    }
     if path != "/health" {
         return ctx.error(
             StatusCode::NOT_FOUND,
@@ -308,19 +334,20 @@ async fn sessions_route(
                     );
                 }
             }
-            let expire =
-                match ctx.param("expire") {
-                    None => gateway.config.default_session_expire_secs,
-                    Some(value) => match value.parse::<u64>() {
-                        Ok(secs) if (1..=86_400).contains(&secs) => secs,
-                        _ => return ctx.error(
+            let expire = match ctx.param("expire") {
+                None => gateway.config.default_session_expire_secs,
+                Some(value) => match value.parse::<u64>() {
+                    Ok(secs) if (1..=86_400).contains(&secs) => secs,
+                    _ => {
+                        return ctx.error(
                             StatusCode::BAD_REQUEST,
                             format!(
                                 "expire={value}: must be a whole number of seconds from 1 to 86400"
                             ),
-                        ),
-                    },
-                };
+                        )
+                    }
+                },
+            };
             match endpoint.create_session(Duration::from_secs(expire)).await {
                 Ok(id) => {
                     let uri = session_uri(&id);
