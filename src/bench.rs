@@ -16,8 +16,12 @@ use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
 use crate::queue::{
-    connect, Access, Consumer, CreateMode, Producer, QueueConfig, QueueError, Store, StoreError,
+    connect, Access, Consumer, CreateMode, MessageId, Producer, QueueConfig, QueueError, Store,
+    StoreError,
 };
+
+/// Sends per pipelined batch of each producer.
+const PRODUCER_BATCH: usize = 32;
 
 /// What to run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -112,13 +116,22 @@ pub async fn bench_queue(config: QueueBenchConfig) -> Result<QueueBenchResult, Q
         let mut producer = Producer::new(config.access.clone(), queue.clone()).await?;
         let errors = errors.clone();
         let size = config.size;
+        let started = started;
         producers.push(tokio::spawn(async move {
-            let mut payload = vec![0u8; size];
-            for _ in 0..share {
+            // Sends go out in pipelined batches: one write latency per batch.
+            let mut left = share;
+            while left > 0 {
+                let batch = left.min(PRODUCER_BATCH);
+                left -= batch;
                 let sent_at = started.elapsed().as_nanos() as u64;
+                let mut payload = vec![0u8; size];
                 payload[..8].copy_from_slice(&sent_at.to_be_bytes());
-                if producer.send(&payload).await.is_err() {
-                    errors.fetch_add(1, Ordering::Relaxed);
+                let messages: Vec<_> =
+                    (0..batch).map(|_| (MessageId::generate(), payload.as_slice())).collect();
+                for result in producer.send_batch(&messages).await {
+                    if result.is_err() {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
             }
             producer.close().await;
@@ -133,25 +146,36 @@ pub async fn bench_queue(config: QueueBenchConfig) -> Result<QueueBenchResult, Q
                 Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds");
             let mut seen = std::collections::HashSet::new();
             let mut redelivered = 0u64;
-            while acked.load(Ordering::Relaxed) < total {
-                let delivery = match consumer.take(Duration::from_millis(200)).await {
-                    Ok(Some(delivery)) => delivery,
-                    Ok(None) => continue,
-                    Err(_) => {
-                        errors.fetch_add(1, Ordering::Relaxed);
-                        continue;
-                    }
-                };
+            let mut record = |delivery: &crate::queue::Delivery| {
                 let now = started.elapsed().as_nanos() as u64;
                 let sent = u64::from_be_bytes(delivery.payload[..8].try_into().expect("8 bytes"));
                 latencies.saturating_record(now.saturating_sub(sent) / 1_000);
                 if !seen.insert(delivery.id) {
                     redelivered += 1;
                 }
-                match consumer.ack(&delivery).await {
-                    Ok(()) => {
-                        acked.fetch_add(1, Ordering::Relaxed);
+            };
+            let mut current = None;
+            loop {
+                let next = match current.take() {
+                    // The ack rides in the next take's transaction.
+                    Some(delivery) => {
+                        let (ack, next) =
+                            consumer.ack_and_take(&delivery, Duration::from_millis(200)).await;
+                        match ack {
+                            Ok(()) => acked.fetch_add(1, Ordering::Relaxed),
+                            Err(_) => errors.fetch_add(1, Ordering::Relaxed),
+                        };
+                        next
                     }
+                    None if acked.load(Ordering::Relaxed) >= total => break,
+                    None => consumer.take(Duration::from_millis(200)).await,
+                };
+                match next {
+                    Ok(Some(delivery)) => {
+                        record(&delivery);
+                        current = Some(delivery);
+                    }
+                    Ok(None) => {}
                     Err(_) => {
                         errors.fetch_add(1, Ordering::Relaxed);
                     }

@@ -65,7 +65,20 @@ pub struct Consumer {
     /// An empty node (a produce between its create and its set) was skipped: the set
     /// changes no listing, so look again soon instead of waiting for a watch.
     saw_unset: bool,
+    /// Races lost lately (decays with each take won): spread the first tries.
+    contention: u32,
+    /// An ack to fold into the next take's transaction (`ack_and_take`).
+    fold_ack: Option<Delivery>,
+    /// How the folded ack ended, once it was tried.
+    fold_result: Option<Result<(), QueueError>>,
+    /// A folded ack whose transaction ended unknown.
+    unknown_fold: Option<Delivery>,
 }
+
+/// How many of the oldest messages a consumer picks its first try from.
+const SPREAD: usize = 8;
+/// How many won takes a lost race is remembered for.
+const LOST_RACE_MEMORY: u32 = 16;
 
 fn new_id() -> String {
     uuid::Uuid::new_v4().simple().to_string()[..12].to_owned()
@@ -89,6 +102,10 @@ impl Consumer {
             seen_messages: Vec::new(),
             seen_partial: Vec::new(),
             saw_unset: false,
+            contention: 0,
+            fold_ack: None,
+            fold_result: None,
+            unknown_fold: None,
         };
         consumer.register_id().await?;
         consumer.run_recovery().await;
@@ -98,6 +115,12 @@ impl Consumer {
     /// The id this consumer is registered under (`consumers/consumer-<id>`).
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// True once this consumer's session has expired (or was dropped): its next
+    /// call builds a new session and re-registers under a new id.
+    pub fn session_expired(&self) -> bool {
+        self.session.store.is_dead()
     }
 
     /// The access path in use ("native" or "rest").
@@ -240,11 +263,23 @@ impl Consumer {
         let messages = self.tree.messages();
         if self.pending.is_empty() {
             self.seen_messages = self.session.store.children(&messages).await?;
-            self.pending = sorted_messages(self.seen_messages.clone()).into();
+            let mut names = sorted_messages(self.seen_messages.clone());
+            // Consumers that all start at the head race for the same message, and a
+            // lost race costs a write (a failed multi is still a transaction). Start
+            // at a random one of the oldest few once races were lost lately (a lone
+            // consumer keeps strict FIFO).
+            let spread = if self.contention > 0 { names.len().min(SPREAD) } else { 0 };
+            if spread > 1 {
+                names[..spread].rotate_left(rand::random_range(0..spread));
+            }
+            self.pending = names.into();
         }
         while let Some(name) = self.pending.pop_front() {
             match self.try_take(&messages, &name, false).await {
-                Ok(Some(delivery)) => return Ok(Some(delivery)),
+                Ok(Some(delivery)) => {
+                    self.contention = self.contention.saturating_sub(1);
+                    return Ok(Some(delivery));
+                }
                 Ok(None) => {}
                 Err(err) => {
                     self.pending.push_front(name);
@@ -264,7 +299,10 @@ impl Consumer {
         let path = Tree::node(dir, name);
         let (data, stat) = match self.session.store.get(&path).await {
             Ok(found) => found,
-            Err(StoreError::NoNode(_)) => return Ok(None),
+            Err(StoreError::NoNode(_)) => {
+                self.contention = LOST_RACE_MEMORY;
+                return Ok(None);
+            }
             Err(err) => return Err(err),
         };
         if data.is_empty() {
@@ -323,31 +361,133 @@ impl Consumer {
     ) -> StoreResult<Option<Delivery>> {
         let slot_envelope = Self::slot_envelope(envelope, name, "", from_partial);
         let slot = self.tree.slot(&self.id);
-        let ops = [
-            MultiOp::Check { path: self.tree.status(&self.id), version: None },
-            MultiOp::Delete { path: path.to_owned(), version: Some(version) },
-            MultiOp::Create {
+        loop {
+            // An ack folded in (see `ack_and_take`): delete the old slot in the
+            // same transaction that creates the new one.
+            let fold = self.fold_ack.take();
+            let mut ops = vec![MultiOp::Check { path: self.tree.status(&self.id), version: None }];
+            if let Some(previous) = &fold {
+                ops.push(MultiOp::Delete {
+                    path: previous.slot.clone(),
+                    version: previous.slot_version,
+                });
+            }
+            let source_index = ops.len();
+            ops.push(MultiOp::Delete { path: path.to_owned(), version: Some(version) });
+            ops.push(MultiOp::Create {
                 path: slot.clone(),
                 data: slot_envelope.encode(),
                 mode: CreateMode::Persistent,
-            },
-        ];
-        match self.session.store.multi(&ops).await {
-            Ok(()) => Ok(Some(Delivery::from_slot(&slot_envelope, slot, Some(0)))),
-            Err(StoreError::MultiFailed { index: 1, .. }) => Ok(None),
-            Err(StoreError::MultiFailed { index: 2, cause })
-                if matches!(*cause, StoreError::NodeExists(_)) =>
-            {
-                // We already hold a message (an earlier take's outcome was unknown).
-                self.slot_unknown = true;
-                Err(StoreError::Unknown(format!("{slot} already exists: reading it back")))
+            });
+            match self.session.store.multi(&ops).await {
+                Ok(()) => {
+                    if fold.is_some() {
+                        self.fold_result = Some(Ok(()));
+                    }
+                    return Ok(Some(Delivery::from_slot(&slot_envelope, slot, Some(0))));
+                }
+                Err(StoreError::MultiFailed { index: 1, .. }) if fold.is_some() => {
+                    // The old slot is gone or changed: recovery took it back.
+                    self.fold_result = Some(Err(QueueError::TakenBack));
+                    continue;
+                }
+                Err(StoreError::MultiFailed { index, .. }) if index == source_index => {
+                    self.fold_ack = fold;
+                    self.contention = LOST_RACE_MEMORY;
+                    return Ok(None);
+                }
+                Err(StoreError::MultiFailed { index, cause })
+                    if index == source_index + 1 && matches!(*cause, StoreError::NodeExists(_)) =>
+                {
+                    // We already hold a message (an earlier take's outcome was unknown).
+                    self.fold_ack = fold;
+                    self.slot_unknown = true;
+                    return Err(StoreError::Unknown(format!(
+                        "{slot} already exists: reading it back"
+                    )));
+                }
+                Err(StoreError::MultiFailed { index, cause }) => {
+                    self.fold_ack = fold;
+                    return Err(StoreError::SessionExpired(format!(
+                        "this consumer is no longer registered (take step {index}: {cause})"
+                    )));
+                }
+                Err(err) => {
+                    self.unknown_fold = fold;
+                    self.slot_unknown = true;
+                    return Err(err);
+                }
             }
-            Err(StoreError::MultiFailed { index, cause }) => Err(StoreError::SessionExpired(
-                format!("this consumer is no longer registered (take step {index}: {cause})"),
-            )),
-            Err(err) => {
-                self.slot_unknown = true;
-                Err(err)
+        }
+    }
+
+    /// Acknowledges `delivery` and takes the next message. With the native `multi`
+    /// the ack's versioned delete rides in the take's transaction: one write per
+    /// message instead of two. Same guarantees as [`Consumer::ack`] then
+    /// [`Consumer::take`]; returns both outcomes.
+    pub async fn ack_and_take(
+        &mut self,
+        delivery: &Delivery,
+        timeout: Duration,
+    ) -> (Result<(), QueueError>, Result<Option<Delivery>, QueueError>) {
+        let foldable = self.session.config.algorithm == Algorithm::Safe
+            && self.session.take_protocol() == TakeProtocol::Multi
+            && !self.slot_unknown
+            && delivery.slot_version.is_some()
+            && delivery.slot == self.tree.slot(&self.id)
+            && self.held.as_ref().is_some_and(|held| held.slot == delivery.slot);
+        if !foldable {
+            let ack = self.ack(delivery).await;
+            return (ack, self.take(timeout).await);
+        }
+        self.held = None;
+        self.fold_ack = Some(delivery.clone());
+        self.fold_result = None;
+        let attempt = self.take_once().await;
+        let ack = if let Some(result) = self.fold_result.take() {
+            result
+        } else if let Some(previous) = self.unknown_fold.take() {
+            self.resolve_fold(&previous).await
+        } else {
+            // Nothing was taken with it (an empty queue, an error): ack on its own.
+            self.fold_ack = None;
+            self.ack(delivery).await
+        };
+        match attempt {
+            Ok(Some(next)) => {
+                self.held = Some(next.clone());
+                (ack, Ok(Some(next)))
+            }
+            _ => (ack, self.take(timeout).await),
+        }
+    }
+
+    /// A take with an ack folded in ended unknown: our slot says whether it happened.
+    async fn resolve_fold(&mut self, previous: &Delivery) -> Result<(), QueueError> {
+        let deadline = Instant::now() + self.session.config.retry_budget;
+        loop {
+            match self.session.store.get(&previous.slot).await {
+                Ok((data, stat)) => {
+                    let same = Envelope::decode(&data).is_ok_and(|held| held.id == previous.id);
+                    if same && Some(stat.version) == previous.slot_version {
+                        // The transaction did not happen: the old message is still ours.
+                        self.slot_unknown = false;
+                        return self.ack(previous).await;
+                    }
+                    // It happened: the slot holds the next message (read by the take).
+                    return Ok(());
+                }
+                Err(StoreError::NoNode(_)) => {
+                    self.slot_unknown = false;
+                    return Err(QueueError::Unknown(format!(
+                        "{}: the ack folded into a take ended unknown and the slot is gone",
+                        previous.slot
+                    )));
+                }
+                Err(err) if Instant::now() >= deadline || self.session.store.is_dead() => {
+                    return Err(err.into());
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
             }
         }
     }

@@ -376,17 +376,6 @@ impl Session {
         }
     }
 
-    /// After an error: renews the session if it is gone, else waits a little before
-    /// the caller retries.
-    pub async fn recover_from(&mut self, err: &StoreError) -> Result<(), QueueError> {
-        if matches!(err, StoreError::SessionExpired(_)) || self.store.is_dead() {
-            self.renew().await
-        } else {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            Ok(())
-        }
-    }
-
     pub fn take_protocol(&self) -> TakeProtocol {
         match self.config.take_protocol {
             TakeProtocol::Auto if self.store.supports_multi() => TakeProtocol::Multi,
