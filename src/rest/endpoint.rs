@@ -174,6 +174,13 @@ impl Endpoint {
         Some(session)
     }
 
+    /// The ZooKeeper session id and expiry behind gateway session `id` (for the
+    /// `/zkmq/v1/sessions/<id>` extension: a client needs the id to recognise its
+    /// own ephemerals by their `ephemeralOwner`).
+    pub fn session_info(&self, id: &str) -> Option<(i64, Duration)> {
+        self.session(id).map(|s| (s.client.session_id().0, s.expire))
+    }
+
     /// Resets the expiry timer; false for an unknown or dead session.
     pub fn heartbeat(&self, id: &str) -> bool {
         match self.session(id) {

@@ -264,6 +264,32 @@ fn extension_route(gateway: &Gateway, ctx: &Ctx, method: &Method, path: &str) ->
         version: &'static str,
         endpoints: Vec<EndpointHealth>,
     }
+    if let Some(id) = path.strip_prefix("/sessions/") {
+        #[derive(Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct SessionInfo {
+            id: String,
+            context: String,
+            zk_session_id: i64,
+            expire: u64,
+        }
+        if method != Method::GET {
+            return ctx.error(StatusCode::METHOD_NOT_ALLOWED, "use GET");
+        }
+        let found = gateway.endpoints.iter().find_map(|e| {
+            let (zk_session_id, expire) = e.session_info(id)?;
+            Some(SessionInfo {
+                id: id.to_owned(),
+                context: e.config.context.clone(),
+                zk_session_id,
+                expire: expire.as_secs(),
+            })
+        });
+        return match found {
+            Some(info) => json_response(StatusCode::OK, &info, None),
+            None => ctx.error(StatusCode::NOT_FOUND, format!("session {id} not found")),
+        };
+    }
     if path != "/health" {
         return ctx.error(
             StatusCode::NOT_FOUND,
