@@ -80,17 +80,23 @@ impl std::fmt::Display for QueueBenchResult {
 
 pub async fn bench_queue(config: QueueBenchConfig) -> Result<QueueBenchResult, QueueError> {
     if config.size < 8 {
-        return Err(QueueError::Config("--size must be at least 8 bytes (the send time rides in the payload)".into()));
+        return Err(QueueError::Config(
+            "--size must be at least 8 bytes (the send time rides in the payload)".into(),
+        ));
     }
     if config.producers == 0 || config.consumers == 0 {
         return Err(QueueError::Config("need at least one producer and one consumer".into()));
     }
     let mut queue = config.queue.clone();
-    queue.chroot = format!("{}/bench-{}", queue.chroot, &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    queue.chroot =
+        format!("{}/bench-{}", queue.chroot, &uuid::Uuid::new_v4().simple().to_string()[..8]);
     let admin = connect(&config.access, &queue).await?;
 
     let raw_creates_per_s = if config.raw_creates > 0 {
-        Some(raw_creates(admin.as_ref(), &format!("{}/raw", queue.chroot), config.raw_creates).await?)
+        Some(
+            raw_creates(admin.as_ref(), &format!("{}/raw", queue.chroot), config.raw_creates)
+                .await?,
+        )
     } else {
         None
     };
@@ -101,7 +107,8 @@ pub async fn bench_queue(config: QueueBenchConfig) -> Result<QueueBenchResult, Q
     let started = Instant::now();
     let mut producers = Vec::new();
     for index in 0..config.producers {
-        let share = config.messages / config.producers + usize::from(index < config.messages % config.producers);
+        let share = config.messages / config.producers
+            + usize::from(index < config.messages % config.producers);
         let mut producer = Producer::new(config.access.clone(), queue.clone()).await?;
         let errors = errors.clone();
         let size = config.size;
@@ -122,7 +129,8 @@ pub async fn bench_queue(config: QueueBenchConfig) -> Result<QueueBenchResult, Q
         let mut consumer = Consumer::register(config.access.clone(), queue.clone()).await?;
         let (acked, errors) = (acked.clone(), errors.clone());
         consumers.push(tokio::spawn(async move {
-            let mut latencies = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds");
+            let mut latencies =
+                Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds");
             let mut seen = std::collections::HashSet::new();
             let mut redelivered = 0u64;
             while acked.load(Ordering::Relaxed) < total {
@@ -179,7 +187,8 @@ pub async fn bench_queue(config: QueueBenchConfig) -> Result<QueueBenchResult, Q
     for task in producers {
         let _ = task.await;
     }
-    let mut latencies = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds");
+    let mut latencies =
+        Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds");
     let mut redelivered = 0;
     for task in consumers {
         if let Ok((histogram, count)) = task.await {

@@ -11,20 +11,23 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use tokio::sync::watch;
 
-use super::deps::checker;
-use super::deps::cluster::{self, Cluster, ClusterError, ClusterSpec};
-use super::deps::queue::{self, Access, Algorithm, Consumer, QueueConfig, QueueError};
-use super::deps::report;
 use super::nemesis::{self, Nemesis, NemesisError, PlannedFault};
 use super::recorder::Recorder;
 use super::scenario::{AlgorithmChoice, Scenario};
 use super::workload::{self, WorkerPlan, Workload, WorkloadConfig};
+use crate::checker;
+use crate::cluster::{self, Cluster, ClusterError, ClusterSpec};
 use crate::history::{files, Event, HistoryError, HistoryWriter, Phase, RunMeta};
+use crate::queue::{self, Access, Algorithm, Consumer, QueueConfig, QueueError};
+use crate::report;
 
 /// How long the workload's workers may take to finish their last operation.
 const WORKER_STOP_WAIT: Duration = Duration::from_secs(60);
 /// How long the drain waits for one message.
 const DRAIN_TAKE_WAIT: Duration = Duration::from_secs(1);
+
+/// Where a run's console lines go.
+pub type Say = Arc<dyn Fn(&str) + Send + Sync>;
 
 /// How a run differs from its scenario file.
 #[derive(Clone, Default)]
@@ -46,7 +49,7 @@ pub struct RunOptions {
     /// The scenario's file, to print the command that repeats the run.
     pub scenario_path: Option<PathBuf>,
     /// Where progress lines go (the CLI prints them); None: the log.
-    pub say: Option<Arc<dyn Fn(&str) + Send + Sync>>,
+    pub say: Option<Say>,
 }
 
 /// What a finished run concluded.

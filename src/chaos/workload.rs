@@ -17,13 +17,13 @@ use rand_chacha::ChaCha8Rng;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use super::deps::cluster::{Cluster, NodeMode};
-use super::deps::queue::{
-    self, Access, Consumer, Delivery, MessageId, Producer, QueueConfig, QueueError,
-};
 use super::nemesis::{ConsumerHandle, ConsumerOrder};
 use super::recorder::Recorder;
+use crate::cluster::{Cluster, NodeMode};
 use crate::history::{Event, Phase, Sample};
+use crate::queue::{
+    self, Access, Consumer, Delivery, MessageId, Producer, QueueConfig, QueueError,
+};
 
 /// How long one take waits for a message: bounds how late a consumer notices the
 /// stop signal or a nemesis order.
@@ -297,6 +297,12 @@ impl Worker {
             e.checksum = Some(checksum);
             self.record(e);
             if failed {
+                // A fresh session next time: a producer whose session expired may not
+                // renew it by itself (the legacy one does not), and reconnecting after
+                // a failure costs nothing worth saving.
+                if let Some(old) = producer.take() {
+                    tokio::spawn(old.close());
+                }
                 tokio::time::sleep(ERROR_BACKOFF).await;
             }
         }

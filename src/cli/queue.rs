@@ -130,7 +130,9 @@ pub async fn run(command: QueueCommand) -> anyhow::Result<u8> {
                 if ack {
                     consumer.ack(&delivery).await?;
                 } else if count > 1 {
-                    anyhow::bail!("--count above 1 needs --ack: a consumer holds one message at a time");
+                    anyhow::bail!(
+                        "--count above 1 needs --ack: a consumer holds one message at a time"
+                    );
                 }
                 taken += 1;
             }

@@ -121,7 +121,12 @@ impl Consumer {
             match store.create(&status, b"", CreateMode::Ephemeral).await {
                 Ok(_) => Ok(()),
                 Err(StoreError::NodeExists(path)) => match store.exists(&status).await? {
-                    Some(stat) if stat.ephemeral_owner == store.session_id() || store.session_id() == 0 => Ok(()),
+                    Some(stat)
+                        if stat.ephemeral_owner == store.session_id()
+                            || store.session_id() == 0 =>
+                    {
+                        Ok(())
+                    }
                     _ => Err(StoreError::NodeExists(path)),
                 },
                 Err(err) => Err(err),
@@ -173,7 +178,8 @@ impl Consumer {
                     if Instant::now() >= deadline {
                         return Err(err.into());
                     }
-                    if matches!(err, StoreError::SessionExpired(_)) || self.session.store.is_dead() {
+                    if matches!(err, StoreError::SessionExpired(_)) || self.session.store.is_dead()
+                    {
                         self.reregister().await?;
                     } else {
                         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -212,7 +218,8 @@ impl Consumer {
                     self.slot_unknown = false;
                     let envelope = Envelope::decode(&data)
                         .map_err(|err| StoreError::Refused(format!("{slot}: {err}")))?;
-                    let version = (self.session.config.algorithm == Algorithm::Safe).then_some(stat.version);
+                    let version =
+                        (self.session.config.algorithm == Algorithm::Safe).then_some(stat.version);
                     return Ok(Some(Delivery::from_slot(&envelope, slot, version)));
                 }
                 Err(StoreError::NoNode(_)) => self.slot_unknown = false,
@@ -248,7 +255,12 @@ impl Consumer {
         Ok(None)
     }
 
-    async fn try_take(&mut self, dir: &str, name: &str, from_partial: bool) -> StoreResult<Option<Delivery>> {
+    async fn try_take(
+        &mut self,
+        dir: &str,
+        name: &str,
+        from_partial: bool,
+    ) -> StoreResult<Option<Delivery>> {
         let path = Tree::node(dir, name);
         let (data, stat) = match self.session.store.get(&path).await {
             Ok(found) => found,
@@ -276,13 +288,17 @@ impl Consumer {
             if claimer == self.id && self.session.take_protocol() == TakeProtocol::Claim {
                 // Our own claim whose take did not finish (its outcome was unknown).
                 let token = envelope.claim.clone();
-                return self.finish_claim(&path, name, envelope, &token, stat.version, from_partial).await;
+                return self
+                    .finish_claim(&path, name, envelope, &token, stat.version, from_partial)
+                    .await;
             }
             // Claimed by a claim-protocol consumer (or a recovery move): not ours.
             return Ok(None);
         }
         match self.session.take_protocol() {
-            TakeProtocol::Claim => self.take_claim(&path, name, envelope, stat.version, from_partial).await,
+            TakeProtocol::Claim => {
+                self.take_claim(&path, name, envelope, stat.version, from_partial).await
+            }
             _ => self.take_multi(&path, name, envelope, stat.version, from_partial).await,
         }
     }
@@ -310,19 +326,25 @@ impl Consumer {
         let ops = [
             MultiOp::Check { path: self.tree.status(&self.id), version: None },
             MultiOp::Delete { path: path.to_owned(), version: Some(version) },
-            MultiOp::Create { path: slot.clone(), data: slot_envelope.encode(), mode: CreateMode::Persistent },
+            MultiOp::Create {
+                path: slot.clone(),
+                data: slot_envelope.encode(),
+                mode: CreateMode::Persistent,
+            },
         ];
         match self.session.store.multi(&ops).await {
             Ok(()) => Ok(Some(Delivery::from_slot(&slot_envelope, slot, Some(0)))),
             Err(StoreError::MultiFailed { index: 1, .. }) => Ok(None),
-            Err(StoreError::MultiFailed { index: 2, cause }) if matches!(*cause, StoreError::NodeExists(_)) => {
+            Err(StoreError::MultiFailed { index: 2, cause })
+                if matches!(*cause, StoreError::NodeExists(_)) =>
+            {
                 // We already hold a message (an earlier take's outcome was unknown).
                 self.slot_unknown = true;
                 Err(StoreError::Unknown(format!("{slot} already exists: reading it back")))
             }
-            Err(StoreError::MultiFailed { index, cause }) => Err(StoreError::SessionExpired(format!(
-                "this consumer is no longer registered (take step {index}: {cause})"
-            ))),
+            Err(StoreError::MultiFailed { index, cause }) => Err(StoreError::SessionExpired(
+                format!("this consumer is no longer registered (take step {index}: {cause})"),
+            )),
             Err(err) => {
                 self.slot_unknown = true;
                 Err(err)
@@ -342,22 +364,27 @@ impl Consumer {
         let token = format!("{}/{}", self.id, &new_id()[..8]);
         let claimed = envelope.with_claim(&token);
         let budget = self.session.config.retry_budget;
-        let claimed_version = match self.session.store.set(path, &claimed.encode(), Some(version)).await {
-            Ok(stat) => stat.version,
-            Err(StoreError::NoNode(_) | StoreError::BadVersion(_)) => return Ok(None),
-            Err(err) if err.is_unknown_outcome() => {
-                // Did the claim land? Only our token says so.
-                let store = self.session.store.clone();
-                match retry_unknown(budget, || store.get(path)).await {
-                    Ok((data, stat)) if Envelope::decode(&data).map(|e| e.claim == token).unwrap_or(false) => {
-                        stat.version
+        let claimed_version =
+            match self.session.store.set(path, &claimed.encode(), Some(version)).await {
+                Ok(stat) => stat.version,
+                Err(StoreError::NoNode(_) | StoreError::BadVersion(_)) => return Ok(None),
+                Err(err) if err.is_unknown_outcome() => {
+                    // Did the claim land? Only our token says so.
+                    let store = self.session.store.clone();
+                    match retry_unknown(budget, || store.get(path)).await {
+                        Ok((data, stat))
+                            if Envelope::decode(&data)
+                                .map(|e| e.claim == token)
+                                .unwrap_or(false) =>
+                        {
+                            stat.version
+                        }
+                        Ok(_) | Err(StoreError::NoNode(_)) => return Ok(None),
+                        Err(err) => return Err(err),
                     }
-                    Ok(_) | Err(StoreError::NoNode(_)) => return Ok(None),
-                    Err(err) => return Err(err),
                 }
-            }
-            Err(err) => return Err(err),
-        };
+                Err(err) => return Err(err),
+            };
         self.finish_claim(path, name, claimed, &token, claimed_version, from_partial).await
     }
 
@@ -400,7 +427,9 @@ impl Consumer {
             }
             Err(StoreError::NodeExists(_)) => {
                 self.slot_unknown = true;
-                return Err(StoreError::Unknown(format!("{slot} already holds a message: reading it back")));
+                return Err(StoreError::Unknown(format!(
+                    "{slot} already holds a message: reading it back"
+                )));
             }
             Err(err) => {
                 self.slot_unknown = true;
@@ -418,11 +447,15 @@ impl Consumer {
                         Some(stat) if stat.version == 0 => {
                             Ok(Some(Delivery::from_slot(&slot_envelope, slot, Some(0))))
                         }
-                        _ => Err(StoreError::SessionExpired("recovery took this consumer's take back".into())),
+                        _ => Err(StoreError::SessionExpired(
+                            "recovery took this consumer's take back".into(),
+                        )),
                     };
                 }
                 Err(StoreError::NoNode(_) | StoreError::BadVersion(_)) => {
-                    return Err(StoreError::SessionExpired("recovery took this consumer's take back".into()))
+                    return Err(StoreError::SessionExpired(
+                        "recovery took this consumer's take back".into(),
+                    ))
                 }
                 Err(StoreError::Unknown(reason)) => {
                     retried = true;
@@ -464,7 +497,9 @@ impl Consumer {
             let session_id = self.session.store.session_id();
             match self.session.store.delete(&delivery.slot, delivery.slot_version).await {
                 Ok(()) => break Ok(()),
-                Err(StoreError::NoNode(_)) if unknown_in_session == Some(session_id) => break Ok(()),
+                Err(StoreError::NoNode(_)) if unknown_in_session == Some(session_id) => {
+                    break Ok(())
+                }
                 Err(StoreError::NoNode(_)) if unknown_in_session.is_some() => {
                     break Err(QueueError::Unknown(format!(
                         "{}: an ack retried in a new session found the slot gone: either the \
@@ -472,7 +507,9 @@ impl Consumer {
                         delivery.slot
                     )))
                 }
-                Err(StoreError::NoNode(_) | StoreError::BadVersion(_)) => break Err(QueueError::TakenBack),
+                Err(StoreError::NoNode(_) | StoreError::BadVersion(_)) => {
+                    break Err(QueueError::TakenBack)
+                }
                 Err(err) if err.is_unknown_outcome() => {
                     unknown_in_session.get_or_insert(session_id);
                     if Instant::now() >= deadline {

@@ -247,7 +247,10 @@ mod tests {
         let mut data = Envelope::new(MessageId::generate(), b"hello").encode();
         let last = data.len() - 1;
         data[last] ^= 1;
-        assert!(matches!(Envelope::decode(&data).unwrap().verify(), Err(EnvelopeError::Checksum { .. })));
+        assert!(matches!(
+            Envelope::decode(&data).unwrap().verify(),
+            Err(EnvelopeError::Checksum { .. })
+        ));
     }
 
     #[test]

@@ -30,7 +30,9 @@ use super::{retry_unknown, sorted_messages, QueueError, Tree};
 
 /// Produce: create empty, then set (unversioned, no read-back).
 pub async fn produce(store: &dyn Store, tree: &Tree, data: &[u8]) -> Result<(), QueueError> {
-    let path = store.create(&format!("{}/message-", tree.messages()), b"", CreateMode::PersistentSequential).await?;
+    let path = store
+        .create(&format!("{}/message-", tree.messages()), b"", CreateMode::PersistentSequential)
+        .await?;
     store.set(&path, data, None).await?;
     Ok(())
 }
@@ -108,7 +110,12 @@ pub async fn delete(
 
 /// One legacy take over `messages/` (the original knew no `partial/` priority; it
 /// takes what recovery puts there after the waiting messages).
-pub async fn take(store: &dyn Store, tree: &Tree, slot: &str, budget: Duration) -> StoreResult<Option<Envelope>> {
+pub async fn take(
+    store: &dyn Store,
+    tree: &Tree,
+    slot: &str,
+    budget: Duration,
+) -> StoreResult<Option<Envelope>> {
     for dir in [tree.messages(), tree.partial()] {
         let names = match store.children(&dir).await {
             Ok(children) => sorted_messages(children),

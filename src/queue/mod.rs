@@ -196,8 +196,10 @@ impl From<StoreError> for QueueError {
 /// Opens a store for `access`: a new session every call.
 pub async fn connect(access: &Access, config: &QueueConfig) -> Result<Arc<dyn Store>, QueueError> {
     validate(config)?;
-    let connect_error =
-        |err: StoreError| QueueError::Connect { target: access.target().into(), reason: err.to_string() };
+    let connect_error = |err: StoreError| QueueError::Connect {
+        target: access.target().into(),
+        reason: err.to_string(),
+    };
     match access {
         Access::Native { connect } => {
             let store = native_store::NativeStore::connect(

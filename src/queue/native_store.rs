@@ -146,7 +146,8 @@ impl Store for NativeStore {
     async fn create(&self, path: &str, data: &[u8], mode: CreateMode) -> StoreResult<String> {
         let client = self.client()?;
         let options = zk_mode(mode).with_acls(zk::Acls::anyone_all());
-        let (_, sequence) = self.bounded("create", path, client.create(path, data, &options)).await?;
+        let (_, sequence) =
+            self.bounded("create", path, client.create(path, data, &options)).await?;
         Ok(if mode.is_sequential() { format!("{path}{sequence}") } else { path.to_owned() })
     }
 
@@ -262,8 +263,7 @@ impl Store for NativeStore {
     }
 
     fn is_dead(&self) -> bool {
-        let dropped =
-            self.client.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).is_none();
+        let dropped = self.client.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).is_none();
         dropped || self.state.peek_state().is_terminated()
     }
 

@@ -46,7 +46,12 @@ impl Producer {
             }
             // A create whose outcome is unknown is simply done again: the first one,
             // if it happened, left an empty orphan, never a message.
-            let path = match self.session.store.create(&prefix, b"", CreateMode::PersistentSequential).await {
+            let path = match self
+                .session
+                .store
+                .create(&prefix, b"", CreateMode::PersistentSequential)
+                .await
+            {
                 Ok(path) => path,
                 Err(err) if err.is_unknown_outcome() && Instant::now() < deadline => {
                     self.session.recover_from(&err).await?;
@@ -68,7 +73,9 @@ impl Producer {
                              as an orphan"
                         )))
                     }
-                    Err(StoreError::BadVersion(_)) => return self.confirm(&path, id, deadline).await,
+                    Err(StoreError::BadVersion(_)) => {
+                        return self.confirm(&path, id, deadline).await
+                    }
                     Err(err) if err.is_unknown_outcome() && Instant::now() < deadline => {
                         retried = true;
                         self.session.recover_from(&err).await?;
@@ -83,7 +90,12 @@ impl Producer {
 
     /// A set met `BadVersion`: an earlier attempt of ours already wrote the node,
     /// if the node holds our id (it may since have been claimed: claims keep the id).
-    async fn confirm(&mut self, path: &str, id: &MessageId, deadline: Instant) -> Result<(), QueueError> {
+    async fn confirm(
+        &mut self,
+        path: &str,
+        id: &MessageId,
+        deadline: Instant,
+    ) -> Result<(), QueueError> {
         loop {
             match self.session.store.get(path).await {
                 Ok((data, _)) => {
@@ -103,7 +115,9 @@ impl Producer {
                 Err(err) if err.is_unknown_outcome() && Instant::now() < deadline => {
                     self.session.recover_from(&err).await?;
                 }
-                Err(err) => return Err(QueueError::Unknown(format!("{path}: read-back failed: {err}"))),
+                Err(err) => {
+                    return Err(QueueError::Unknown(format!("{path}: read-back failed: {err}")))
+                }
             }
         }
     }

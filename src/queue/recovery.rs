@@ -90,7 +90,10 @@ pub async fn stats(store: &dyn Store, config: &QueueConfig) -> Result<QueueStats
 }
 
 /// One recovery pass. Returns at once (with `ran: false`) if another janitor is at work.
-pub async fn recover(store: &dyn Store, config: &QueueConfig) -> Result<RecoveryReport, QueueError> {
+pub async fn recover(
+    store: &dyn Store,
+    config: &QueueConfig,
+) -> Result<RecoveryReport, QueueError> {
     let tree = Tree::new(config);
     let lock = tree.janitor();
     let ours = match store.create(&lock, b"", CreateMode::Ephemeral).await {
@@ -98,7 +101,9 @@ pub async fn recover(store: &dyn Store, config: &QueueConfig) -> Result<Recovery
         Err(StoreError::NodeExists(_)) | Err(StoreError::Unknown(_)) => {
             // After an unknown outcome the lock may be ours already.
             match store.exists(&lock).await {
-                Ok(Some(stat)) => store.session_id() != 0 && stat.ephemeral_owner == store.session_id(),
+                Ok(Some(stat)) => {
+                    store.session_id() != 0 && stat.ephemeral_owner == store.session_id()
+                }
                 Ok(None) => false,
                 Err(err) => return Err(err.into()),
             }
@@ -109,7 +114,13 @@ pub async fn recover(store: &dyn Store, config: &QueueConfig) -> Result<Recovery
     if !ours {
         return Ok(RecoveryReport::default());
     }
-    let mut janitor = Janitor { store, tree: &tree, config, alive: HashMap::new(), report: RecoveryReport::default() };
+    let mut janitor = Janitor {
+        store,
+        tree: &tree,
+        config,
+        alive: HashMap::new(),
+        report: RecoveryReport::default(),
+    };
     janitor.report.ran = true;
     let result = janitor.pass().await;
     let _ = store.delete(&lock, None).await;
@@ -164,7 +175,8 @@ impl Janitor<'_> {
                 Err(err) => return Err(err),
             }
         }
-        for (dir, limit) in [(self.tree.partial(), usize::MAX), (self.tree.messages(), SCAN_LIMIT)] {
+        for (dir, limit) in [(self.tree.partial(), usize::MAX), (self.tree.messages(), SCAN_LIMIT)]
+        {
             let names = match self.store.children(&dir).await {
                 Ok(children) => sorted_messages(children),
                 Err(StoreError::NoNode(_)) => continue,
@@ -191,7 +203,9 @@ impl Janitor<'_> {
                 if self.is_alive(&claimer).await? {
                     continue;
                 }
-                if let Err(err) = self.roll_back_claim(&claimer, &path, &envelope, stat.version).await {
+                if let Err(err) =
+                    self.roll_back_claim(&claimer, &path, &envelope, stat.version).await
+                {
                     self.report.errors.push(format!("{path}: {err}"));
                 }
             }
@@ -210,7 +224,13 @@ impl Janitor<'_> {
 
     /// A dead consumer's claim with no slot: remove the consumer node first (its
     /// zombie can then never create the slot), then clear the claim.
-    async fn roll_back_claim(&mut self, claimer: &str, path: &str, envelope: &Envelope, version: i32) -> StoreResult<()> {
+    async fn roll_back_claim(
+        &mut self,
+        claimer: &str,
+        path: &str,
+        envelope: &Envelope,
+        version: i32,
+    ) -> StoreResult<()> {
         if self.store.exists(&self.tree.slot(claimer)).await?.is_some() {
             return Ok(()); // the slot goes first (next pass)
         }
@@ -227,15 +247,19 @@ impl Janitor<'_> {
 
     async fn recover_slot(&mut self, id: &str, data: &[u8], slot_version: i32) -> StoreResult<()> {
         let slot = self.tree.slot(id);
-        let envelope = Envelope::decode(data).map_err(|err| StoreError::Refused(format!("corrupt slot: {err}")))?;
+        let envelope = Envelope::decode(data)
+            .map_err(|err| StoreError::Refused(format!("corrupt slot: {err}")))?;
         let name = envelope.source.clone();
         if name.is_empty() || name.contains('/') {
             return Err(StoreError::Refused(format!("slot names no valid source ({name:?})")));
         }
         let partial = Tree::node(&self.tree.partial(), &name);
         if !envelope.claim.is_empty() {
-            let source_dir =
-                if envelope.has_flag(FLAG_FROM_PARTIAL) { self.tree.partial() } else { self.tree.messages() };
+            let source_dir = if envelope.has_flag(FLAG_FROM_PARTIAL) {
+                self.tree.partial()
+            } else {
+                self.tree.messages()
+            };
             let mut candidates = vec![Tree::node(&source_dir, &name)];
             if !candidates.contains(&partial) {
                 candidates.push(partial.clone());
@@ -248,7 +272,9 @@ impl Janitor<'_> {
                 };
                 match Envelope::decode(&copy) {
                     Ok(copy) if copy.claim == envelope.claim => {
-                        return self.keep_copy(&slot, slot_version, &candidate, &copy, stat.version).await
+                        return self
+                            .keep_copy(&slot, slot_version, &candidate, &copy, stat.version)
+                            .await
                     }
                     _ => continue,
                 }
@@ -271,7 +297,11 @@ impl Janitor<'_> {
             self.store
                 .multi(&[
                     MultiOp::Delete { path: slot.to_owned(), version: Some(slot_version) },
-                    MultiOp::Set { path: copy_path.to_owned(), data: released, version: Some(copy_version) },
+                    MultiOp::Set {
+                        path: copy_path.to_owned(),
+                        data: released,
+                        version: Some(copy_version),
+                    },
                 ])
                 .await?;
         } else {
@@ -298,12 +328,18 @@ impl Janitor<'_> {
                 .store
                 .multi(&[
                     MultiOp::Delete { path: slot.to_owned(), version: Some(slot_version) },
-                    MultiOp::Create { path: target.to_owned(), data: moved.encode(), mode: CreateMode::Persistent },
+                    MultiOp::Create {
+                        path: target.to_owned(),
+                        data: moved.encode(),
+                        mode: CreateMode::Persistent,
+                    },
                 ])
                 .await;
             match result {
                 Ok(()) => {}
-                Err(StoreError::MultiFailed { index: 1, cause }) if matches!(*cause, StoreError::NodeExists(_)) => {
+                Err(StoreError::MultiFailed { index: 1, cause })
+                    if matches!(*cause, StoreError::NodeExists(_)) =>
+                {
                     let (existing, _) = self.store.get(target).await?;
                     match Envelope::decode(&existing) {
                         Ok(existing) if existing.id == envelope.id => {
@@ -324,8 +360,13 @@ impl Janitor<'_> {
             } else {
                 envelope.claim.clone()
             };
-            let fenced = Envelope { claim: token.clone(), flags: envelope.flags | FLAG_TAKEN_BACK, ..envelope };
-            let fenced_version = self.store.set(slot, &fenced.encode(), Some(slot_version)).await?.version;
+            let fenced = Envelope {
+                claim: token.clone(),
+                flags: envelope.flags | FLAG_TAKEN_BACK,
+                ..envelope
+            };
+            let fenced_version =
+                self.store.set(slot, &fenced.encode(), Some(slot_version)).await?.version;
             let claimed_copy = moved.with_claim(&token);
             match self.store.create(target, &claimed_copy.encode(), CreateMode::Persistent).await {
                 Ok(_) => {}
