@@ -675,6 +675,9 @@ impl Nemesis {
             }
             Undo::Nothing => {}
         }
+        if let Some(progress) = self.history.progress() {
+            progress.fault_ended(&format!("{} {target}", p.fault.name()));
+        }
         let now = self.history.now();
         let mut e =
             self.event("undo", if problems.is_empty() { Phase::Ok } else { Phase::Fail }, &target);
