@@ -533,6 +533,34 @@ impl Body<'_> {
     }
 }
 
+/// The ids of the messages still in the tree (waiting, in `partial`, held by a
+/// consumer), so the checker can call them stuck rather than lost. Best effort:
+/// what cannot be read is left out.
+async fn leftovers(store: &dyn queue::Store, config: &QueueConfig) -> Vec<(String, String)> {
+    let tree = queue::Tree::new(config);
+    let mut paths = Vec::new();
+    for dir in [tree.messages(), tree.partial()] {
+        if let Ok(children) = store.children(&dir).await {
+            paths.extend(children.into_iter().map(|name| queue::Tree::node(&dir, &name)));
+        }
+    }
+    if let Ok(consumers) = store.children(&tree.consumers()).await {
+        for consumer in consumers {
+            let id = consumer.strip_prefix("consumer-").unwrap_or(&consumer).to_string();
+            paths.push(tree.slot(&id));
+        }
+    }
+    let mut found = Vec::new();
+    for path in paths {
+        if let Ok((data, _)) = store.get(&path).await {
+            if let Ok(envelope) = queue::envelope::Envelope::decode(&data) {
+                found.push((envelope.id.to_string(), path));
+            }
+        }
+    }
+    found
+}
+
 /// A receiver that turns true when either turns true.
 fn combine(a: watch::Receiver<bool>, b: watch::Receiver<bool>) -> watch::Receiver<bool> {
     let (tx, rx) = watch::channel(false);
@@ -669,6 +697,14 @@ async fn drain(
                 }
             }
             Err(err) => tracing::debug!("drain: stats: {err}"),
+        }
+    }
+    if let Some(s) = &store {
+        for (id, place) in leftovers(s.as_ref(), config).await {
+            let mut e = Event::new(history.now(), "drain", "leftover", Phase::Info);
+            e.msg = Some(id);
+            e.node = Some(place);
+            record(e);
         }
     }
     let left = match last_stats {
