@@ -208,6 +208,27 @@ pub async fn run(scenario: Scenario, options: RunOptions) -> Result<RunOutcome, 
             _ = stop.wait_for(|s| *s) => None,
         };
         match result {
+            Some(Ok(cluster))
+                if options.reuse_cluster.is_some()
+                    && (cluster.node_ids().len() != scenario.cluster.nodes
+                        || (rest && cluster.rest_url().is_none())) =>
+            {
+                signals.abort();
+                return Err(ChaosError::Harness {
+                    what: format!(
+                        "cluster {run_id} has {} nodes{}, the scenario wants {}{}",
+                        cluster.node_ids().len(),
+                        if cluster.rest_url().is_some() {
+                            " and a gateway"
+                        } else {
+                            " and no gateway"
+                        },
+                        scenario.cluster.nodes,
+                        if rest { " and a gateway" } else { "" }
+                    ),
+                    run_dir: run_dir.clone(),
+                });
+            }
             Some(Ok(cluster)) => cluster,
             failed => {
                 // Whatever part of the cluster exists carries our label.

@@ -419,12 +419,29 @@ impl Worker {
             self.record(e);
 
             // "Process" the message; a zombie stalls instead, past its session.
+            // A stalled task alone would keep heartbeating (the client runs on), so
+            // the zombie is what a frozen process looks like to ZooKeeper: its session
+            // goes silent (dropped unclosed) and expires, the janitor takes the
+            // message back; then it wakes, reconnects under a new session as the
+            // queue does after expiry, and acks the old delivery: that ack must be
+            // refused (TakenBack), or the message would be delivered twice.
             if let Some((stall, done)) = zombie.take() {
+                let c = consumer.take().expect("a consumer that just took a message");
+                let session = c.id().to_string();
+                c.crash();
                 let _ = done.send(format!(
-                    "{} stalls {stall:?} holding {} before its ack",
+                    "{} (session {session}) stalls {stall:?} holding {}, then acks it",
                     self.name, delivery.id
                 ));
-                tokio::time::sleep(stall).await;
+                Self::pause(&mut stop, stall).await;
+                match self.register(&stop).await {
+                    Some(mut woken) => {
+                        self.ack(&mut woken, &delivery).await;
+                        consumer = Some(woken);
+                    }
+                    None => break,
+                }
+                continue;
             } else if !self.config.processing_time.is_zero() {
                 tokio::time::sleep(self.config.processing_time).await;
             }
