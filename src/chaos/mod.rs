@@ -1,1 +1,15 @@
 //! See the crate's `# Layout`.
+//!
+//! A chaos run: the scenario ([`scenario`]), the seeded fault schedule and its
+//! execution ([`nemesis`]), the producers and consumers ([`workload`]), and the run
+//! loop that ends by healing, draining and checking ([`run()`]).
+
+pub mod nemesis;
+pub mod scenario;
+pub mod workload;
+
+mod recorder;
+mod run;
+
+pub use run::{run, ChaosError, RunOptions, RunOutcome};
+pub use scenario::{load_scenario, parse_scenario, AlgorithmChoice, Scenario, ScenarioError};

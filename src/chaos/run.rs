@@ -1,0 +1,746 @@
+//! The run loop: scenario → cluster + workload + nemesis → heal → drain → check.
+//!
+//! Whatever happens after the cluster exists (the end of the schedule, Ctrl-C,
+//! SIGTERM, an internal error) goes through one exit path that undoes every fault
+//! and removes the cluster unless asked to keep it, so a run leaves nothing behind.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tokio::sync::watch;
+
+use super::nemesis::{self, Nemesis, NemesisError, PlannedFault};
+use super::recorder::Recorder;
+use super::scenario::{AlgorithmChoice, Scenario};
+use super::workload::{self, WorkerPlan, Workload, WorkloadConfig};
+use crate::checker;
+use crate::cluster::{self, Cluster, ClusterError, ClusterSpec};
+use crate::history::{files, Event, HistoryError, HistoryWriter, Phase, RunMeta};
+use crate::queue::{self, Access, Algorithm, Consumer, QueueConfig, QueueError};
+use crate::report;
+
+/// How long the workload's workers may take to finish their last operation.
+const WORKER_STOP_WAIT: Duration = Duration::from_secs(60);
+/// How long the drain waits for one message.
+const DRAIN_TAKE_WAIT: Duration = Duration::from_secs(1);
+
+/// Where a run's console lines go.
+pub type Say = Arc<dyn Fn(&str) + Send + Sync>;
+
+/// How a run differs from its scenario file.
+#[derive(Clone, Default)]
+pub struct RunOptions {
+    /// Overrides the scenario's seed; with neither, a fresh seed is drawn.
+    pub seed: Option<u64>,
+    /// Overrides the scenario's duration.
+    pub duration: Option<Duration>,
+    /// Parent of the run directory (default `reports`).
+    pub out: Option<PathBuf>,
+    /// Run on this running cluster (its run id) instead of starting one; it is left running.
+    pub reuse_cluster: Option<String>,
+    /// Leave the cluster running at the end (its run id is printed).
+    pub keep_cluster: bool,
+    /// Repeat the faults of a recorded `schedule.json` instead of drawing them.
+    pub replay: Option<PathBuf>,
+    /// Overrides the scenario's algorithm.
+    pub algorithm: Option<AlgorithmChoice>,
+    /// The scenario's file, to print the command that repeats the run.
+    pub scenario_path: Option<PathBuf>,
+    /// Where progress lines go (the CLI prints them); None: the log.
+    pub say: Option<Say>,
+}
+
+/// What a finished run concluded.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunOutcome {
+    pub run_dir: PathBuf,
+    /// The checker found every invariant held.
+    pub valid: bool,
+    pub seed: u64,
+    /// The command that repeats this run.
+    pub replay_command: String,
+    /// One line per invariant, for the console.
+    pub summary: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ChaosError {
+    #[error("cannot create the run directory {path}: {source}")]
+    RunDir { path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    History(#[from] HistoryError),
+    #[error(transparent)]
+    Schedule(#[from] NemesisError),
+    #[error("the cluster failed: {0}")]
+    Cluster(#[from] ClusterError),
+    #[error("the replayed schedule {path} has seed {recorded} but --seed says {asked}")]
+    ReplaySeed { path: PathBuf, recorded: u64, asked: u64 },
+    #[error("interrupted ({signal}); every fault was undone{}", if *.kept { " and the cluster kept" } else { " and the cluster removed" })]
+    Interrupted { signal: String, kept: bool },
+    #[error("{what} (in {run_dir})")]
+    Harness { what: String, run_dir: PathBuf },
+    #[error("cannot check the history: {0}")]
+    Check(String),
+}
+
+/// Runs a scenario to its verdict.
+pub async fn run(scenario: Scenario, options: RunOptions) -> Result<RunOutcome, ChaosError> {
+    let say = {
+        let say = options.say.clone();
+        move |line: &str| match &say {
+            Some(say) => say(line),
+            None => tracing::info!("{line}"),
+        }
+    };
+    let (mut seed, replay_plan) = match &options.replay {
+        Some(path) => {
+            let (recorded, plan) = nemesis::load_replay(path)?;
+            if let Some(asked) = options.seed.filter(|&s| s != recorded) {
+                return Err(ChaosError::ReplaySeed { path: path.clone(), recorded, asked });
+            }
+            (recorded, Some(plan))
+        }
+        None => (0, None),
+    };
+    if replay_plan.is_none() {
+        seed = options.seed.or(scenario.seed).unwrap_or_else(rand::random);
+    }
+    let duration = options.duration.unwrap_or(scenario.duration);
+    let algorithm = options.algorithm.unwrap_or(scenario.workload.algorithm);
+    let scenario_path = options
+        .scenario_path
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("scenarios/{}.toml", scenario.name)));
+    let mut rerun = format!("zkmq chaos run {} --seed {seed}", scenario_path.display());
+    if options.duration.is_some() {
+        rerun.push_str(&format!(" --duration {}", humantime::format_duration(duration)));
+    }
+    if options.algorithm.is_some() {
+        rerun.push_str(&format!(" --algorithm {algorithm}"));
+    }
+    say(&format!("seed {seed}   (repeat with: {rerun})"));
+
+    // The run directory and its fixed files.
+    let stamp = time::OffsetDateTime::now_utc();
+    let stamp_text = stamp
+        .format(time::macros::format_description!("[year][month][day]T[hour][minute][second]Z"))
+        .expect("a fixed format");
+    let run_dir = create_run_dir(
+        &options.out.clone().unwrap_or_else(|| PathBuf::from("reports")),
+        &format!("{stamp_text}-{}", scenario.name),
+    )?;
+    let write = |name: &str, text: String| {
+        std::fs::write(run_dir.join(name), text)
+            .map_err(|source| ChaosError::RunDir { path: run_dir.join(name), source })
+    };
+    let mut as_run = scenario.clone();
+    as_run.seed = Some(seed);
+    as_run.duration = duration;
+    as_run.workload.algorithm = algorithm;
+    write(files::SCENARIO, as_run.to_toml())?;
+    let replay_command = format!("{rerun} --replay {}", run_dir.join(files::SCHEDULE).display());
+    let meta = RunMeta {
+        scenario: scenario.name.clone(),
+        seed,
+        started_at: stamp.format(&time::format_description::well_known::Rfc3339).expect("RFC 3339"),
+        duration_s: duration.as_secs_f64(),
+        nodes: scenario.cluster.nodes,
+        zk_version: scenario.cluster.zk_version.clone(),
+        algorithm: algorithm.to_string(),
+        zkmq_version: env!("CARGO_PKG_VERSION").to_string(),
+        replay_command: replay_command.clone(),
+    };
+    write(files::RUN, serde_json::to_string_pretty(&meta).expect("RunMeta serializes"))?;
+    say(&format!("run directory {}", run_dir.display()));
+
+    let plan = replay_plan.unwrap_or_else(|| nemesis::plan(&scenario, seed, duration));
+    say(&format!(
+        "{} faults planned over {}{}",
+        plan.len(),
+        humantime::format_duration(duration),
+        if options.replay.is_some() { " (replayed)" } else { "" }
+    ));
+
+    // Ctrl-C and SIGTERM stop everything, wherever the run is.
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let interrupted: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
+    let signals = tokio::spawn({
+        let interrupted = interrupted.clone();
+        let stop_tx = stop_tx.clone();
+        async move {
+            let signal = wait_for_signal().await;
+            *interrupted.lock().unwrap_or_else(|p| p.into_inner()) = Some(signal);
+            let _ = stop_tx.send(true);
+        }
+    });
+
+    // The cluster: Docker names must be lowercase.
+    let run_id =
+        options.reuse_cluster.clone().unwrap_or_else(|| docker_run_id(&stamp_text, &scenario.name));
+    let owned = options.reuse_cluster.is_none();
+    let rest = scenario.cluster.rest;
+    let cluster = {
+        let mut stop = stop_rx.clone();
+        let bring_up = async {
+            match &options.reuse_cluster {
+                Some(id) => Cluster::attach(id).await,
+                None => {
+                    let mut spec = ClusterSpec::new(run_id.clone(), scenario.cluster.nodes);
+                    spec.zk_version = scenario.cluster.zk_version.clone();
+                    spec.image = scenario.cluster.image.clone();
+                    spec.rest = rest;
+                    spec.tick_time_ms = scenario.cluster.tick_time.as_millis() as u32;
+                    let progress = |line: &str| say(&format!("cluster: {line}"));
+                    Cluster::up(spec, &progress).await
+                }
+            }
+        };
+        say(&format!(
+            "starting cluster {run_id} ({} nodes, ZooKeeper {}{})",
+            scenario.cluster.nodes,
+            scenario.cluster.zk_version,
+            if rest { ", REST gateway" } else { "" }
+        ));
+        let result = tokio::select! {
+            result = bring_up => Some(result),
+            _ = stop.wait_for(|s| *s) => None,
+        };
+        match result {
+            Some(Ok(cluster))
+                if options.reuse_cluster.is_some()
+                    && (cluster.node_ids().len() != scenario.cluster.nodes
+                        || (rest && cluster.rest_url().is_none())) =>
+            {
+                signals.abort();
+                return Err(ChaosError::Harness {
+                    what: format!(
+                        "cluster {run_id} has {} nodes{}, the scenario wants {}{}",
+                        cluster.node_ids().len(),
+                        if cluster.rest_url().is_some() {
+                            " and a gateway"
+                        } else {
+                            " and no gateway"
+                        },
+                        scenario.cluster.nodes,
+                        if rest { " and a gateway" } else { "" }
+                    ),
+                    run_dir: run_dir.clone(),
+                });
+            }
+            Some(Ok(cluster)) => cluster,
+            failed => {
+                // Whatever part of the cluster exists carries our label.
+                if owned {
+                    if let Err(err) = cluster::down_run(&run_id).await {
+                        tracing::warn!("removing the half-started cluster {run_id}: {err}");
+                    }
+                }
+                signals.abort();
+                return Err(match failed {
+                    Some(Err(err)) => ChaosError::Cluster(err),
+                    _ => interrupted_error(&interrupted, false),
+                });
+            }
+        }
+    };
+
+    let body = Body {
+        scenario: &scenario,
+        run_dir: &run_dir,
+        cluster: cluster.clone(),
+        seed,
+        duration,
+        algorithm,
+        plan,
+        run_id: &run_id,
+        say: &say,
+    };
+    let body_result = body.run(stop_rx.clone()).await;
+
+    // One exit path: undo every fault, keep the logs, remove the cluster.
+    let problems = nemesis::heal_everything(&cluster, rest).await;
+    if !problems.is_empty() {
+        say(&format!("warning: undoing faults at the end: {}", problems.join("; ")));
+    }
+    if let Err(err) = cluster.save_logs(&run_dir.join(files::LOGS_DIR)).await {
+        say(&format!("warning: cannot save the node logs: {err}"));
+    }
+    let keep = options.keep_cluster || !owned;
+    if keep {
+        say(&format!(
+            "cluster {run_id} left running (remove it with: zkmq cluster down --run {run_id})"
+        ));
+    } else if let Err(err) = cluster.down().await {
+        say(&format!("warning: removing cluster {run_id}: {err}; retrying by label"));
+        let _ = cluster::down_run(&run_id).await;
+    }
+    signals.abort();
+    if interrupted.lock().unwrap_or_else(|p| p.into_inner()).is_some() {
+        return Err(interrupted_error(&interrupted, keep));
+    }
+    body_result?;
+
+    // The verdict: read only the run directory.
+    let result = checker::check_history(&run_dir.join(files::HISTORY))
+        .map_err(|e| ChaosError::Check(e.to_string()))?;
+    if let Err(err) = report::write_reports(&run_dir) {
+        say(&format!("warning: cannot write the reports: {err}"));
+    }
+    let summary = summarize(&result);
+    Ok(RunOutcome { run_dir, valid: result.valid, seed, replay_command, summary })
+}
+
+/// Creates `<parent>/<name>` (or `<name>-2`, ... when a run of the same scenario
+/// started in the same second) with its `logs/`.
+fn create_run_dir(parent: &Path, name: &str) -> Result<PathBuf, ChaosError> {
+    std::fs::create_dir_all(parent)
+        .map_err(|source| ChaosError::RunDir { path: parent.to_owned(), source })?;
+    for attempt in 1..100 {
+        let dir =
+            if attempt == 1 { parent.join(name) } else { parent.join(format!("{name}-{attempt}")) };
+        match std::fs::create_dir(&dir) {
+            Ok(()) => {
+                std::fs::create_dir(dir.join(files::LOGS_DIR))
+                    .map_err(|source| ChaosError::RunDir { path: dir.clone(), source })?;
+                return Ok(dir);
+            }
+            Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(source) => return Err(ChaosError::RunDir { path: dir, source }),
+        }
+    }
+    Err(ChaosError::RunDir {
+        path: parent.join(name),
+        source: std::io::Error::new(std::io::ErrorKind::AlreadyExists, "99 runs in one second"),
+    })
+}
+
+/// A run id Docker accepts (the cluster allows 1-40 of a-z, 0-9, `-`, `_`):
+/// `c<yymmddhhmmss><4 random hex>-<scenario>`, readable in `docker ps` and unique
+/// even for runs of one scenario started in the same second (tests do that).
+fn docker_run_id(stamp: &str, scenario: &str) -> String {
+    let digits: String = stamp.chars().filter(char::is_ascii_digit).skip(2).collect();
+    let name: String = scenario
+        .to_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '-' })
+        .collect();
+    let mut id = format!("c{digits}{:04x}-{name}", rand::random::<u16>());
+    id.truncate(40);
+    id.trim_end_matches(['-', '_']).to_string()
+}
+
+fn interrupted_error(interrupted: &std::sync::Mutex<Option<String>>, kept: bool) -> ChaosError {
+    let signal = interrupted
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone()
+        .unwrap_or_else(|| "stopped".into());
+    ChaosError::Interrupted { signal, kept }
+}
+
+/// The checker's counts, one line per invariant.
+fn summarize(result: &checker::CheckResult) -> Vec<String> {
+    let value = serde_json::to_value(result).unwrap_or_default();
+    let mut lines = Vec::new();
+    if let Some(counts) = value.get("messages") {
+        lines.push(format!("messages: {counts}"));
+    }
+    if let Some(invariants) = value.get("invariants").and_then(|v| v.as_object()) {
+        for (name, finding) in invariants {
+            let count = finding.get("count").and_then(|c| c.as_u64()).unwrap_or(0);
+            let examples = finding
+                .get("examples")
+                .and_then(|e| e.as_array())
+                .map(|e| e.iter().filter_map(|x| x.as_str()).take(5).collect::<Vec<_>>().join(", "))
+                .unwrap_or_default();
+            if count > 0 && !examples.is_empty() {
+                lines.push(format!("{name}: {count} (e.g. {examples})"));
+            } else {
+                lines.push(format!("{name}: {count}"));
+            }
+        }
+    }
+    if let Some(u) = value.get("unavailability_summary") {
+        lines.push(format!("unavailability: {u}"));
+    }
+    lines
+}
+
+async fn wait_for_signal() -> String {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => tokio::select! {
+                _ = tokio::signal::ctrl_c() => "SIGINT".to_string(),
+                _ = term.recv() => "SIGTERM".to_string(),
+            },
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                "SIGINT".to_string()
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        "Ctrl-C".to_string()
+    }
+}
+
+/// The part of a run that needs the cluster.
+struct Body<'a> {
+    scenario: &'a Scenario,
+    run_dir: &'a Path,
+    cluster: Cluster,
+    seed: u64,
+    duration: Duration,
+    algorithm: AlgorithmChoice,
+    plan: Vec<PlannedFault>,
+    run_id: &'a str,
+    say: &'a (dyn Fn(&str) + Send + Sync),
+}
+
+impl Body<'_> {
+    fn queue_config(&self) -> QueueConfig {
+        let w = &self.scenario.workload;
+        QueueConfig {
+            // A chroot of its own, so a reused cluster's old queue cannot leak in.
+            chroot: format!(
+                "/zkmq-chaos/{}",
+                self.run_dir.file_name().and_then(|n| n.to_str()).unwrap_or(self.run_id)
+            ),
+            algorithm: match self.algorithm {
+                AlgorithmChoice::Safe => Algorithm::Safe,
+                AlgorithmChoice::Legacy => Algorithm::Legacy,
+            },
+            op_timeout: w.op_timeout,
+            session_timeout: w.session_timeout,
+            orphan_grace: w.orphan_grace,
+            poll_interval: w.poll_interval,
+            retry_budget: w.retry_budget,
+            recovery_interval: w.recovery_interval,
+            ..QueueConfig::default()
+        }
+    }
+
+    fn harness(&self, what: impl Into<String>) -> ChaosError {
+        ChaosError::Harness { what: what.into(), run_dir: self.run_dir.to_owned() }
+    }
+
+    async fn run(self, stop: watch::Receiver<bool>) -> Result<(), ChaosError> {
+        let say = self.say;
+        let s = self.scenario;
+        let native = Access::Native { connect: self.cluster.connect_string() };
+        let mut paths = vec![WorkerPlan {
+            access: native.clone(),
+            path: "native",
+            producers: s.workload.native.producers,
+            consumers: s.workload.native.consumers,
+        }];
+        if s.workload.rest.producers + s.workload.rest.consumers > 0 {
+            let url = self.cluster.rest_url().ok_or_else(|| {
+                self.harness("the scenario has REST workers but the cluster has no gateway")
+            })?;
+            paths.push(WorkerPlan {
+                access: Access::Rest { url },
+                path: "rest",
+                producers: s.workload.rest.producers,
+                consumers: s.workload.rest.consumers,
+            });
+        }
+        let queue_config = self.queue_config();
+        let config = WorkloadConfig {
+            paths,
+            queue: queue_config.clone(),
+            send_interval: s.workload.rate.interval(),
+            payload_min: s.workload.payload_min,
+            payload_max: s.workload.payload_max,
+            processing_time: s.workload.processing_time,
+            seed: self.seed,
+        };
+
+        // t = 0: the workload and the schedule start now.
+        let progress = report::Progress::new(&s.name, self.duration);
+        let history = Recorder::new(
+            HistoryWriter::create(&self.run_dir.join(files::HISTORY))?,
+            Some(progress.clone()),
+        );
+        let (phase_tx, phase_rx) = watch::channel(false);
+        let mut combined = combine(stop.clone(), phase_rx.clone());
+        let workload = Workload::start(&config, &history, &combined);
+        let nemesis = Arc::new(Nemesis::new(
+            self.cluster.clone(),
+            history.clone(),
+            workload.consumers.clone(),
+            self.seed,
+            self.plan.clone(),
+            self.run_dir.join(files::SCHEDULE),
+            s.cluster.rest,
+        )?);
+        let nemesis_task = tokio::spawn({
+            let nemesis = nemesis.clone();
+            let stop = combined.clone();
+            async move { nemesis.run(stop).await }
+        });
+        let sampler = tokio::spawn(workload::sample(
+            self.cluster.clone(),
+            native.clone(),
+            queue_config.clone(),
+            history.clone(),
+            workload.counters.clone(),
+            self.run_dir.join(files::SAMPLES),
+            stop.clone(),
+        ));
+
+        // The workload phase; the progress view prints the live line.
+        let counters = workload.counters.clone();
+        tokio::select! {
+            () = tokio::time::sleep(self.duration) => {}
+            _ = combined.wait_for(|s| *s) => {}
+        }
+        let _ = phase_tx.send(true);
+        progress.set_phase("healing");
+        say("workload done; stopping workers and undoing faults");
+        let stopped = workload.join(WORKER_STOP_WAIT).await;
+        let _ = nemesis_task.await;
+        if let Err(err) = nemesis.heal_everything().await {
+            say(&format!("warning: undoing faults: {err}"));
+        }
+        if let Err(problem) = stopped {
+            say(&format!("warning: {problem}"));
+        }
+        if *stop.borrow() {
+            sampler.abort();
+            progress.finish("interrupted");
+            return Ok(());
+        }
+
+        // Heal, quorum, drain.
+        say(&format!(
+            "waiting up to {} for quorum",
+            humantime::format_duration(s.finish.quorum_timeout)
+        ));
+        let quorum = self.cluster.wait_for_quorum(s.finish.quorum_timeout);
+        let mut stop_wait = stop.clone();
+        tokio::select! {
+            result = quorum => result?,
+            _ = stop_wait.wait_for(|s| *s) => {
+                sampler.abort();
+                progress.finish("interrupted");
+                return Ok(());
+            }
+        }
+        progress.set_phase("draining");
+        let drain =
+            drain(&history, &native, &queue_config, s.finish.drain_timeout, stop.clone(), say);
+        let drained = drain.await;
+        sampler.abort();
+        progress.finish(&format!("done: {}", counters.line()));
+        let applied = nemesis.records();
+        say(&format!(
+            "faults: {} applied, {} not applied; {}",
+            applied.iter().filter(|r| r.applied).count(),
+            applied.iter().filter(|r| !r.applied).count(),
+            counters.line()
+        ));
+        match drained {
+            Ok(line) => say(&line),
+            Err(line) => say(&format!("warning: {line}")),
+        }
+        Ok(())
+    }
+}
+
+/// The ids of the messages still in the tree (waiting, in `partial`, held by a
+/// consumer), so the checker can call them stuck rather than lost. Best effort:
+/// what cannot be read is left out.
+async fn leftovers(store: &dyn queue::Store, config: &QueueConfig) -> Vec<(String, String)> {
+    let tree = queue::Tree::new(config);
+    let mut paths = Vec::new();
+    for dir in [tree.messages(), tree.partial()] {
+        if let Ok(children) = store.children(&dir).await {
+            paths.extend(children.into_iter().map(|name| queue::Tree::node(&dir, &name)));
+        }
+    }
+    if let Ok(consumers) = store.children(&tree.consumers()).await {
+        for consumer in consumers {
+            let id = consumer.strip_prefix("consumer-").unwrap_or(&consumer).to_string();
+            paths.push(tree.slot(&id));
+        }
+    }
+    let mut found = Vec::new();
+    for path in paths {
+        if let Ok((data, _)) = store.get(&path).await {
+            if let Ok(envelope) = queue::envelope::Envelope::decode(&data) {
+                found.push((envelope.id.to_string(), path));
+            }
+        }
+    }
+    found
+}
+
+/// A receiver that turns true when either turns true.
+fn combine(a: watch::Receiver<bool>, b: watch::Receiver<bool>) -> watch::Receiver<bool> {
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        let (mut a, mut b) = (a, b);
+        tokio::select! {
+            _ = a.wait_for(|s| *s) => {}
+            _ = b.wait_for(|s| *s) => {}
+        }
+        let _ = tx.send(true);
+    });
+    rx
+}
+
+/// Takes and acknowledges everything left, running the janitor so messages held by
+/// dead consumers come back, until `messages`, `partial` and held are all empty or
+/// the time is up. Every take and ack is in the history as process `drain`; the
+/// drain's own outcome is op `drain`.
+async fn drain(
+    history: &Recorder,
+    access: &Access,
+    config: &QueueConfig,
+    timeout: Duration,
+    stop: watch::Receiver<bool>,
+    say: &(dyn Fn(&str) + Send + Sync),
+) -> Result<String, String> {
+    let record = |mut e: Event| {
+        e.path = Some("native".into());
+        if let Err(err) = history.record(&e) {
+            tracing::error!("cannot write the history: {err}");
+        }
+    };
+    say(&format!("draining the queue (up to {})", humantime::format_duration(timeout)));
+    let deadline = Instant::now() + timeout;
+    record(Event::new(history.now(), "drain", "drain", Phase::Invoke));
+    let (mut taken, mut acked) = (0u64, 0u64);
+    let mut consumer: Option<Consumer> = None;
+    let mut store = None;
+    let mut last_stats = None;
+    let finish = |phase: Phase, detail: String| {
+        let mut e = Event::new(history.now(), "drain", "drain", phase);
+        e.detail = Some(detail.clone());
+        if phase != Phase::Ok {
+            e.error = Some(detail);
+        }
+        record(e);
+    };
+    while Instant::now() < deadline && !*stop.borrow() {
+        let c = match consumer.as_mut() {
+            Some(c) => c,
+            None => match Consumer::register(access.clone(), config.clone()).await {
+                Ok(c) => consumer.insert(c),
+                Err(err) => {
+                    tracing::debug!("drain: cannot register yet: {err}");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    continue;
+                }
+            },
+        };
+        let t0 = Instant::now();
+        record(Event::new(history.now(), "drain", "take", Phase::Invoke));
+        match c.take(DRAIN_TAKE_WAIT).await {
+            Ok(Some(d)) => {
+                taken += 1;
+                let mut e = Event::new(history.now(), "drain", "take", Phase::Ok);
+                e.msg = Some(d.id.to_string());
+                e.checksum = Some(d.checksum);
+                e.node = Some(d.source.clone());
+                e.latency_ms = Some(t0.elapsed().as_secs_f64() * 1000.0);
+                record(e);
+                let t1 = Instant::now();
+                let mut e = Event::new(history.now(), "drain", "ack", Phase::Invoke);
+                e.msg = Some(d.id.to_string());
+                record(e);
+                let (phase, error) = match c.ack(&d).await {
+                    Ok(()) => {
+                        acked += 1;
+                        (Phase::Ok, None)
+                    }
+                    Err(QueueError::TakenBack) => (Phase::Fail, Some("taken back".to_string())),
+                    Err(err) if err.is_unknown_outcome() => (Phase::Info, Some(err.to_string())),
+                    Err(err) => (Phase::Fail, Some(err.to_string())),
+                };
+                let mut e = Event::new(history.now(), "drain", "ack", phase);
+                e.msg = Some(d.id.to_string());
+                e.error = error;
+                e.latency_ms = Some(t1.elapsed().as_secs_f64() * 1000.0);
+                record(e);
+                continue;
+            }
+            Ok(None) => {
+                let mut e = Event::new(history.now(), "drain", "take", Phase::Fail);
+                e.error = Some("empty".into());
+                record(e);
+            }
+            Err(err) => {
+                let mut e = Event::new(
+                    history.now(),
+                    "drain",
+                    "take",
+                    if err.is_unknown_outcome() { Phase::Info } else { Phase::Fail },
+                );
+                e.error = Some(err.to_string());
+                record(e);
+                if err.is_unknown_outcome() {
+                    // What it may hold comes back through the janitor.
+                    if let Some(c) = consumer.take() {
+                        c.crash();
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                continue;
+            }
+        }
+        // Empty for us: bring back what dead consumers hold, then look again.
+        if store.is_none() {
+            store = queue::connect(access, config).await.ok();
+        }
+        let Some(s) = &store else { continue };
+        if let Err(err) = queue::recover(s.as_ref(), config).await {
+            tracing::debug!("drain: janitor: {err}");
+        }
+        match queue::stats(s.as_ref(), config).await {
+            Ok(stats) => {
+                last_stats = Some(stats);
+                if stats.messages + stats.partial + stats.in_flight == 0 {
+                    let line =
+                        format!("drained: {taken} taken, {acked} acknowledged; the queue is empty");
+                    finish(Phase::Ok, line.clone());
+                    if let Some(c) = consumer {
+                        c.close().await;
+                    }
+                    return Ok(line);
+                }
+            }
+            Err(err) => tracing::debug!("drain: stats: {err}"),
+        }
+    }
+    if let Some(s) = &store {
+        for (id, place) in leftovers(s.as_ref(), config).await {
+            let mut e = Event::new(history.now(), "drain", "leftover", Phase::Info);
+            e.msg = Some(id);
+            e.node = Some(place);
+            record(e);
+        }
+    }
+    let left = match last_stats {
+        Some(s) => {
+            format!("{} waiting, {} in partial, {} held", s.messages, s.partial, s.in_flight)
+        }
+        None => "unknown (no stats)".into(),
+    };
+    let line = format!(
+        "drain incomplete after {}: {taken} taken, {acked} acknowledged; left: {left}",
+        humantime::format_duration(timeout)
+    );
+    finish(Phase::Fail, line.clone());
+    if let Some(c) = consumer {
+        c.close().await;
+    }
+    Err(line)
+}

@@ -1,0 +1,363 @@
+//! `zkmq chaos run` end to end: the real binary, real Docker ensembles, real faults.
+//!
+//! Runs are short (tens of seconds) and 3-node unless the scenario is about 5; at
+//! most two runs (two ensembles) go at once, whatever the test threads do, since
+//! the machine has 2 cores.
+
+use std::collections::{HashMap, HashSet};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::{Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use zkmq::history::{self, FaultRecord, Phase, Schedule};
+
+const ZKMQ: &str = env!("CARGO_BIN_EXE_zkmq");
+
+/// Two ensembles at once at most, across this binary's tests.
+static RUNNING: (Mutex<usize>, Condvar) = (Mutex::new(0), Condvar::new());
+
+struct Permit;
+
+fn permit() -> Permit {
+    let (lock, wake) = &RUNNING;
+    let mut running = lock.lock().unwrap();
+    while *running >= 2 {
+        running = wake.wait(running).unwrap();
+    }
+    *running += 1;
+    Permit
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        let (lock, wake) = &RUNNING;
+        *lock.lock().unwrap() -= 1;
+        wake.notify_one();
+    }
+}
+
+fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+fn chaos_run(args: &[&str]) -> Output {
+    let _permit = permit();
+    Command::new(ZKMQ)
+        .args(["chaos", "run"])
+        .args(args)
+        .env("RUST_LOG", "warn,zookeeper_client=error")
+        .output()
+        .expect("the zkmq binary runs")
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// The single run directory a run wrote under `out`.
+fn run_dir(out: &Path) -> PathBuf {
+    let dirs: Vec<PathBuf> = std::fs::read_dir(out)
+        .expect("the run wrote its directory")
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
+        .collect();
+    assert_eq!(dirs.len(), 1, "one run directory in {}: {dirs:?}", out.display());
+    dirs.into_iter().next().unwrap()
+}
+
+fn schedule(dir: &Path) -> Schedule {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("schedule.json")).unwrap()).unwrap()
+}
+
+fn labelled_objects(run_id: &str) -> String {
+    let filter = format!("label=zkmq.run={run_id}");
+    let mut found = String::new();
+    for what in [&["ps", "-a", "-q"][..], &["network", "ls", "-q"][..], &["volume", "ls", "-q"][..]]
+    {
+        let out = Command::new("docker").args(what).args(["--filter", &filter]).output().unwrap();
+        found.push_str(String::from_utf8_lossy(&out.stdout).trim());
+    }
+    found
+}
+
+/// The run id the run printed (`starting cluster <id> (...)`).
+fn cluster_id(stdout: &str) -> String {
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("starting cluster "))
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("the run names its cluster")
+        .to_string()
+}
+
+/// A small fault scenario, 3 nodes, native only.
+fn small_scenario(dir: &Path, name: &str, faults: &str, duration: &str) -> PathBuf {
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(
+        &path,
+        format!(
+            r#"name = "{name}"
+duration = "{duration}"
+[cluster]
+nodes = 3
+[workload]
+rate = 20
+session_timeout = "4s"
+op_timeout = "3s"
+retry_budget = "10s"
+[workload.native]
+producers = 1
+consumers = 2
+[nemesis]
+order = "in-turn"
+start_after = "3s"
+interval = "6s"
+fault_duration = "3s"
+quiet = "2s"
+{faults}
+[final]
+drain_timeout = "40s"
+"#
+        ),
+    )
+    .unwrap();
+    path
+}
+
+#[test]
+fn a_bad_scenario_exits_2_naming_file_line_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = small_scenario(dir.path(), "bad", "", "10s");
+    let text_ok = std::fs::read_to_string(&good).unwrap();
+
+    let unknown = dir.path().join("unknown.toml");
+    std::fs::write(&unknown, text_ok.replace("rate = 20", "rate = 20\nburst = 3")).unwrap();
+    let out = Command::new(ZKMQ).args(["chaos", "run"]).arg(&unknown).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        stderr.contains(&format!("{}:7: unknown key `burst` in [workload]", unknown.display())),
+        "{stderr}"
+    );
+
+    let bad_value = dir.path().join("value.toml");
+    std::fs::write(&bad_value, text_ok.replace("nodes = 3", "nodes = 4")).unwrap();
+    let out = Command::new(ZKMQ).args(["chaos", "run"]).arg(&bad_value).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        stderr.contains(&format!("{}:4: bad value for `nodes` in [cluster]", bad_value.display())),
+        "{stderr}"
+    );
+    // Nothing ran: no run directory, no seed.
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("seed"), "{}", text(&out));
+}
+
+/// Counts from the history itself: distinct ids produced ok, and acknowledged ok.
+fn history_counts(dir: &Path) -> (u64, u64) {
+    let mut produced = HashSet::new();
+    let mut acked = HashSet::new();
+    for event in history::read(&dir.join("history.jsonl")).unwrap() {
+        let event = event.unwrap();
+        match (event.op.as_str(), event.phase, event.msg) {
+            ("produce", Phase::Ok, Some(id)) => {
+                produced.insert(id);
+            }
+            ("ack", Phase::Ok, Some(id)) => {
+                acked.insert(id);
+            }
+            _ => {}
+        }
+    }
+    (produced.len() as u64, acked.len() as u64)
+}
+
+#[test]
+fn smoke_is_valid_and_its_results_agree_with_the_history() {
+    let out_dir = tempfile::tempdir().unwrap();
+    let scenario = repo("scenarios/smoke.toml");
+    let out = chaos_run(&[scenario.to_str().unwrap(), "--out", out_dir.path().to_str().unwrap()]);
+    let report = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{report}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.starts_with("seed 1 "), "the seed comes first: {report}");
+    let dir = run_dir(out_dir.path());
+    for file in [
+        "scenario.toml",
+        "run.json",
+        "history.jsonl",
+        "schedule.json",
+        "samples.jsonl",
+        "results.json",
+        "logs",
+    ] {
+        assert!(dir.join(file).exists(), "{file} missing in {}", dir.display());
+    }
+    let results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("results.json")).unwrap()).unwrap();
+    assert_eq!(results["valid"], true, "{results:#}");
+    let (produced, acked) = history_counts(&dir);
+    assert!(produced > 100, "the workload ran: {produced} produced");
+    assert_eq!(results["check"]["messages"]["produced_ok"], produced, "{results:#}");
+    assert_eq!(results["check"]["messages"]["acknowledged"], acked, "{results:#}");
+    for invariant in ["lost", "duplicated_past_ack", "unexpected", "corrupt"] {
+        assert_eq!(
+            results["check"]["invariants"][invariant]["count"], 0,
+            "{invariant}: {results:#}"
+        );
+    }
+    // Every scheduled fault of smoke applied and ended.
+    let schedule = schedule(&dir);
+    let applied: Vec<&str> =
+        schedule.faults.iter().filter(|f| f.applied).map(|f| f.fault.as_str()).collect();
+    assert_eq!(applied, ["kill", "kill", "partition", "rest-restart"], "{:#?}", schedule.faults);
+    assert!(schedule.faults.iter().all(|f| f.end.is_some()), "{:#?}", schedule.faults);
+    assert_eq!(labelled_objects(&cluster_id(&stdout)), "", "the cluster is gone");
+}
+
+/// The unsafe algorithm is caught, and the same faults do not catch the safe one;
+/// then the safe run's schedule is replayed.
+#[test]
+fn legacy_is_caught_the_safe_algorithm_is_not_and_replay_repeats_the_faults() {
+    let out_dir = tempfile::tempdir().unwrap();
+    let scenario = repo("scenarios/legacy.toml");
+    let scenario = scenario.to_str().unwrap();
+    let legacy_out = out_dir.path().join("legacy");
+    let safe_out = out_dir.path().join("safe");
+    let (legacy, safe) = std::thread::scope(|s| {
+        let legacy = s
+            .spawn(|| chaos_run(&[scenario, "--seed", "7", "--out", legacy_out.to_str().unwrap()]));
+        let safe = s.spawn(|| {
+            chaos_run(&[
+                scenario,
+                "--seed",
+                "7",
+                "--algorithm",
+                "safe",
+                "--out",
+                safe_out.to_str().unwrap(),
+            ])
+        });
+        (legacy.join().unwrap(), safe.join().unwrap())
+    });
+    let legacy_text = text(&legacy);
+    assert_eq!(legacy.status.code(), Some(1), "legacy must be caught: {legacy_text}");
+    let stdout = String::from_utf8_lossy(&legacy.stdout);
+    let named = stdout.lines().any(|l| {
+        (l.contains("lost: ") || l.contains("duplicated_past_ack: ")) && l.contains("(e.g. ")
+    });
+    assert!(named, "the violation names message ids: {legacy_text}");
+    assert!(stdout.contains("re-run the same faults with: zkmq chaos run"), "{legacy_text}");
+    assert_eq!(
+        safe.status.code(),
+        Some(0),
+        "the safe algorithm survives the same faults: {}",
+        text(&safe)
+    );
+
+    // Replay the safe run: same faults, same targets, same offsets.
+    let recorded_dir = run_dir(&safe_out);
+    let recorded = schedule(&recorded_dir);
+    let replay_out = out_dir.path().join("replay");
+    let schedule_path = recorded_dir.join("schedule.json");
+    let replay = chaos_run(&[
+        scenario,
+        "--algorithm",
+        "safe",
+        "--replay",
+        schedule_path.to_str().unwrap(),
+        "--out",
+        replay_out.to_str().unwrap(),
+    ]);
+    assert_eq!(replay.status.code(), Some(0), "{}", text(&replay));
+    let replayed = schedule(&run_dir(&replay_out));
+    assert_eq!(replayed.seed, recorded.seed);
+    let key = |f: &FaultRecord| (f.fault.clone(), f.target.clone(), f.resolved.clone(), f.applied);
+    let applied = |s: &Schedule| s.faults.iter().filter(|f| f.applied).map(key).collect::<Vec<_>>();
+    assert!(!applied(&recorded).is_empty());
+    assert_eq!(applied(&replayed), applied(&recorded));
+    for (a, b) in recorded.faults.iter().zip(&replayed.faults) {
+        assert!(
+            (a.start - b.start).abs() < 1.0,
+            "{} started at {:.2}s, replayed at {:.2}s",
+            a.fault,
+            a.start,
+            b.start
+        );
+    }
+}
+
+#[test]
+fn sigint_mid_run_undoes_every_fault_and_leaves_nothing_labelled() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = small_scenario(
+        dir.path(),
+        "sigint",
+        "[[nemesis.faults]]\nfault = \"pause\"\ntarget = \"leader\"\nduration = \"60s\"\n",
+        "2m",
+    );
+    let out_dir = dir.path().join("runs");
+    let _permit = permit();
+    let mut child = Command::new(ZKMQ)
+        .args(["chaos", "run"])
+        .arg(&scenario)
+        .arg("--out")
+        .arg(&out_dir)
+        .env("RUST_LOG", "warn,zookeeper_client=error")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let lines = std::thread::spawn(move || {
+        BufReader::new(stdout).lines().map_while(Result::ok).collect::<Vec<_>>()
+    });
+
+    // Wait until the pause is applied (and not yet undone), then interrupt.
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        assert!(Instant::now() < deadline, "the fault never applied");
+        assert!(child.try_wait().unwrap().is_none(), "the run ended early");
+        let applied = std::fs::read_dir(&out_dir)
+            .ok()
+            .and_then(|mut d| d.next())
+            .and_then(|e| std::fs::read_to_string(e.unwrap().path().join("schedule.json")).ok())
+            .and_then(|t| serde_json::from_str::<Schedule>(&t).ok())
+            .is_some_and(|s| s.faults.iter().any(|f| f.applied && f.end.is_none()));
+        if applied {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let status = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let code = child.wait().unwrap().code();
+    let stdout = lines.join().unwrap().join("\n");
+    assert_eq!(code, Some(2), "{stdout}");
+    let run = run_dir(&out_dir);
+    let schedule = schedule(&run);
+    assert!(schedule.faults.iter().any(|f| f.applied), "{:#?}", schedule.faults);
+    assert!(
+        schedule.faults.iter().all(|f| f.end.is_some()),
+        "every fault undone: {:#?}",
+        schedule.faults
+    );
+    let history: Vec<_> =
+        history::read(&run.join("history.jsonl")).unwrap().map(Result::unwrap).collect();
+    let ends: HashMap<&str, usize> = history
+        .iter()
+        .filter(|e| e.process == "nemesis" && e.phase == Phase::Ok)
+        .fold(HashMap::new(), |mut m, e| {
+            *m.entry(e.op.as_str()).or_default() += 1;
+            m
+        });
+    assert!(ends.contains_key("heal-all"), "{ends:?}");
+    assert_eq!(labelled_objects(&cluster_id(&stdout)), "", "nothing labelled is left: {stdout}");
+}
