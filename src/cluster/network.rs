@@ -3,7 +3,9 @@
 //! - partition: iptables DROP rules in chain `ZKMQ-PART` (hooked into INPUT and
 //!   OUTPUT) naming the peers' fixed addresses. Client traffic arrives from the
 //!   network's gateway address (Docker's port publishing), which no rule names, so
-//!   the host keeps reaching every node.
+//!   the host keeps reaching every node. Both ends of a cut carry rules, so a node
+//!   restarted during a partition (its own rules gone with its network namespace)
+//!   is still cut off by its peers' rules.
 //! - loss: iptables `statistic` in chain `ZKMQ-LOSS` (hooked into OUTPUT: like
 //!   netem, it drops what the node sends).
 //! - slow: a `tbf` qdisc on eth0; delay: a `netem` qdisc, where the kernel has it.
@@ -125,7 +127,7 @@ impl Cluster {
         let mut message = format!("partitioned {groups_text}");
         if !skipped.is_empty() {
             message.push_str(&format!(
-                "; not applied to {} (not running: rules would not survive its restart)",
+                "; no rules inside {} (not running), but its peers' rules cut it off",
                 skipped.join(", ")
             ));
         }
