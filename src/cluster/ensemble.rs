@@ -158,7 +158,7 @@ impl Drop for UpGuard {
             let _ = std::thread::spawn(move || {
                 let runtime =
                     tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
-                runtime.block_on(down_run(&run_id)).ok()
+                runtime.block_on(sweep(&run_id)).ok()
             })
             .join();
         }
@@ -584,6 +584,31 @@ pub struct RunSummary {
 pub async fn down_run(run_id: &str) -> Result<usize, ClusterError> {
     super::validate_run_id(run_id)?;
     remove_labelled(&[(LABEL_RUN, run_id)]).await
+}
+
+/// Removes a run that may still be growing: when `up` is dropped mid-request, the
+/// daemon finishes that request after our first removal pass. So: repeat until a
+/// pass finds nothing, at least twice, half a second apart (bounded: 10 passes).
+async fn sweep(run_id: &str) -> Result<usize, ClusterError> {
+    let mut removed = 0;
+    let mut last_error = None;
+    for pass in 0..10 {
+        // A pass can also fail on the half-made objects (a network still in use by
+        // a container being created): that too means "not settled yet".
+        match down_run(run_id).await {
+            Ok(0) if pass >= 1 => return Ok(removed),
+            Ok(found) => {
+                removed += found;
+                last_error = None;
+            }
+            Err(err) => last_error = Some(err),
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    match last_error {
+        Some(err) => Err(err),
+        None => Ok(removed),
+    }
 }
 
 /// Removes every object of every zkmq run on this Docker daemon. Other people's
