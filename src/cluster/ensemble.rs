@@ -620,19 +620,28 @@ pub async fn down_all() -> Result<usize, ClusterError> {
 async fn remove_labelled(labels: &[(&str, &str)]) -> Result<usize, ClusterError> {
     let docker = Docker::connect().await?;
     let mut removed = 0;
+    // Keep going past a failure so one stubborn object does not shield the rest;
+    // report the first failure at the end.
+    let mut first_error = None;
+    let mut note = |result: Result<(), ClusterError>| match result {
+        Ok(()) => removed += 1,
+        Err(err) => {
+            first_error.get_or_insert(err);
+        }
+    };
     for container in docker.list_containers(labels).await? {
-        docker.remove_container(&container).await?;
-        removed += 1;
+        note(docker.remove_container(&container).await);
     }
     for volume in docker.list_volumes(labels).await? {
-        docker.remove_volume(&volume).await?;
-        removed += 1;
+        note(docker.remove_volume(&volume).await);
     }
     for network in docker.list_networks(labels).await? {
-        docker.remove_network(&network).await?;
-        removed += 1;
+        note(docker.remove_network(&network).await);
     }
-    Ok(removed)
+    match first_error {
+        Some(err) => Err(err),
+        None => Ok(removed),
+    }
 }
 
 /// Waits for process `pid` to exit, then removes run `run_id`: the test fixtures
