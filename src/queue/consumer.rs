@@ -54,6 +54,11 @@ pub struct Consumer {
     slot_unknown: bool,
     /// Taken and not yet acknowledged: a second take returns it again.
     held: Option<Delivery>,
+    /// An ack whose outcome stayed unknown: the slot and the session it was sent
+    /// in. It outlives the `ack` call (and a re-registration) so that a later ack
+    /// of the same delivery that finds the slot gone says "unknown", never
+    /// "taken back": the first attempt may have deleted it.
+    ack_in_doubt: Option<(String, i64)>,
     /// When this consumer last ran a recovery pass.
     last_recovery: Instant,
     /// Names from the last listing of `messages/`, not tried yet: listing the whole
@@ -101,6 +106,7 @@ impl Consumer {
             id: new_id(),
             slot_unknown: false,
             held: None,
+            ack_in_doubt: None,
             last_recovery: Instant::now(),
             pending: VecDeque::new(),
             seen_messages: Vec::new(),
@@ -640,7 +646,11 @@ impl Consumer {
         let deadline = Instant::now() + self.session.config.retry_budget;
         // The session of an attempt whose outcome was unknown: while that session
         // lives, nobody else touches our slot, so a later NoNode means it landed.
-        let mut unknown_in_session: Option<i64> = None;
+        let mut unknown_in_session: Option<i64> = self
+            .ack_in_doubt
+            .as_ref()
+            .filter(|(slot, _)| *slot == delivery.slot)
+            .map(|(_, session)| *session);
         let result = loop {
             if self.session.store.is_dead() {
                 if let Err(err) = self.reregister().await {
@@ -679,9 +689,25 @@ impl Consumer {
                 Err(err) => break Err(err.into()),
             }
         };
+        // Once an attempt may have landed, only a read of the slot can settle the
+        // ack; any other failure after it (no session to be had, the budget spent)
+        // leaves the outcome unknown, not definitely failed.
+        let result = match (result, unknown_in_session) {
+            (Err(err), Some(_))
+                if !matches!(err, QueueError::TakenBack | QueueError::Unknown(_)) =>
+            {
+                Err(QueueError::Unknown(format!("an earlier attempt may have landed, then: {err}")))
+            }
+            (result, _) => result,
+        };
         let settled = result.is_ok() || matches!(result, Err(QueueError::TakenBack));
-        if settled && self.held.as_ref().is_some_and(|held| held.slot == delivery.slot) {
-            self.held = None;
+        if settled {
+            self.ack_in_doubt = None;
+            if self.held.as_ref().is_some_and(|held| held.slot == delivery.slot) {
+                self.held = None;
+            }
+        } else if let Some(session) = unknown_in_session {
+            self.ack_in_doubt = Some((delivery.slot.clone(), session));
         }
         result
     }
