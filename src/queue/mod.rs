@@ -217,6 +217,7 @@ pub async fn connect(access: &Access, config: &QueueConfig) -> Result<Arc<dyn St
                 session_timeout: config.session_timeout,
                 op_timeout: config.op_timeout,
                 poll_interval: config.poll_interval,
+                ..rest_store::RestStoreOptions::default()
             };
             let store =
                 rest_store::RestStore::connect(url, &options).await.map_err(connect_error)?;
