@@ -17,6 +17,8 @@ pub struct RestStoreOptions {
     pub op_timeout: Duration,
     /// REST has no watches: how long `wait_for_children` sleeps.
     pub poll_interval: Duration,
+    /// Idle polls back off up to this bound.
+    pub max_poll_interval: Duration,
 }
 
 impl Default for RestStoreOptions {
@@ -25,6 +27,7 @@ impl Default for RestStoreOptions {
             session_timeout: Duration::from_secs(10),
             op_timeout: Duration::from_secs(5),
             poll_interval: Duration::from_millis(250),
+            max_poll_interval: Duration::from_secs(2),
         }
     }
 }
