@@ -72,6 +72,8 @@ pub struct Consumer {
     saw_unset: bool,
     /// Races lost lately (decays with each take won): spread the first tries.
     contention: u32,
+    /// Cached names found gone since the last listing.
+    misses: u32,
     /// When `partial/` was last listed.
     partial_listed: Instant,
     /// An ack to fold into the next take's transaction (`ack_and_take`).
@@ -84,6 +86,8 @@ pub struct Consumer {
 
 /// How many of the oldest messages a consumer picks its first try from.
 const SPREAD: usize = 16;
+/// Cached names found gone before the cache is thrown away and the queue listed again.
+const STALE_MISSES: u32 = 2;
 /// How often a consumer looks at an empty `partial/` again.
 const PARTIAL_RELIST: Duration = Duration::from_millis(100);
 /// How many won takes a lost race is remembered for.
@@ -113,6 +117,7 @@ impl Consumer {
             seen_partial: Vec::new(),
             saw_unset: false,
             contention: 0,
+            misses: 0,
             partial_listed: Instant::now().checked_sub(PARTIAL_RELIST).unwrap_or_else(Instant::now),
             fold_ack: None,
             fold_result: None,
@@ -282,11 +287,19 @@ impl Consumer {
             }
         }
         let messages = self.tree.messages();
-        if self.pending.is_empty() {
-            self.seen_messages = self.session.store.children(&messages).await?;
-            self.pending = sorted_messages(self.seen_messages.clone()).into();
-        }
-        while !self.pending.is_empty() {
+        // A cached name that is gone was taken by another consumer; after a few
+        // such misses the cache is mostly stale: list again (once per look).
+        let mut relisted = false;
+        loop {
+            if self.pending.is_empty() || (self.misses >= STALE_MISSES && !relisted) {
+                if relisted && self.pending.is_empty() {
+                    break;
+                }
+                self.seen_messages = self.session.store.children(&messages).await?;
+                self.pending = sorted_messages(self.seen_messages.clone()).into();
+                self.misses = 0;
+                relisted = true;
+            }
             // Consumers that all walk the list from the head race for the same
             // message, and a lost race costs a write (a failed multi is still a
             // transaction). Once races were lost lately, pick at random among the
@@ -297,6 +310,7 @@ impl Consumer {
             match self.try_take(&messages, &name, false).await {
                 Ok(Some(delivery)) => {
                     self.contention = self.contention.saturating_sub(1);
+                    self.misses = 0;
                     return Ok(Some(delivery));
                 }
                 Ok(None) => {}
@@ -320,6 +334,7 @@ impl Consumer {
             Ok(found) => found,
             Err(StoreError::NoNode(_)) => {
                 self.contention = LOST_RACE_MEMORY;
+                self.misses += 1;
                 return Ok(None);
             }
             Err(err) => return Err(err),
