@@ -49,7 +49,11 @@ fn spawn_consumer(
                     continue;
                 }
             };
-            assert_eq!(delivery.checksum, zkmq::queue::checksum(&delivery.payload), "corrupt payload");
+            assert_eq!(
+                delivery.checksum,
+                zkmq::queue::checksum(&delivery.payload),
+                "corrupt payload"
+            );
             match consumer.ack(&delivery).await {
                 Ok(()) => {
                     let mut ledger = ledger.lock().unwrap();
@@ -71,7 +75,10 @@ async fn wait_for_acks(ledger: &Mutex<Ledger>, expected: usize, limit: Duration)
         if acked >= expected {
             return;
         }
-        assert!(tokio::time::Instant::now() < deadline, "only {acked} of {expected} acks within {limit:?}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {acked} of {expected} acks within {limit:?}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -79,7 +86,8 @@ async fn wait_for_acks(ledger: &Mutex<Ledger>, expected: usize, limit: Duration)
 #[tokio::test]
 async fn rest_and_native_producers_and_consumers_share_one_queue_exactly_once() {
     let cluster = common::shared_ensemble().await;
-    let rest = Access::Rest { url: cluster.rest_url().expect("the shared ensemble runs the gateway") };
+    let rest =
+        Access::Rest { url: cluster.rest_url().expect("the shared ensemble runs the gateway") };
     let native = Access::Native { connect: cluster.connect_string() };
     let config = config("mixed");
     let total = 2000;
@@ -87,7 +95,12 @@ async fn rest_and_native_producers_and_consumers_share_one_queue_exactly_once() 
     let done = Arc::new(AtomicBool::new(false));
     let mut consumers = Vec::new();
     for access in [&rest, &rest, &native, &native] {
-        consumers.push(spawn_consumer(access.clone(), config.clone(), ledger.clone(), done.clone()));
+        consumers.push(spawn_consumer(
+            access.clone(),
+            config.clone(),
+            ledger.clone(),
+            done.clone(),
+        ));
     }
     let sent = Arc::new(Mutex::new(Vec::new()));
     let mut producers = Vec::new();
@@ -114,12 +127,20 @@ async fn rest_and_native_producers_and_consumers_share_one_queue_exactly_once() 
     let sent = sent.lock().unwrap();
     assert_eq!(sent.len(), total);
     for id in sent.iter() {
-        assert_eq!(ledger.acked.get(id), Some(&1), "message {id} acknowledged {:?} times", ledger.acked.get(id));
+        assert_eq!(
+            ledger.acked.get(id),
+            Some(&1),
+            "message {id} acknowledged {:?} times",
+            ledger.acked.get(id)
+        );
     }
     assert_eq!(ledger.acked.len(), total, "acks for messages never sent");
     eprintln!("acks by access path: {:?}", ledger.by_access);
     assert!(ledger.by_access.get("rest").copied().unwrap_or(0) > 0, "REST consumers took nothing");
-    assert!(ledger.by_access.get("native").copied().unwrap_or(0) > 0, "native consumers took nothing");
+    assert!(
+        ledger.by_access.get("native").copied().unwrap_or(0) > 0,
+        "native consumers took nothing"
+    );
 }
 
 /// A TCP proxy whose link can be cut: the REST client's heartbeats stop reaching
@@ -187,7 +208,8 @@ async fn rest_consumer_whose_session_expires_loses_its_message_to_another_and_it
     let id = producer.send(b"held by a zombie").await.unwrap();
     let mut zombie = Consumer::register(rest, config.clone()).await.unwrap();
     assert_eq!(zombie.access_path(), "rest");
-    let held = zombie.take(Duration::from_secs(10)).await.unwrap().expect("the REST consumer takes it");
+    let held =
+        zombie.take(Duration::from_secs(10)).await.unwrap().expect("the REST consumer takes it");
     assert_eq!(held.id, id);
 
     proxy.cut();
@@ -205,9 +227,15 @@ async fn rest_consumer_whose_session_expires_loses_its_message_to_another_and_it
 
     proxy.heal();
     let stale = zombie.ack(&held).await;
-    assert!(matches!(stale, Err(QueueError::TakenBack)), "the zombie's ack must fail, got {stale:?}");
+    assert!(
+        matches!(stale, Err(QueueError::TakenBack)),
+        "the zombie's ack must fail, got {stale:?}"
+    );
     survivor.ack(&again).await.expect("the survivor's ack");
-    assert!(survivor.take(Duration::from_millis(500)).await.unwrap().is_none(), "delivered once more at most");
+    assert!(
+        survivor.take(Duration::from_millis(500)).await.unwrap().is_none(),
+        "delivered once more at most"
+    );
     zombie.close().await;
     survivor.close().await;
 }
@@ -228,7 +256,8 @@ async fn killing_the_gateway_container_under_a_rest_workload_loses_and_doubles_n
     let sent_ok = Arc::new(Mutex::new(Vec::new()));
     let unknown = Arc::new(AtomicUsize::new(0));
     let producer = {
-        let (rest, config, sent_ok, unknown) = (rest.clone(), config.clone(), sent_ok.clone(), unknown.clone());
+        let (rest, config, sent_ok, unknown) =
+            (rest.clone(), config.clone(), sent_ok.clone(), unknown.clone());
         tokio::spawn(async move {
             let mut producer = Producer::new(rest, config).await.expect("REST producer");
             for n in 0..total {
@@ -253,7 +282,11 @@ async fn killing_the_gateway_container_under_a_rest_workload_loses_and_doubles_n
     tokio::time::sleep(Duration::from_secs(3)).await;
     eprintln!("{}", cluster.rest_start().await.unwrap());
     let reattached = zkmq::cluster::Cluster::attach(cluster.run_id()).await.unwrap();
-    assert_eq!(reattached.rest_url().as_deref(), Some(url.as_str()), "the gateway came back on another port");
+    assert_eq!(
+        reattached.rest_url().as_deref(),
+        Some(url.as_str()),
+        "the gateway came back on another port"
+    );
     producer.await.unwrap();
 
     // Drain what is left (partial included) with a native consumer as well.
@@ -268,7 +301,10 @@ async fn killing_the_gateway_container_under_a_rest_workload_loses_and_doubles_n
         if missing == 0 {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "{missing} acknowledged sends never acked: lost");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{missing} acknowledged sends never acked: lost"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     // Give stragglers (messages whose send outcome was unknown) a moment too.
