@@ -60,6 +60,11 @@ pub struct QueueBenchResult {
     pub redelivered: u64,
     /// Pipelined sequential creates per second on one session.
     pub raw_creates_per_s: Option<f64>,
+    /// One write (a create) waited for before the next, mean milliseconds: what
+    /// every step of a protocol that waits for its write pays.
+    pub write_latency_ms: Option<f64>,
+    /// One read (a get), mean milliseconds.
+    pub read_latency_ms: Option<f64>,
 }
 
 impl std::fmt::Display for QueueBenchResult {
@@ -77,6 +82,9 @@ impl std::fmt::Display for QueueBenchResult {
         writeln!(f, "errors: {}  redelivered before ack: {}", self.errors, self.redelivered)?;
         if let Some(raw) = self.raw_creates_per_s {
             writeln!(f, "raw bound: {raw:.0} pipelined sequential creates/s on one session")?;
+        }
+        if let (Some(write), Some(read)) = (self.write_latency_ms, self.read_latency_ms) {
+            writeln!(f, "one write waited for: {write:.2} ms; one read: {read:.2} ms")?;
         }
         Ok(())
     }
@@ -96,13 +104,13 @@ pub async fn bench_queue(config: QueueBenchConfig) -> Result<QueueBenchResult, Q
         format!("{}/bench-{}", queue.chroot, &uuid::Uuid::new_v4().simple().to_string()[..8]);
     let admin = connect(&config.access, &queue).await?;
 
-    let raw_creates_per_s = if config.raw_creates > 0 {
-        Some(
-            raw_creates(admin.as_ref(), &format!("{}/raw", queue.chroot), config.raw_creates)
-                .await?,
-        )
+    let (raw_creates_per_s, write_latency_ms, read_latency_ms) = if config.raw_creates > 0 {
+        let dir = format!("{}/raw", queue.chroot);
+        let raw = raw_creates(admin.as_ref(), &dir, config.raw_creates).await?;
+        let (write, read) = op_latency(admin.as_ref(), &dir, 100).await?;
+        (Some(raw), Some(write), Some(read))
     } else {
-        None
+        (None, None, None)
     };
 
     let total = config.messages as u64;
@@ -116,7 +124,6 @@ pub async fn bench_queue(config: QueueBenchConfig) -> Result<QueueBenchResult, Q
         let mut producer = Producer::new(config.access.clone(), queue.clone()).await?;
         let errors = errors.clone();
         let size = config.size;
-        let started = started;
         producers.push(tokio::spawn(async move {
             // Sends go out in pipelined batches: one write latency per batch.
             let mut left = share;
@@ -234,6 +241,8 @@ pub async fn bench_queue(config: QueueBenchConfig) -> Result<QueueBenchResult, Q
         errors: errors.load(Ordering::Relaxed),
         redelivered,
         raw_creates_per_s,
+        write_latency_ms,
+        read_latency_ms,
     })
 }
 
@@ -260,6 +269,27 @@ pub async fn raw_creates(store: &dyn Store, dir: &str, count: usize) -> Result<f
         return Err(err.into());
     }
     Ok(count as f64 / elapsed.as_secs_f64())
+}
+
+/// Mean latency of `count` creates, each awaited before the next, and of as many reads.
+pub async fn op_latency(
+    store: &dyn Store,
+    dir: &str,
+    count: usize,
+) -> Result<(f64, f64), QueueError> {
+    let node = format!("{dir}/latency-");
+    let started = Instant::now();
+    let mut last = String::new();
+    for _ in 0..count {
+        last = store.create(&node, b"", CreateMode::PersistentSequential).await?;
+    }
+    let write = started.elapsed().as_secs_f64() * 1000.0 / count as f64;
+    let started = Instant::now();
+    for _ in 0..count {
+        store.get(&last).await?;
+    }
+    let read = started.elapsed().as_secs_f64() * 1000.0 / count as f64;
+    Ok((write, read))
 }
 
 /// Deletes `root` and everything under it (best effort, pipelined per level).

@@ -400,3 +400,32 @@ async fn leader_failover_times() {
         times[times.len() / 2]
     );
 }
+
+#[tokio::test]
+async fn the_gateway_answers_and_is_a_fault_target() {
+    if !common::gateway_available() {
+        eprintln!("skipped: this zkmq has no `rest serve` yet");
+        return;
+    }
+    let cluster = common::own_ensemble(3, true).await;
+    let url = format!("{}/znodes/v1/?view=children", cluster.rest_url().expect("a gateway"));
+    let get = || async {
+        let request = reqwest::get(&url);
+        match tokio::time::timeout(CALL, request).await {
+            Ok(Ok(response)) => response.status().as_u16(),
+            _ => 0,
+        }
+    };
+    assert_eq!(get().await, 200);
+    assert!(cluster.rest_kill().await.unwrap().starts_with("killed"));
+    assert_eq!(get().await, 0, "a killed gateway answers nothing");
+    assert!(cluster.rest_start().await.unwrap().starts_with("started"));
+    let deadline = Instant::now() + QUORUM;
+    while get().await != 200 {
+        assert!(Instant::now() < deadline, "the restarted gateway does not answer at {url}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(cluster.rest_pause().await.unwrap().starts_with("paused"));
+    assert!(cluster.rest_unpause().await.unwrap().starts_with("unpaused"));
+    assert!(cluster.rest_logs(Some(20)).await.unwrap().contains("zk1:2181"));
+}

@@ -243,3 +243,167 @@ async fn a_closed_consumers_message_is_taken_back_at_once() {
         .unwrap();
     assert_eq!(Envelope::decode(&data).unwrap().id, id);
 }
+
+/// The native store with `multi` hidden: recovery then runs the sequence the REST
+/// path needs (fence, copy claimed, delete, release), against real ZooKeeper.
+struct WithoutMulti(std::sync::Arc<dyn zkmq::queue::Store>);
+
+#[async_trait::async_trait]
+impl zkmq::queue::Store for WithoutMulti {
+    async fn create(
+        &self,
+        path: &str,
+        data: &[u8],
+        mode: CreateMode,
+    ) -> zkmq::queue::StoreResult<String> {
+        self.0.create(path, data, mode).await
+    }
+    async fn get(&self, path: &str) -> zkmq::queue::StoreResult<(Vec<u8>, zkmq::queue::NodeStat)> {
+        self.0.get(path).await
+    }
+    async fn exists(&self, path: &str) -> zkmq::queue::StoreResult<Option<zkmq::queue::NodeStat>> {
+        self.0.exists(path).await
+    }
+    async fn set(
+        &self,
+        path: &str,
+        data: &[u8],
+        version: Option<i32>,
+    ) -> zkmq::queue::StoreResult<zkmq::queue::NodeStat> {
+        self.0.set(path, data, version).await
+    }
+    async fn delete(&self, path: &str, version: Option<i32>) -> zkmq::queue::StoreResult<()> {
+        self.0.delete(path, version).await
+    }
+    async fn children(&self, path: &str) -> zkmq::queue::StoreResult<Vec<String>> {
+        self.0.children(path).await
+    }
+    fn supports_multi(&self) -> bool {
+        false
+    }
+    async fn multi(&self, _: &[zkmq::queue::MultiOp]) -> zkmq::queue::StoreResult<()> {
+        Err(zkmq::queue::StoreError::Refused("no multi here".into()))
+    }
+    async fn wait_for_children(
+        &self,
+        path: &str,
+        timeout: Duration,
+    ) -> zkmq::queue::StoreResult<()> {
+        self.0.wait_for_children(path, timeout).await
+    }
+    fn session_id(&self) -> i64 {
+        self.0.session_id()
+    }
+    fn is_dead(&self) -> bool {
+        self.0.is_dead()
+    }
+    async fn close(&self) {
+        self.0.close().await
+    }
+    fn abandon(&self) {
+        self.0.abandon()
+    }
+    fn access_path(&self) -> &'static str {
+        "native-without-multi"
+    }
+}
+
+/// A claim-protocol consumer (what REST consumers run) dies holding a message;
+/// recovery without `multi` takes it back; its late ack fails. A claim left by a
+/// consumer that died before creating its slot is rolled back.
+#[tokio::test]
+async fn claim_protocol_recovery_without_multi_takes_back_and_rolls_back() {
+    let (access, mut config) = setup("claimrec").await;
+    config.take_protocol = TakeProtocol::Claim;
+    let tree = Tree::new(&config);
+    let mut producer = Producer::new(access.clone(), config.clone()).await.unwrap();
+    let held_id = producer.send(b"held").await.unwrap();
+    let stale_id = producer.send(b"stale claim").await.unwrap();
+    let janitor = WithoutMulti(connect(&access, &config).await.unwrap());
+
+    let mut dying = Consumer::register(access.clone(), config.clone()).await.unwrap();
+    let held = dying.take(Duration::from_secs(5)).await.unwrap().unwrap();
+    assert_eq!(held.id, held_id);
+    dying.crash();
+
+    // A consumer that claimed the second message and died before its slot.
+    let names = zkmq::queue::Store::children(&janitor, &tree.messages()).await.unwrap();
+    assert_eq!(names.len(), 1);
+    let path = format!("{}/{}", tree.messages(), names[0]);
+    let (data, stat) = zkmq::queue::Store::get(&janitor, &path).await.unwrap();
+    let claimed = Envelope::decode(&data).unwrap().with_claim("0123456789ab/deadbeef");
+    zkmq::queue::Store::set(&janitor, &path, &claimed.encode(), Some(stat.version)).await.unwrap();
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut moved = Vec::new();
+    let mut rolled_back = 0;
+    while moved.is_empty() || rolled_back == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "recovery did not finish: {moved:?} {rolled_back}"
+        );
+        let report = recover(&janitor, &config).await.unwrap();
+        assert!(report.errors.is_empty(), "{report:?}");
+        moved.extend(report.moved_to_partial);
+        rolled_back += report.claims_rolled_back;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert_eq!(moved, vec![held.source.clone()]);
+    let mut other = Consumer::register(access.clone(), config.clone()).await.unwrap();
+    assert!(
+        matches!(other.ack(&held).await, Err(QueueError::TakenBack)),
+        "the dead consumer's ack fails"
+    );
+    let first = other.take(Duration::from_secs(5)).await.unwrap().unwrap();
+    assert_eq!((first.id, first.from_partial), (held_id, true), "partial first");
+    other.ack(&first).await.unwrap();
+    let second = other.take(Duration::from_secs(5)).await.unwrap().unwrap();
+    assert_eq!(second.id, stale_id, "the rolled-back claim is takeable again");
+    other.ack(&second).await.unwrap();
+    assert!(other.take(Duration::from_millis(500)).await.unwrap().is_none());
+}
+
+/// Pipelined sends and acks folded into takes keep the guarantees.
+#[tokio::test]
+async fn batched_sends_and_folded_acks_deliver_each_message_once() {
+    let (access, config) = setup("fold").await;
+    let mut producer = Producer::new(access.clone(), config.clone()).await.unwrap();
+    let mut sent = HashSet::new();
+    for _ in 0..10 {
+        let batch: Vec<_> = (0..50)
+            .map(|n| (zkmq::queue::MessageId::generate(), format!("b{n}").into_bytes()))
+            .collect();
+        let borrowed: Vec<_> =
+            batch.iter().map(|(id, payload)| (*id, payload.as_slice())).collect();
+        for result in producer.send_batch(&borrowed).await {
+            result.unwrap();
+        }
+        sent.extend(batch.iter().map(|(id, _)| id.to_string()));
+    }
+    let mut tasks = Vec::new();
+    for _ in 0..2 {
+        let mut consumer = Consumer::register(access.clone(), config.clone()).await.unwrap();
+        tasks.push(tokio::spawn(async move {
+            let mut acked = Vec::new();
+            let mut current = consumer.take(Duration::from_secs(5)).await.unwrap();
+            while let Some(delivery) = current {
+                let (ack, next) = consumer.ack_and_take(&delivery, Duration::from_secs(1)).await;
+                ack.unwrap();
+                acked.push(delivery.id.to_string());
+                current = next.unwrap();
+            }
+            acked
+        }));
+    }
+    let mut count: HashMap<String, usize> = HashMap::new();
+    for task in tasks {
+        for id in task.await.unwrap() {
+            *count.entry(id).or_default() += 1;
+        }
+    }
+    assert!(count.values().all(|n| *n == 1), "acknowledged twice");
+    assert_eq!(count.keys().cloned().collect::<HashSet<_>>(), sent);
+    let store = connect(&access, &config).await.unwrap();
+    let left = stats(store.as_ref(), &config).await.unwrap();
+    assert_eq!((left.messages, left.partial, left.in_flight), (0, 0, 0));
+}

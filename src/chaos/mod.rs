@@ -8,7 +8,6 @@ pub mod nemesis;
 pub mod scenario;
 pub mod workload;
 
-mod deps;
 mod recorder;
 mod run;
 

@@ -23,9 +23,9 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::deps::cluster::{Cluster, ClusterError};
 use super::recorder::Recorder;
 use super::scenario::{FaultKind, FaultOrder, PartitionShape, Scenario, Target};
+use crate::cluster::{Cluster, ClusterError};
 use crate::history::{Event, FaultRecord, Phase, Schedule};
 
 /// How long a fault aimed at the leader waits for there to be one.
@@ -674,6 +674,9 @@ impl Nemesis {
                 }
             }
             Undo::Nothing => {}
+        }
+        if let Some(progress) = self.history.progress() {
+            progress.fault_ended(&format!("{} {target}", p.fault.name()));
         }
         let now = self.history.now();
         let mut e =

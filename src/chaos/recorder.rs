@@ -1,7 +1,7 @@
 //! Where a run's events go: the history file, and the live progress view.
 
-use super::deps::report::Progress;
 use crate::history::{Event, HistoryError, HistoryWriter};
+use crate::report::Progress;
 
 /// The history writer plus the live progress view; cheap to clone.
 #[derive(Clone)]

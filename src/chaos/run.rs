@@ -11,20 +11,23 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use tokio::sync::watch;
 
-use super::deps::checker;
-use super::deps::cluster::{self, Cluster, ClusterError, ClusterSpec};
-use super::deps::queue::{self, Access, Algorithm, Consumer, QueueConfig, QueueError};
-use super::deps::report;
 use super::nemesis::{self, Nemesis, NemesisError, PlannedFault};
 use super::recorder::Recorder;
 use super::scenario::{AlgorithmChoice, Scenario};
 use super::workload::{self, WorkerPlan, Workload, WorkloadConfig};
+use crate::checker;
+use crate::cluster::{self, Cluster, ClusterError, ClusterSpec};
 use crate::history::{files, Event, HistoryError, HistoryWriter, Phase, RunMeta};
+use crate::queue::{self, Access, Algorithm, Consumer, QueueConfig, QueueError};
+use crate::report;
 
 /// How long the workload's workers may take to finish their last operation.
 const WORKER_STOP_WAIT: Duration = Duration::from_secs(60);
 /// How long the drain waits for one message.
 const DRAIN_TAKE_WAIT: Duration = Duration::from_secs(1);
+
+/// Where a run's console lines go.
+pub type Say = Arc<dyn Fn(&str) + Send + Sync>;
 
 /// How a run differs from its scenario file.
 #[derive(Clone, Default)]
@@ -46,7 +49,7 @@ pub struct RunOptions {
     /// The scenario's file, to print the command that repeats the run.
     pub scenario_path: Option<PathBuf>,
     /// Where progress lines go (the CLI prints them); None: the log.
-    pub say: Option<Arc<dyn Fn(&str) + Send + Sync>>,
+    pub say: Option<Say>,
 }
 
 /// What a finished run concluded.
@@ -205,6 +208,27 @@ pub async fn run(scenario: Scenario, options: RunOptions) -> Result<RunOutcome, 
             _ = stop.wait_for(|s| *s) => None,
         };
         match result {
+            Some(Ok(cluster))
+                if options.reuse_cluster.is_some()
+                    && (cluster.node_ids().len() != scenario.cluster.nodes
+                        || (rest && cluster.rest_url().is_none())) =>
+            {
+                signals.abort();
+                return Err(ChaosError::Harness {
+                    what: format!(
+                        "cluster {run_id} has {} nodes{}, the scenario wants {}{}",
+                        cluster.node_ids().len(),
+                        if cluster.rest_url().is_some() {
+                            " and a gateway"
+                        } else {
+                            " and no gateway"
+                        },
+                        scenario.cluster.nodes,
+                        if rest { " and a gateway" } else { "" }
+                    ),
+                    run_dir: run_dir.clone(),
+                });
+            }
             Some(Ok(cluster)) => cluster,
             failed => {
                 // Whatever part of the cluster exists carries our label.
@@ -530,6 +554,34 @@ impl Body<'_> {
     }
 }
 
+/// The ids of the messages still in the tree (waiting, in `partial`, held by a
+/// consumer), so the checker can call them stuck rather than lost. Best effort:
+/// what cannot be read is left out.
+async fn leftovers(store: &dyn queue::Store, config: &QueueConfig) -> Vec<(String, String)> {
+    let tree = queue::Tree::new(config);
+    let mut paths = Vec::new();
+    for dir in [tree.messages(), tree.partial()] {
+        if let Ok(children) = store.children(&dir).await {
+            paths.extend(children.into_iter().map(|name| queue::Tree::node(&dir, &name)));
+        }
+    }
+    if let Ok(consumers) = store.children(&tree.consumers()).await {
+        for consumer in consumers {
+            let id = consumer.strip_prefix("consumer-").unwrap_or(&consumer).to_string();
+            paths.push(tree.slot(&id));
+        }
+    }
+    let mut found = Vec::new();
+    for path in paths {
+        if let Ok((data, _)) = store.get(&path).await {
+            if let Ok(envelope) = queue::envelope::Envelope::decode(&data) {
+                found.push((envelope.id.to_string(), path));
+            }
+        }
+    }
+    found
+}
+
 /// A receiver that turns true when either turns true.
 fn combine(a: watch::Receiver<bool>, b: watch::Receiver<bool>) -> watch::Receiver<bool> {
     let (tx, rx) = watch::channel(false);
@@ -666,6 +718,14 @@ async fn drain(
                 }
             }
             Err(err) => tracing::debug!("drain: stats: {err}"),
+        }
+    }
+    if let Some(s) = &store {
+        for (id, place) in leftovers(s.as_ref(), config).await {
+            let mut e = Event::new(history.now(), "drain", "leftover", Phase::Info);
+            e.msg = Some(id);
+            e.node = Some(place);
+            record(e);
         }
     }
     let left = match last_stats {

@@ -17,13 +17,13 @@ use rand_chacha::ChaCha8Rng;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use super::deps::cluster::{Cluster, NodeMode};
-use super::deps::queue::{
-    self, Access, Consumer, Delivery, MessageId, Producer, QueueConfig, QueueError,
-};
 use super::nemesis::{ConsumerHandle, ConsumerOrder};
 use super::recorder::Recorder;
+use crate::cluster::{Cluster, NodeMode};
 use crate::history::{Event, Phase, Sample};
+use crate::queue::{
+    self, Access, Consumer, Delivery, MessageId, Producer, QueueConfig, QueueError,
+};
 
 /// How long one take waits for a message: bounds how late a consumer notices the
 /// stop signal or a nemesis order.
@@ -297,6 +297,12 @@ impl Worker {
             e.checksum = Some(checksum);
             self.record(e);
             if failed {
+                // A fresh session next time: a producer whose session expired may not
+                // renew it by itself (the legacy one does not), and reconnecting after
+                // a failure costs nothing worth saving.
+                if let Some(old) = producer.take() {
+                    tokio::spawn(old.close());
+                }
                 tokio::time::sleep(ERROR_BACKOFF).await;
             }
         }
@@ -413,12 +419,29 @@ impl Worker {
             self.record(e);
 
             // "Process" the message; a zombie stalls instead, past its session.
+            // A stalled task alone would keep heartbeating (the client runs on), so
+            // the zombie is what a frozen process looks like to ZooKeeper: its session
+            // goes silent (dropped unclosed) and expires, the janitor takes the
+            // message back; then it wakes, reconnects under a new session as the
+            // queue does after expiry, and acks the old delivery: that ack must be
+            // refused (TakenBack), or the message would be delivered twice.
             if let Some((stall, done)) = zombie.take() {
+                let c = consumer.take().expect("a consumer that just took a message");
+                let session = c.id().to_string();
+                c.crash();
                 let _ = done.send(format!(
-                    "{} stalls {stall:?} holding {} before its ack",
+                    "{} (session {session}) stalls {stall:?} holding {}, then acks it",
                     self.name, delivery.id
                 ));
-                tokio::time::sleep(stall).await;
+                Self::pause(&mut stop, stall).await;
+                match self.register(&stop).await {
+                    Some(mut woken) => {
+                        self.ack(&mut woken, &delivery).await;
+                        consumer = Some(woken);
+                    }
+                    None => break,
+                }
+                continue;
             } else if !self.config.processing_time.is_zero() {
                 tokio::time::sleep(self.config.processing_time).await;
             }

@@ -534,7 +534,8 @@ async fn start_gateway(
             "--endpoint".to_owned(),
             format!("/;{}", cluster.internal_connect_string()),
         ],
-        env: vec!["RUST_LOG=info".to_owned()],
+        // plain text in `docker logs` and the saved rest.log
+        env: vec!["RUST_LOG=info".to_owned(), "NO_COLOR=1".to_owned()],
         labels: labels(&spec.run_id, "rest", None),
         network: names::network(&spec.run_id),
         aliases: vec!["rest".to_owned()],

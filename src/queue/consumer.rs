@@ -67,6 +67,8 @@ pub struct Consumer {
     saw_unset: bool,
     /// Races lost lately (decays with each take won): spread the first tries.
     contention: u32,
+    /// When `partial/` was last listed.
+    partial_listed: Instant,
     /// An ack to fold into the next take's transaction (`ack_and_take`).
     fold_ack: Option<Delivery>,
     /// How the folded ack ended, once it was tried.
@@ -76,7 +78,9 @@ pub struct Consumer {
 }
 
 /// How many of the oldest messages a consumer picks its first try from.
-const SPREAD: usize = 8;
+const SPREAD: usize = 16;
+/// How often a consumer looks at an empty `partial/` again.
+const PARTIAL_RELIST: Duration = Duration::from_millis(100);
 /// How many won takes a lost race is remembered for.
 const LOST_RACE_MEMORY: u32 = 16;
 
@@ -103,6 +107,7 @@ impl Consumer {
             seen_partial: Vec::new(),
             saw_unset: false,
             contention: 0,
+            partial_listed: Instant::now().checked_sub(PARTIAL_RELIST).unwrap_or_else(Instant::now),
             fold_ack: None,
             fold_result: None,
             unknown_fold: None,
@@ -170,6 +175,8 @@ impl Consumer {
         tracing::info!(old = %old, new = %self.id, "re-registering the consumer");
         self.slot_unknown = false;
         self.held = None;
+        self.fold_ack = None;
+        self.unknown_fold = None;
         self.register_id().await
     }
 
@@ -228,6 +235,9 @@ impl Consumer {
                 _ = store.wait_for_children_change(&messages, Some(&self.seen_messages), wait) => {}
                 _ = store.wait_for_children_change(&partial, Some(&self.seen_partial), wait) => {}
             }
+            // Whichever fired, look at `partial/` first again.
+            self.partial_listed =
+                Instant::now().checked_sub(PARTIAL_RELIST).unwrap_or(self.partial_listed);
         }
     }
 
@@ -254,27 +264,30 @@ impl Consumer {
             return self.take_legacy().await;
         }
         let partial = self.tree.partial();
-        self.seen_partial = self.session.store.children(&partial).await?;
-        for name in sorted_messages(self.seen_partial.clone()) {
-            if let Some(delivery) = self.try_take(&partial, &name, true).await? {
-                return Ok(Some(delivery));
+        // `partial/` is almost always empty: look at it when it was not last time,
+        // or every PARTIAL_RELIST, not before every take (a read per message).
+        if !self.seen_partial.is_empty() || self.partial_listed.elapsed() >= PARTIAL_RELIST {
+            self.seen_partial = self.session.store.children(&partial).await?;
+            self.partial_listed = Instant::now();
+            for name in sorted_messages(self.seen_partial.clone()) {
+                if let Some(delivery) = self.try_take(&partial, &name, true).await? {
+                    return Ok(Some(delivery));
+                }
             }
         }
         let messages = self.tree.messages();
         if self.pending.is_empty() {
             self.seen_messages = self.session.store.children(&messages).await?;
-            let mut names = sorted_messages(self.seen_messages.clone());
-            // Consumers that all start at the head race for the same message, and a
-            // lost race costs a write (a failed multi is still a transaction). Start
-            // at a random one of the oldest few once races were lost lately (a lone
-            // consumer keeps strict FIFO).
-            let spread = if self.contention > 0 { names.len().min(SPREAD) } else { 0 };
-            if spread > 1 {
-                names[..spread].rotate_left(rand::random_range(0..spread));
-            }
-            self.pending = names.into();
+            self.pending = sorted_messages(self.seen_messages.clone()).into();
         }
-        while let Some(name) = self.pending.pop_front() {
+        while !self.pending.is_empty() {
+            // Consumers that all walk the list from the head race for the same
+            // message, and a lost race costs a write (a failed multi is still a
+            // transaction). Once races were lost lately, pick at random among the
+            // oldest few; a lone consumer keeps strict FIFO.
+            let window = if self.contention > 0 { self.pending.len().min(SPREAD) } else { 1 };
+            let index = if window > 1 { rand::random_range(0..window) } else { 0 };
+            let Some(name) = self.pending.remove(index) else { break };
             match self.try_take(&messages, &name, false).await {
                 Ok(Some(delivery)) => {
                     self.contention = self.contention.saturating_sub(1);
@@ -666,10 +679,9 @@ impl Consumer {
                 Err(err) => break Err(err.into()),
             }
         };
-        if result.is_ok() || matches!(result, Err(QueueError::TakenBack)) {
-            if self.held.as_ref().map(|held| held.slot == delivery.slot).unwrap_or(false) {
-                self.held = None;
-            }
+        let settled = result.is_ok() || matches!(result, Err(QueueError::TakenBack));
+        if settled && self.held.as_ref().is_some_and(|held| held.slot == delivery.slot) {
+            self.held = None;
         }
         result
     }
