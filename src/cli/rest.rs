@@ -80,22 +80,19 @@ async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
     config.max_body = args.max_body;
     config.zk_timeout = args.zk_timeout;
     config.zk_session_timeout = args.zk_session_timeout;
+    // SIGTERM (docker stop) and Ctrl-C both stop it gracefully.
     let shutdown = async {
-        let ctrl_c = tokio::signal::ctrl_c();
         #[cfg(unix)]
+        if let Ok(mut term) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         {
-            let mut term =
-                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                    Ok(term) => term,
-                    Err(_) => return std::mem::drop(ctrl_c.await),
-                };
             tokio::select! {
-                _ = ctrl_c => {}
+                _ = tokio::signal::ctrl_c() => {}
                 _ = term.recv() => {}
             }
+            return;
         }
-        #[cfg(not(unix))]
-        let _ = ctrl_c.await;
+        let _ = tokio::signal::ctrl_c().await;
     };
     let bound = rest::bind(config.clone()).await?;
     let listen = bound.local_addr();

@@ -118,8 +118,14 @@ impl GatewayConfig {
     /// See [`GatewayConfig::from_properties_file`].
     pub fn from_properties(text: &str) -> Result<Self, String> {
         let mut config = GatewayConfig::default();
-        let mut endpoints: BTreeMap<u32, (Option<String>, Option<String>, Option<String>)> =
-            BTreeMap::new();
+        /// `rest.endpoint.N`, `.http.auth`, `.zk.digest` as they are read.
+        #[derive(Default)]
+        struct Keys {
+            spec: Option<String>,
+            http_auth: Option<String>,
+            zk_digest: Option<String>,
+        }
+        let mut endpoints: BTreeMap<u32, Keys> = BTreeMap::new();
         for (index, raw) in text.lines().enumerate() {
             let line_no = index + 1;
             let line = raw.trim();
@@ -153,9 +159,9 @@ impl GatewayConfig {
                 })?;
                 let entry = endpoints.entry(number).or_default();
                 match suffix {
-                    None => entry.0 = Some(value),
-                    Some("http.auth") => entry.1 = Some(value),
-                    Some("zk.digest") => entry.2 = Some(value),
+                    None => entry.spec = Some(value),
+                    Some("http.auth") => entry.http_auth = Some(value),
+                    Some("zk.digest") => entry.zk_digest = Some(value),
                     Some(other) => {
                         return Err(format!(
                             "line {line_no}: unknown key {key} (.{other}); known: rest.endpoint.N, \
@@ -170,7 +176,7 @@ impl GatewayConfig {
                 ));
             }
         }
-        for (number, (spec, http_auth, zk_digest)) in endpoints {
+        for (number, Keys { spec, http_auth, zk_digest }) in endpoints {
             let spec = spec.ok_or_else(|| {
                 format!("rest.endpoint.{number}.* is set but rest.endpoint.{number} is not")
             })?;

@@ -88,6 +88,11 @@ impl Ctx {
             .any(|v| v.to_ascii_lowercase().contains("application/octet-stream"))
     }
 
+    /// [`Ctx::error`], boxed for the `Err` side of a `Result`.
+    fn reject(&self, status: StatusCode, message: impl Into<String>) -> Box<Response> {
+        Box::new(self.error(status, message))
+    }
+
     fn error(&self, status: StatusCode, message: impl Into<String>) -> Response {
         let body = ErrorJson { request: self.request_uri.clone(), message: message.into() };
         json_response(status, &body, None)
@@ -397,18 +402,19 @@ struct ZnodeRequest<'a> {
 }
 
 /// A short-circuit answer (a 4xx or 502) while preparing or running a request.
-type Answer<T> = Result<T, Response>;
+type Answer<T> = Result<T, Box<Response>>;
 
 impl ZnodeRequest<'_> {
     async fn serve(&self, path: &str, body: Body, max_body: usize) -> Response {
         match self.run(path, body, max_body).await {
-            Ok(response) | Err(response) => response,
+            Ok(response) => response,
+            Err(response) => *response,
         }
     }
 
     async fn run(&self, path: &str, body: Body, max_body: usize) -> Answer<Response> {
         let ctx = self.ctx;
-        validate_path(path).map_err(|why| ctx.error(StatusCode::BAD_REQUEST, why))?;
+        validate_path(path).map_err(|why| ctx.reject(StatusCode::BAD_REQUEST, why))?;
         match *self.method {
             Method::HEAD => {
                 let client = self.client(false).await?;
@@ -444,7 +450,7 @@ impl ZnodeRequest<'_> {
                 self.call(path, client.delete(path, version)).await?;
                 Ok(StatusCode::NO_CONTENT.into_response())
             }
-            _ => Err(ctx.error(
+            _ => Err(ctx.reject(
                 StatusCode::METHOD_NOT_ALLOWED,
                 format!(
                     "{} is not a znodes/v1 method: use HEAD, GET, PUT, POST or DELETE",
@@ -460,7 +466,7 @@ impl ZnodeRequest<'_> {
             None => None,
             Some(name) if valid_callback(name) => Some(name),
             Some(_) => {
-                return Err(ctx.error(
+                return Err(ctx.reject(
                     StatusCode::BAD_REQUEST,
                     "callback: a JSONP callback name may hold only letters, digits and '_'",
                 ))
@@ -470,7 +476,7 @@ impl ZnodeRequest<'_> {
             None | Some("base64") => false,
             Some("utf8") => true,
             Some(other) => {
-                return Err(ctx.error(
+                return Err(ctx.reject(
                     StatusCode::BAD_REQUEST,
                     format!("dataformat={other}: use base64 or utf8"),
                 ))
@@ -520,7 +526,7 @@ impl ZnodeRequest<'_> {
             }
             Some(other) => {
                 Err(ctx
-                    .error(StatusCode::BAD_REQUEST, format!("view={other}: use data or children")))
+                    .reject(StatusCode::BAD_REQUEST, format!("view={other}: use data or children")))
             }
         }
     }
@@ -529,7 +535,7 @@ impl ZnodeRequest<'_> {
         let ctx = self.ctx;
         if let Some(op) = ctx.param("op") {
             if op != "create" {
-                return Err(ctx.error(
+                return Err(ctx.reject(
                     StatusCode::BAD_REQUEST,
                     format!("op={op}: the only POST op is create"),
                 ));
@@ -540,19 +546,19 @@ impl ZnodeRequest<'_> {
         let ephemeral = self.flag("ephemeral")?;
         let null = self.flag("null")?;
         if name.contains('/') || name == "." || name == ".." || name.contains('\0') {
-            return Err(ctx.error(
+            return Err(ctx.reject(
                 StatusCode::BAD_REQUEST,
                 format!("name={name}: a node name holds no '/', and is not . or .."),
             ));
         }
         if name.is_empty() && !sequence {
-            return Err(ctx.error(
+            return Err(ctx.reject(
                 StatusCode::BAD_REQUEST,
                 "name: required (it may be empty only with sequence=true)",
             ));
         }
         if ephemeral && ctx.param("session").is_none() {
-            return Err(ctx.error(
+            return Err(ctx.reject(
                 StatusCode::BAD_REQUEST,
                 "ephemeral=true needs session=<id> (POST /sessions/v1/?op=create first): without a session \
                  the node would belong to the gateway's shared connection and outlive your client",
@@ -598,7 +604,7 @@ impl ZnodeRequest<'_> {
         match self.ctx.param("session") {
             Some(id) => match self.endpoint.session(id) {
                 Some(session) => Ok(session.client.clone()),
-                None => Err(self.ctx.error(
+                None => Err(self.ctx.reject(
                     StatusCode::UNAUTHORIZED,
                     format!("session {id} not found (expired, deleted or never opened)"),
                 )),
@@ -607,7 +613,7 @@ impl ZnodeRequest<'_> {
                 .endpoint
                 .shared_client()
                 .await
-                .map_err(|Unavailable(why)| self.ctx.error(StatusCode::BAD_GATEWAY, why)),
+                .map_err(|Unavailable(why)| self.ctx.reject(StatusCode::BAD_GATEWAY, why)),
         }
     }
 
@@ -624,9 +630,9 @@ impl ZnodeRequest<'_> {
                 if status == StatusCode::BAD_GATEWAY {
                     tracing::debug!(%path, %err, "ZooKeeper call failed; outcome unknown");
                 }
-                Err(self.ctx.error(status, message))
+                Err(self.ctx.reject(status, message))
             }
-            Err(_) => Err(self.ctx.error(
+            Err(_) => Err(self.ctx.reject(
                 StatusCode::BAD_GATEWAY,
                 format!("ZooKeeper did not answer within {:?}: outcome unknown", self.zk_timeout),
             )),
@@ -639,7 +645,7 @@ impl ZnodeRequest<'_> {
             Some(value) => match value.parse::<i32>() {
                 Ok(-1) => Ok(None),
                 Ok(v) if v >= 0 => Ok(Some(v)),
-                _ => Err(self.ctx.error(
+                _ => Err(self.ctx.reject(
                     StatusCode::BAD_REQUEST,
                     format!(
                         "version={value}: must be an integer, -1 (any) or a znode version >= 0"
@@ -656,7 +662,7 @@ impl ZnodeRequest<'_> {
             Some(v) if v.eq_ignore_ascii_case("false") => Ok(false),
             Some(v) => Err(self
                 .ctx
-                .error(StatusCode::BAD_REQUEST, format!("{name}={v}: use true or false"))),
+                .reject(StatusCode::BAD_REQUEST, format!("{name}={v}: use true or false"))),
         }
     }
 
@@ -674,7 +680,7 @@ impl ZnodeRequest<'_> {
         if media == "application/octet-stream" {
             Ok(())
         } else {
-            Err(self.ctx.error(
+            Err(self.ctx.reject(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 format!("Content-Type {media:?}: send the data as application/octet-stream"),
             ))
@@ -683,7 +689,7 @@ impl ZnodeRequest<'_> {
 
     async fn body(&self, body: Body, max_body: usize) -> Answer<Bytes> {
         let too_large = || {
-            self.ctx.error(
+            self.ctx.reject(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!("request body over the limit of {max_body} bytes (ZooKeeper's znode limit is about 1 MB)"),
             )

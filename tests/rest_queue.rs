@@ -1,0 +1,327 @@
+//! The queue over REST, beside the binary protocol, on real ensembles: mixed REST
+//! and native clients on one queue, a REST consumer whose gateway session expires
+//! while it holds a message, and the gateway container killed under a workload.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use zkmq::queue::{Access, Consumer, Producer, QueueConfig, QueueError};
+use zkmq::rest::{EndpointConfig, GatewayConfig};
+
+fn config(test: &str) -> QueueConfig {
+    QueueConfig {
+        chroot: common::unique_chroot(test),
+        session_timeout: Duration::from_secs(4),
+        recovery_interval: Duration::from_millis(500),
+        poll_interval: Duration::from_millis(50),
+        ..QueueConfig::default()
+    }
+}
+
+/// Per message id: how many acks succeeded, per consumer kind.
+#[derive(Default)]
+struct Ledger {
+    acked: HashMap<String, usize>,
+    by_access: HashMap<&'static str, usize>,
+}
+
+/// Takes and acks until `done` is set; records every successful ack.
+fn spawn_consumer(
+    access: Access,
+    config: QueueConfig,
+    ledger: Arc<Mutex<Ledger>>,
+    done: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut consumer = Consumer::register(access, config).await.expect("register");
+        let kind = consumer.access_path();
+        while !done.load(Ordering::SeqCst) {
+            let delivery = match consumer.take(Duration::from_millis(500)).await {
+                Ok(Some(delivery)) => delivery,
+                Ok(None) => continue,
+                Err(err) => {
+                    eprintln!("{kind} take: {err}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            assert_eq!(
+                delivery.checksum,
+                zkmq::queue::checksum(&delivery.payload),
+                "corrupt payload"
+            );
+            match consumer.ack(&delivery).await {
+                Ok(()) => {
+                    let mut ledger = ledger.lock().unwrap();
+                    *ledger.acked.entry(delivery.id.to_string()).or_default() += 1;
+                    *ledger.by_access.entry(kind).or_default() += 1;
+                }
+                Err(err) => eprintln!("{kind} ack {}: {err}", delivery.id),
+            }
+        }
+        consumer.close().await;
+    })
+}
+
+/// Waits until `expected` acks are in the ledger, or panics after `limit`.
+async fn wait_for_acks(ledger: &Mutex<Ledger>, expected: usize, limit: Duration) {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let acked: usize = ledger.lock().unwrap().acked.values().sum();
+        if acked >= expected {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {acked} of {expected} acks within {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn rest_and_native_producers_and_consumers_share_one_queue_exactly_once() {
+    let cluster = common::shared_ensemble().await;
+    let rest =
+        Access::Rest { url: cluster.rest_url().expect("the shared ensemble runs the gateway") };
+    let native = Access::Native { connect: cluster.connect_string() };
+    let config = config("mixed");
+    let total = 2000;
+    let ledger = Arc::new(Mutex::new(Ledger::default()));
+    let done = Arc::new(AtomicBool::new(false));
+    let mut consumers = Vec::new();
+    for access in [&rest, &rest, &native, &native] {
+        consumers.push(spawn_consumer(
+            access.clone(),
+            config.clone(),
+            ledger.clone(),
+            done.clone(),
+        ));
+    }
+    let sent = Arc::new(Mutex::new(Vec::new()));
+    let mut producers = Vec::new();
+    for p in 0..2 {
+        let (rest, config, sent) = (rest.clone(), config.clone(), sent.clone());
+        producers.push(tokio::spawn(async move {
+            let mut producer = Producer::new(rest, config).await.expect("REST producer");
+            for n in 0..total / 2 {
+                let id = producer.send(format!("p{p}-m{n}").as_bytes()).await.expect("send");
+                sent.lock().unwrap().push(id.to_string());
+            }
+            producer.close().await;
+        }));
+    }
+    for producer in producers {
+        producer.await.unwrap();
+    }
+    wait_for_acks(&ledger, total, Duration::from_secs(240)).await;
+    done.store(true, Ordering::SeqCst);
+    for consumer in consumers {
+        consumer.await.unwrap();
+    }
+    let ledger = ledger.lock().unwrap();
+    let sent = sent.lock().unwrap();
+    assert_eq!(sent.len(), total);
+    for id in sent.iter() {
+        assert_eq!(
+            ledger.acked.get(id),
+            Some(&1),
+            "message {id} acknowledged {:?} times",
+            ledger.acked.get(id)
+        );
+    }
+    assert_eq!(ledger.acked.len(), total, "acks for messages never sent");
+    eprintln!("acks by access path: {:?}", ledger.by_access);
+    assert!(ledger.by_access.get("rest").copied().unwrap_or(0) > 0, "REST consumers took nothing");
+    assert!(
+        ledger.by_access.get("native").copied().unwrap_or(0) > 0,
+        "native consumers took nothing"
+    );
+}
+
+/// A TCP proxy whose link can be cut: the REST client's heartbeats stop reaching
+/// the gateway (a stalled client, or a partition), while the gateway stays up.
+struct CuttableProxy {
+    url: String,
+    cut: Arc<AtomicBool>,
+    connections: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+impl CuttableProxy {
+    async fn start(upstream: String) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let cut = Arc::new(AtomicBool::new(false));
+        let connections = Arc::new(Mutex::new(Vec::new()));
+        let (cut2, connections2) = (cut.clone(), connections.clone());
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if cut2.load(Ordering::SeqCst) {
+                    continue; // dropped: connection closed at once
+                }
+                let upstream = upstream.clone();
+                connections2.lock().unwrap().push(tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                }));
+            }
+        });
+        Self { url, cut, connections }
+    }
+
+    fn cut(&self) {
+        self.cut.store(true, Ordering::SeqCst);
+        for connection in self.connections.lock().unwrap().drain(..) {
+            connection.abort();
+        }
+    }
+
+    fn heal(&self) {
+        self.cut.store(false, Ordering::SeqCst);
+    }
+}
+
+#[tokio::test]
+async fn rest_consumer_whose_session_expires_loses_its_message_to_another_and_its_ack_fails() {
+    let cluster = common::shared_ensemble().await;
+    let native = Access::Native { connect: cluster.connect_string() };
+    let config = config("expiry");
+    // Our own gateway in front of the ensemble, reached through a proxy we can cut.
+    let gateway = zkmq::rest::bind(GatewayConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        endpoints: vec![EndpointConfig::parse(&format!("/;{}", cluster.connect_string())).unwrap()],
+        ..GatewayConfig::default()
+    })
+    .await
+    .unwrap();
+    let upstream = gateway.local_addr().to_string();
+    tokio::spawn(gateway.run(std::future::pending()));
+    let proxy = CuttableProxy::start(upstream).await;
+    let rest = Access::Rest { url: proxy.url.clone() };
+
+    let mut producer = Producer::new(native.clone(), config.clone()).await.unwrap();
+    let id = producer.send(b"held by a zombie").await.unwrap();
+    let mut zombie = Consumer::register(rest, config.clone()).await.unwrap();
+    assert_eq!(zombie.access_path(), "rest");
+    let held =
+        zombie.take(Duration::from_secs(10)).await.unwrap().expect("the REST consumer takes it");
+    assert_eq!(held.id, id);
+
+    proxy.cut();
+    // The gateway hears no heartbeat: after the session's expiry (4 s) it closes the
+    // ZooKeeper session, the status ephemeral goes, and recovery takes the message back.
+    let mut survivor = Consumer::register(native, config.clone()).await.unwrap();
+    let again = survivor
+        .take(Duration::from_secs(30))
+        .await
+        .unwrap()
+        .expect("the message comes back to another consumer");
+    assert_eq!(again.id, id);
+    assert!(again.from_partial, "redelivered through partial/");
+    assert_eq!(again.payload, b"held by a zombie");
+
+    proxy.heal();
+    let stale = zombie.ack(&held).await;
+    assert!(
+        matches!(stale, Err(QueueError::TakenBack)),
+        "the zombie's ack must fail, got {stale:?}"
+    );
+    survivor.ack(&again).await.expect("the survivor's ack");
+    assert!(
+        survivor.take(Duration::from_millis(500)).await.unwrap().is_none(),
+        "delivered once more at most"
+    );
+    zombie.close().await;
+    survivor.close().await;
+}
+
+#[tokio::test]
+async fn killing_the_gateway_container_under_a_rest_workload_loses_and_doubles_nothing() {
+    let cluster = common::own_ensemble(3, true).await;
+    let url = cluster.rest_url().expect("the ensemble runs the gateway");
+    let rest = Access::Rest { url: url.clone() };
+    let native = Access::Native { connect: cluster.connect_string() };
+    let config = QueueConfig { retry_budget: Duration::from_secs(60), ..config("gatewaykill") };
+    let total = 400;
+    let ledger = Arc::new(Mutex::new(Ledger::default()));
+    let done = Arc::new(AtomicBool::new(false));
+    let consumers: Vec<_> = (0..2)
+        .map(|_| spawn_consumer(rest.clone(), config.clone(), ledger.clone(), done.clone()))
+        .collect();
+    let sent_ok = Arc::new(Mutex::new(Vec::new()));
+    let unknown = Arc::new(AtomicUsize::new(0));
+    let producer = {
+        let (rest, config, sent_ok, unknown) =
+            (rest.clone(), config.clone(), sent_ok.clone(), unknown.clone());
+        tokio::spawn(async move {
+            let mut producer = Producer::new(rest, config).await.expect("REST producer");
+            for n in 0..total {
+                match producer.send(format!("m{n}").as_bytes()).await {
+                    Ok(id) => sent_ok.lock().unwrap().push(id.to_string()),
+                    Err(err) if err.is_unknown_outcome() => {
+                        unknown.fetch_add(1, Ordering::SeqCst);
+                    }
+                    Err(err) => panic!("send m{n} failed definitely: {err}"),
+                }
+            }
+            producer.close().await;
+        })
+    };
+    // Kill the gateway mid-workload, leave it down a moment, start it again.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    while sent_ok.lock().unwrap().len() < total / 4 {
+        assert!(tokio::time::Instant::now() < deadline, "the workload did not get going");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!("{}", cluster.rest_kill().await.unwrap());
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    eprintln!("{}", cluster.rest_start().await.unwrap());
+    let reattached = zkmq::cluster::Cluster::attach(cluster.run_id()).await.unwrap();
+    assert_eq!(
+        reattached.rest_url().as_deref(),
+        Some(url.as_str()),
+        "the gateway came back on another port"
+    );
+    producer.await.unwrap();
+
+    // Drain what is left (partial included) with a native consumer as well.
+    let drainer = spawn_consumer(native, config.clone(), ledger.clone(), done.clone());
+    let sent_ok = sent_ok.lock().unwrap().clone();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(180);
+    loop {
+        let missing = {
+            let ledger = ledger.lock().unwrap();
+            sent_ok.iter().filter(|id| !ledger.acked.contains_key(*id)).count()
+        };
+        if missing == 0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{missing} acknowledged sends never acked: lost"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Give stragglers (messages whose send outcome was unknown) a moment too.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    done.store(true, Ordering::SeqCst);
+    for consumer in consumers.into_iter().chain([drainer]) {
+        consumer.await.unwrap();
+    }
+    let ledger = ledger.lock().unwrap();
+    for (id, count) in &ledger.acked {
+        assert_eq!(*count, 1, "message {id} acknowledged {count} times");
+    }
+    eprintln!(
+        "sent ok {}, unknown {}, acked {} ({:?})",
+        sent_ok.len(),
+        unknown.load(Ordering::SeqCst),
+        ledger.acked.len(),
+        ledger.by_access
+    );
+}
