@@ -422,14 +422,16 @@ impl Nemesis {
                     vec![sorted(&p.draw[..k]), sorted(&p.draw[k..])]
                 }
                 PartitionShape::MajoritiesRing => {
-                    // Node i sees itself and its neighbours on a ring of random order:
-                    // every node sees a majority, no two the same one (5 nodes: 3 each).
-                    let reach = n / 2;
+                    // Node i sees a majority centred on itself on a ring of random
+                    // order: every node sees a majority, no two the same one (5 nodes:
+                    // itself and one neighbour on each side).
+                    let majority = n / 2 + 1;
+                    let left = (majority - 1) / 2;
                     (0..n)
                         .map(|i| {
                             sorted(
-                                &(0..=2 * reach)
-                                    .map(|d| p.draw[(i + n - reach + d) % n])
+                                &(0..majority)
+                                    .map(|d| p.draw[(i + n - left + d) % n])
                                     .collect::<Vec<_>>(),
                             )
                         })
