@@ -23,6 +23,8 @@ use crate::report;
 
 /// How long the workload's workers may take to finish their last operation.
 const WORKER_STOP_WAIT: Duration = Duration::from_secs(60);
+/// On Ctrl-C, how long the fault in progress may take to finish by itself.
+const INTERRUPT_GRACE: Duration = Duration::from_secs(10);
 /// How long the drain waits for one message.
 const DRAIN_TAKE_WAIT: Duration = Duration::from_secs(1);
 
@@ -505,7 +507,16 @@ impl Body<'_> {
         progress.set_phase("healing");
         say("workload done; stopping workers and undoing faults");
         let stopped = workload.join(WORKER_STOP_WAIT).await;
-        let _ = nemesis_task.await;
+        if *stop.borrow() {
+            // Interrupted: a long fault (a rolling upgrade) is not waited for; what
+            // it left is undone below like everything else.
+            let abort = nemesis_task.abort_handle();
+            if tokio::time::timeout(INTERRUPT_GRACE, nemesis_task).await.is_err() {
+                abort.abort();
+            }
+        } else {
+            let _ = nemesis_task.await;
+        }
         if let Err(err) = nemesis.heal_everything().await {
             say(&format!("warning: undoing faults: {err}"));
         }
