@@ -18,8 +18,10 @@ if [ -f /usr/share/java/zookeeper.jar ]; then
     cp="$cp:/usr/share/java/slf4j-simple.jar"
   fi
   # shellcheck disable=SC2086
+  # The harness polls `srvr` several times a second: keep those lines out of the log.
   exec java $jvm -Dorg.slf4j.simpleLogger.showDateTime=true \
     -Dorg.slf4j.simpleLogger.dateTimeFormat=HH:mm:ss.SSS \
+    -Dorg.slf4j.simpleLogger.log.org.apache.zookeeper.server.NIOServerCnxn=warn \
     -cp "$cp" org.apache.zookeeper.server.quorum.QuorumPeerMain /conf/zoo.cfg
 elif command -v zkServer.sh >/dev/null 2>&1; then
   export SERVER_JVMFLAGS="$jvm" ZOO_LOG_DIR=/tmp ZOOCFGDIR=/conf

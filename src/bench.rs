@@ -16,8 +16,12 @@ use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
 use crate::queue::{
-    connect, Access, Consumer, CreateMode, Producer, QueueConfig, QueueError, Store, StoreError,
+    connect, Access, Consumer, CreateMode, MessageId, Producer, QueueConfig, QueueError, Store,
+    StoreError,
 };
+
+/// Sends per pipelined batch of each producer.
+const PRODUCER_BATCH: usize = 32;
 
 /// What to run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -56,6 +60,11 @@ pub struct QueueBenchResult {
     pub redelivered: u64,
     /// Pipelined sequential creates per second on one session.
     pub raw_creates_per_s: Option<f64>,
+    /// One write (a create) waited for before the next, mean milliseconds: what
+    /// every step of a protocol that waits for its write pays.
+    pub write_latency_ms: Option<f64>,
+    /// One read (a get), mean milliseconds.
+    pub read_latency_ms: Option<f64>,
 }
 
 impl std::fmt::Display for QueueBenchResult {
@@ -73,6 +82,9 @@ impl std::fmt::Display for QueueBenchResult {
         writeln!(f, "errors: {}  redelivered before ack: {}", self.errors, self.redelivered)?;
         if let Some(raw) = self.raw_creates_per_s {
             writeln!(f, "raw bound: {raw:.0} pipelined sequential creates/s on one session")?;
+        }
+        if let (Some(write), Some(read)) = (self.write_latency_ms, self.read_latency_ms) {
+            writeln!(f, "one write waited for: {write:.2} ms; one read: {read:.2} ms")?;
         }
         Ok(())
     }
@@ -92,13 +104,13 @@ pub async fn bench_queue(config: QueueBenchConfig) -> Result<QueueBenchResult, Q
         format!("{}/bench-{}", queue.chroot, &uuid::Uuid::new_v4().simple().to_string()[..8]);
     let admin = connect(&config.access, &queue).await?;
 
-    let raw_creates_per_s = if config.raw_creates > 0 {
-        Some(
-            raw_creates(admin.as_ref(), &format!("{}/raw", queue.chroot), config.raw_creates)
-                .await?,
-        )
+    let (raw_creates_per_s, write_latency_ms, read_latency_ms) = if config.raw_creates > 0 {
+        let dir = format!("{}/raw", queue.chroot);
+        let raw = raw_creates(admin.as_ref(), &dir, config.raw_creates).await?;
+        let (write, read) = op_latency(admin.as_ref(), &dir, 100).await?;
+        (Some(raw), Some(write), Some(read))
     } else {
-        None
+        (None, None, None)
     };
 
     let total = config.messages as u64;
@@ -113,12 +125,20 @@ pub async fn bench_queue(config: QueueBenchConfig) -> Result<QueueBenchResult, Q
         let errors = errors.clone();
         let size = config.size;
         producers.push(tokio::spawn(async move {
-            let mut payload = vec![0u8; size];
-            for _ in 0..share {
+            // Sends go out in pipelined batches: one write latency per batch.
+            let mut left = share;
+            while left > 0 {
+                let batch = left.min(PRODUCER_BATCH);
+                left -= batch;
                 let sent_at = started.elapsed().as_nanos() as u64;
+                let mut payload = vec![0u8; size];
                 payload[..8].copy_from_slice(&sent_at.to_be_bytes());
-                if producer.send(&payload).await.is_err() {
-                    errors.fetch_add(1, Ordering::Relaxed);
+                let messages: Vec<_> =
+                    (0..batch).map(|_| (MessageId::generate(), payload.as_slice())).collect();
+                for result in producer.send_batch(&messages).await {
+                    if result.is_err() {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
             }
             producer.close().await;
@@ -133,25 +153,36 @@ pub async fn bench_queue(config: QueueBenchConfig) -> Result<QueueBenchResult, Q
                 Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds");
             let mut seen = std::collections::HashSet::new();
             let mut redelivered = 0u64;
-            while acked.load(Ordering::Relaxed) < total {
-                let delivery = match consumer.take(Duration::from_millis(200)).await {
-                    Ok(Some(delivery)) => delivery,
-                    Ok(None) => continue,
-                    Err(_) => {
-                        errors.fetch_add(1, Ordering::Relaxed);
-                        continue;
-                    }
-                };
+            let mut record = |delivery: &crate::queue::Delivery| {
                 let now = started.elapsed().as_nanos() as u64;
                 let sent = u64::from_be_bytes(delivery.payload[..8].try_into().expect("8 bytes"));
                 latencies.saturating_record(now.saturating_sub(sent) / 1_000);
                 if !seen.insert(delivery.id) {
                     redelivered += 1;
                 }
-                match consumer.ack(&delivery).await {
-                    Ok(()) => {
-                        acked.fetch_add(1, Ordering::Relaxed);
+            };
+            let mut current = None;
+            loop {
+                let next = match current.take() {
+                    // The ack rides in the next take's transaction.
+                    Some(delivery) => {
+                        let (ack, next) =
+                            consumer.ack_and_take(&delivery, Duration::from_millis(200)).await;
+                        match ack {
+                            Ok(()) => acked.fetch_add(1, Ordering::Relaxed),
+                            Err(_) => errors.fetch_add(1, Ordering::Relaxed),
+                        };
+                        next
                     }
+                    None if acked.load(Ordering::Relaxed) >= total => break,
+                    None => consumer.take(Duration::from_millis(200)).await,
+                };
+                match next {
+                    Ok(Some(delivery)) => {
+                        record(&delivery);
+                        current = Some(delivery);
+                    }
+                    Ok(None) => {}
                     Err(_) => {
                         errors.fetch_add(1, Ordering::Relaxed);
                     }
@@ -210,6 +241,8 @@ pub async fn bench_queue(config: QueueBenchConfig) -> Result<QueueBenchResult, Q
         errors: errors.load(Ordering::Relaxed),
         redelivered,
         raw_creates_per_s,
+        write_latency_ms,
+        read_latency_ms,
     })
 }
 
@@ -236,6 +269,27 @@ pub async fn raw_creates(store: &dyn Store, dir: &str, count: usize) -> Result<f
         return Err(err.into());
     }
     Ok(count as f64 / elapsed.as_secs_f64())
+}
+
+/// Mean latency of `count` creates, each awaited before the next, and of as many reads.
+pub async fn op_latency(
+    store: &dyn Store,
+    dir: &str,
+    count: usize,
+) -> Result<(f64, f64), QueueError> {
+    let node = format!("{dir}/latency-");
+    let started = Instant::now();
+    let mut last = String::new();
+    for _ in 0..count {
+        last = store.create(&node, b"", CreateMode::PersistentSequential).await?;
+    }
+    let write = started.elapsed().as_secs_f64() * 1000.0 / count as f64;
+    let started = Instant::now();
+    for _ in 0..count {
+        store.get(&last).await?;
+    }
+    let read = started.elapsed().as_secs_f64() * 1000.0 / count as f64;
+    Ok((write, read))
 }
 
 /// Deletes `root` and everything under it (best effort, pipelined per level).

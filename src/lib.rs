@@ -33,10 +33,14 @@
 //!
 //! **[`checker`]**: the delivery invariants (lost, duplicated past ack, unexpected,
 //! corrupt) and what is only reported (recovered, redelivered before ack, order
-//! inversions, stuck, unavailability), computed by streaming a history.
+//! inversions, stuck, unavailability), computed by streaming a history with a small
+//! state per message. `checker::synthetic` simulates realistic runs (with injectable
+//! bugs) for the checker's benchmark, the report tests and `zkmq report --example`.
 //!
 //! **[`report`]**: statistics, plots and the files a person or a CI system reads:
-//! HTML, Markdown, JSON, JUnit and HdrHistogram logs.
+//! HTML, Markdown, JSON, JUnit and HdrHistogram logs, all from a run directory alone;
+//! `zkmq report --compare` of two runs; and `report::Progress`, the live view the
+//! chaos run loop feeds while a run goes.
 //!
 //! **[`bench`]**: throughput and latency benchmarks of the queue on a running
 //! ensemble; performance targets live here, never in timed tests.

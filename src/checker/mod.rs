@@ -556,12 +556,10 @@ impl Checker {
         match Kind::parse(event.op) {
             Some(kind) => self.observe_operation(kind, index, event),
             None if event.process == "nemesis" => self.observe_nemesis(event),
-            None if event.op == "drain" => {
-                if event.phase != Phase::Invoke {
-                    self.drain.recorded = true;
-                    self.drain.complete = event.phase == Phase::Ok;
-                    self.drain.detail = event.detail.map(str::to_owned);
-                }
+            None if event.op == "drain" && event.phase != Phase::Invoke => {
+                self.drain.recorded = true;
+                self.drain.complete = event.phase == Phase::Ok;
+                self.drain.detail = event.detail.map(str::to_owned);
             }
             None if event.op == "leftover" => {
                 if let Some(id) = event.msg {
@@ -650,7 +648,7 @@ impl Checker {
         let invoked = self
             .pending
             .get_mut(event.process)
-            .and_then(|pending| (pending.kind == kind).then(|| *pending));
+            .and_then(|pending| (pending.kind == kind).then_some(*pending));
         let (invoke_index, invoke_t) = invoked.map(|p| (p.index, p.t)).unwrap_or((index, event.t));
 
         let counter = &mut self.operations[kind as usize];

@@ -381,11 +381,18 @@ fn simulate(
     Ok(summary)
 }
 
+/// A generous bound on the simulated duration (an operation costs its think time plus
+/// its latency), so faults are scheduled over the whole run.
+fn horizon(options: &SyntheticOptions) -> f64 {
+    let per_process =
+        options.operations as f64 / (options.producers + options.consumers).max(1) as f64;
+    per_process * (options.think_s + 0.02) * 2.0
+}
+
 /// Writes only a synthetic `history.jsonl` (for the checker's benchmark).
 pub fn write_history(path: &Path, options: &SyntheticOptions) -> std::io::Result<SyntheticSummary> {
     let mut rng = ChaCha8Rng::seed_from_u64(options.seed ^ 0xfa17);
-    let horizon = options.operations as f64 * options.think_s
-        / (options.producers + options.consumers).max(1) as f64;
+    let horizon = horizon(options);
     let faults = schedule_faults(&mut rng, options.fault_every_s, horizon);
     let mut out = BufWriter::new(File::create(path)?);
     let summary = simulate(options, &faults, &mut out, &mut |_, _, _, _| {})?;
@@ -399,8 +406,7 @@ pub fn write_history(path: &Path, options: &SyntheticOptions) -> std::io::Result
 pub fn write_run_dir(dir: &Path, options: &SyntheticOptions) -> std::io::Result<SyntheticSummary> {
     std::fs::create_dir_all(dir)?;
     let mut rng = ChaCha8Rng::seed_from_u64(options.seed ^ 0xfa17);
-    let horizon = options.operations as f64 * options.think_s
-        / (options.producers + options.consumers).max(1) as f64;
+    let horizon = horizon(options);
     let faults = schedule_faults(&mut rng, options.fault_every_s, horizon);
 
     let mut history = BufWriter::new(File::create(dir.join(files::HISTORY))?);

@@ -41,12 +41,14 @@ pub enum ClusterCommand {
         #[arg(long)]
         json: bool,
     },
+    /// List the zkmq runs on this Docker daemon (the current one marked)
+    List,
     /// Remove every container, volume and network of a run (by label)
     Down {
         #[command(flatten)]
         run: RunArg,
         /// Every zkmq run on this Docker daemon, including other people's
-        #[arg(long, conflicts_with = "run")]
+        #[arg(long, conflicts_with = "run_id")]
         all: bool,
     },
     /// Print a node's log (`rest` for the gateway)
@@ -323,6 +325,18 @@ pub async fn run(command: ClusterCommand) -> anyhow::Result<u8> {
                 }
             }
         }
+        ClusterCommand::List => {
+            let current = current_run_id();
+            for run in cluster::list_runs().await? {
+                let mark = if current.as_deref() == Some(run.run_id.as_str()) { "*" } else { " " };
+                println!(
+                    "{mark} {:<28} {} ZooKeeper container(s){}",
+                    run.run_id,
+                    run.zookeeper_containers,
+                    if run.rest { " + REST gateway" } else { "" }
+                );
+            }
+        }
         ClusterCommand::Down { run, all } => {
             if all {
                 let removed = down_all().await?;
@@ -342,7 +356,8 @@ pub async fn run(command: ClusterCommand) -> anyhow::Result<u8> {
                 let node: usize = node.parse().context("node: a number or `rest`")?;
                 cluster.logs(node, tail).await?
             };
-            print!("{text}");
+            // `logs | head` closes the pipe early: not an error worth a panic
+            let _ = std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes());
         }
         ClusterCommand::Kill(t) => node_op(&t, Op::Kill).await?,
         ClusterCommand::Stop(t) => node_op(&t, Op::Stop).await?,
@@ -429,4 +444,14 @@ async fn node_op(target: &TargetArgs, op: Op) -> anyhow::Result<()> {
     };
     println!("{line}");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        super::super::Cli::command().debug_assert();
+    }
 }

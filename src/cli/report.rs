@@ -88,6 +88,7 @@ pub struct CheckArgs {
 
 pub async fn check(args: CheckArgs) -> anyhow::Result<u8> {
     let path = args.run.clone();
+    let started = std::time::Instant::now();
     let result = match tokio::task::spawn_blocking(move || checker::check_history(&path)).await? {
         Ok(result) => result,
         Err(err) => {
@@ -144,6 +145,20 @@ pub async fn check(args: CheckArgs) -> anyhow::Result<u8> {
         if result.truncated_last_line {
             println!("  note: the last line was truncated and ignored");
         }
+        eprintln!(
+            "checked {} events in {:.2} s{}",
+            result.events,
+            started.elapsed().as_secs_f64(),
+            peak_memory().map(|m| format!(", peak memory {m}")).unwrap_or_default()
+        );
     }
     Ok(if result.valid { EXIT_OK } else { EXIT_VIOLATION })
+}
+
+/// This process's peak resident memory (Linux), to show what checking cost.
+fn peak_memory() -> Option<String> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(format!("{:.0} MiB", kib / 1024.0))
 }

@@ -314,9 +314,11 @@ impl Docker {
         })
     }
 
-    /// Force-removes a container; one that is already gone is not an error.
+    /// Force-removes a container; one that is already gone is not an error. Its
+    /// anonymous volumes go with it (images such as the official `zookeeper` declare
+    /// VOLUMEs we never label); named volumes, such as a node's data, stay.
     pub async fn remove_container(&self, name: &str) -> Result<(), ClusterError> {
-        let options = RemoveContainerOptionsBuilder::default().force(true).v(false).build();
+        let options = RemoveContainerOptionsBuilder::default().force(true).v(true).build();
         match self.inner.remove_container(name, Some(options)).await {
             Ok(()) => Ok(()),
             Err(err) if status_code(&err) == Some(404) => Ok(()),
@@ -400,6 +402,14 @@ impl Docker {
         &self,
         labels: &[(&str, &str)],
     ) -> Result<Vec<String>, ClusterError> {
+        Ok(self.list_containers_labelled(labels).await?.into_iter().map(|(name, _)| name).collect())
+    }
+
+    /// Like [`Docker::list_containers`], with each container's labels.
+    pub async fn list_containers_labelled(
+        &self,
+        labels: &[(&str, &str)],
+    ) -> Result<Vec<(String, HashMap<String, String>)>, ClusterError> {
         let filters = label_filters(labels);
         let options = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
         let containers = self
@@ -409,8 +419,10 @@ impl Docker {
             .map_err(|err| ClusterError::ListContainers { source: boxed(err) })?;
         Ok(containers
             .into_iter()
-            .filter_map(|summary| summary.names.and_then(|names| names.into_iter().next()))
-            .map(|name| name.trim_start_matches('/').to_owned())
+            .filter_map(|summary| {
+                let name = summary.names?.into_iter().next()?;
+                Some((name.trim_start_matches('/').to_owned(), summary.labels.unwrap_or_default()))
+            })
             .collect())
     }
 

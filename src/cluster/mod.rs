@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-pub use ensemble::{down_all, down_run, reap};
+pub use ensemble::{down_all, down_run, list_runs, reap, RunSummary};
 pub use fail::{fail_loop, FailOptions};
 pub use fourlw::{four_letter_word, parse_srvr, SrvrInfo};
 pub use images::{ensure_images, image_for_version, SUPPORTED_VERSIONS};
@@ -265,7 +265,7 @@ pub enum ClusterError {
     Timeout { waited_for: String },
     #[error("no serving quorum after {waited:?} ({detail}); the nodes' last log lines:\n{logs}")]
     NoQuorum { waited: Duration, detail: String, logs: String },
-    #[error("no cluster with run id {run_id} (no container labelled {LABEL_RUN}={run_id}); `zkmq cluster status --all` lists runs")]
+    #[error("no cluster with run id {run_id} (no container labelled {LABEL_RUN}={run_id}); `zkmq cluster list` shows the runs there are")]
     NotFound { run_id: String },
     #[error("cluster {run_id} has no node {node} (nodes are 1..={nodes})")]
     UnknownNode { run_id: String, node: usize, nodes: usize },

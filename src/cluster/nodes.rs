@@ -95,7 +95,7 @@ async fn pause(target: &Target) -> Result<String, ClusterError> {
         "missing" => Err(missing(target)),
         "running" => {
             docker.pause_container(&target.container).await?;
-            Ok(format!("paused {} (SIGSTOP of every process)", target.label))
+            Ok(format!("paused {} (cgroup freezer: every process stopped)", target.label))
         }
         "paused" => Ok(format!("{} was already paused", target.label)),
         state => Ok(format!("{} is not running ({state}); nothing to pause", target.label)),

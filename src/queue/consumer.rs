@@ -65,7 +65,24 @@ pub struct Consumer {
     /// An empty node (a produce between its create and its set) was skipped: the set
     /// changes no listing, so look again soon instead of waiting for a watch.
     saw_unset: bool,
+    /// Races lost lately (decays with each take won): spread the first tries.
+    contention: u32,
+    /// When `partial/` was last listed.
+    partial_listed: Instant,
+    /// An ack to fold into the next take's transaction (`ack_and_take`).
+    fold_ack: Option<Delivery>,
+    /// How the folded ack ended, once it was tried.
+    fold_result: Option<Result<(), QueueError>>,
+    /// A folded ack whose transaction ended unknown.
+    unknown_fold: Option<Delivery>,
 }
+
+/// How many of the oldest messages a consumer picks its first try from.
+const SPREAD: usize = 16;
+/// How often a consumer looks at an empty `partial/` again.
+const PARTIAL_RELIST: Duration = Duration::from_millis(100);
+/// How many won takes a lost race is remembered for.
+const LOST_RACE_MEMORY: u32 = 16;
 
 fn new_id() -> String {
     uuid::Uuid::new_v4().simple().to_string()[..12].to_owned()
@@ -89,6 +106,11 @@ impl Consumer {
             seen_messages: Vec::new(),
             seen_partial: Vec::new(),
             saw_unset: false,
+            contention: 0,
+            partial_listed: Instant::now().checked_sub(PARTIAL_RELIST).unwrap_or_else(Instant::now),
+            fold_ack: None,
+            fold_result: None,
+            unknown_fold: None,
         };
         consumer.register_id().await?;
         consumer.run_recovery().await;
@@ -98,6 +120,12 @@ impl Consumer {
     /// The id this consumer is registered under (`consumers/consumer-<id>`).
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// True once this consumer's session has expired (or was dropped): its next
+    /// call builds a new session and re-registers under a new id.
+    pub fn session_expired(&self) -> bool {
+        self.session.store.is_dead()
     }
 
     /// The access path in use ("native" or "rest").
@@ -147,6 +175,8 @@ impl Consumer {
         tracing::info!(old = %old, new = %self.id, "re-registering the consumer");
         self.slot_unknown = false;
         self.held = None;
+        self.fold_ack = None;
+        self.unknown_fold = None;
         self.register_id().await
     }
 
@@ -205,6 +235,9 @@ impl Consumer {
                 _ = store.wait_for_children_change(&messages, Some(&self.seen_messages), wait) => {}
                 _ = store.wait_for_children_change(&partial, Some(&self.seen_partial), wait) => {}
             }
+            // Whichever fired, look at `partial/` first again.
+            self.partial_listed =
+                Instant::now().checked_sub(PARTIAL_RELIST).unwrap_or(self.partial_listed);
         }
     }
 
@@ -231,10 +264,15 @@ impl Consumer {
             return self.take_legacy().await;
         }
         let partial = self.tree.partial();
-        self.seen_partial = self.session.store.children(&partial).await?;
-        for name in sorted_messages(self.seen_partial.clone()) {
-            if let Some(delivery) = self.try_take(&partial, &name, true).await? {
-                return Ok(Some(delivery));
+        // `partial/` is almost always empty: look at it when it was not last time,
+        // or every PARTIAL_RELIST, not before every take (a read per message).
+        if !self.seen_partial.is_empty() || self.partial_listed.elapsed() >= PARTIAL_RELIST {
+            self.seen_partial = self.session.store.children(&partial).await?;
+            self.partial_listed = Instant::now();
+            for name in sorted_messages(self.seen_partial.clone()) {
+                if let Some(delivery) = self.try_take(&partial, &name, true).await? {
+                    return Ok(Some(delivery));
+                }
             }
         }
         let messages = self.tree.messages();
@@ -242,9 +280,19 @@ impl Consumer {
             self.seen_messages = self.session.store.children(&messages).await?;
             self.pending = sorted_messages(self.seen_messages.clone()).into();
         }
-        while let Some(name) = self.pending.pop_front() {
+        while !self.pending.is_empty() {
+            // Consumers that all walk the list from the head race for the same
+            // message, and a lost race costs a write (a failed multi is still a
+            // transaction). Once races were lost lately, pick at random among the
+            // oldest few; a lone consumer keeps strict FIFO.
+            let window = if self.contention > 0 { self.pending.len().min(SPREAD) } else { 1 };
+            let index = if window > 1 { rand::random_range(0..window) } else { 0 };
+            let Some(name) = self.pending.remove(index) else { break };
             match self.try_take(&messages, &name, false).await {
-                Ok(Some(delivery)) => return Ok(Some(delivery)),
+                Ok(Some(delivery)) => {
+                    self.contention = self.contention.saturating_sub(1);
+                    return Ok(Some(delivery));
+                }
                 Ok(None) => {}
                 Err(err) => {
                     self.pending.push_front(name);
@@ -264,7 +312,10 @@ impl Consumer {
         let path = Tree::node(dir, name);
         let (data, stat) = match self.session.store.get(&path).await {
             Ok(found) => found,
-            Err(StoreError::NoNode(_)) => return Ok(None),
+            Err(StoreError::NoNode(_)) => {
+                self.contention = LOST_RACE_MEMORY;
+                return Ok(None);
+            }
             Err(err) => return Err(err),
         };
         if data.is_empty() {
@@ -323,31 +374,133 @@ impl Consumer {
     ) -> StoreResult<Option<Delivery>> {
         let slot_envelope = Self::slot_envelope(envelope, name, "", from_partial);
         let slot = self.tree.slot(&self.id);
-        let ops = [
-            MultiOp::Check { path: self.tree.status(&self.id), version: None },
-            MultiOp::Delete { path: path.to_owned(), version: Some(version) },
-            MultiOp::Create {
+        loop {
+            // An ack folded in (see `ack_and_take`): delete the old slot in the
+            // same transaction that creates the new one.
+            let fold = self.fold_ack.take();
+            let mut ops = vec![MultiOp::Check { path: self.tree.status(&self.id), version: None }];
+            if let Some(previous) = &fold {
+                ops.push(MultiOp::Delete {
+                    path: previous.slot.clone(),
+                    version: previous.slot_version,
+                });
+            }
+            let source_index = ops.len();
+            ops.push(MultiOp::Delete { path: path.to_owned(), version: Some(version) });
+            ops.push(MultiOp::Create {
                 path: slot.clone(),
                 data: slot_envelope.encode(),
                 mode: CreateMode::Persistent,
-            },
-        ];
-        match self.session.store.multi(&ops).await {
-            Ok(()) => Ok(Some(Delivery::from_slot(&slot_envelope, slot, Some(0)))),
-            Err(StoreError::MultiFailed { index: 1, .. }) => Ok(None),
-            Err(StoreError::MultiFailed { index: 2, cause })
-                if matches!(*cause, StoreError::NodeExists(_)) =>
-            {
-                // We already hold a message (an earlier take's outcome was unknown).
-                self.slot_unknown = true;
-                Err(StoreError::Unknown(format!("{slot} already exists: reading it back")))
+            });
+            match self.session.store.multi(&ops).await {
+                Ok(()) => {
+                    if fold.is_some() {
+                        self.fold_result = Some(Ok(()));
+                    }
+                    return Ok(Some(Delivery::from_slot(&slot_envelope, slot, Some(0))));
+                }
+                Err(StoreError::MultiFailed { index: 1, .. }) if fold.is_some() => {
+                    // The old slot is gone or changed: recovery took it back.
+                    self.fold_result = Some(Err(QueueError::TakenBack));
+                    continue;
+                }
+                Err(StoreError::MultiFailed { index, .. }) if index == source_index => {
+                    self.fold_ack = fold;
+                    self.contention = LOST_RACE_MEMORY;
+                    return Ok(None);
+                }
+                Err(StoreError::MultiFailed { index, cause })
+                    if index == source_index + 1 && matches!(*cause, StoreError::NodeExists(_)) =>
+                {
+                    // We already hold a message (an earlier take's outcome was unknown).
+                    self.fold_ack = fold;
+                    self.slot_unknown = true;
+                    return Err(StoreError::Unknown(format!(
+                        "{slot} already exists: reading it back"
+                    )));
+                }
+                Err(StoreError::MultiFailed { index, cause }) => {
+                    self.fold_ack = fold;
+                    return Err(StoreError::SessionExpired(format!(
+                        "this consumer is no longer registered (take step {index}: {cause})"
+                    )));
+                }
+                Err(err) => {
+                    self.unknown_fold = fold;
+                    self.slot_unknown = true;
+                    return Err(err);
+                }
             }
-            Err(StoreError::MultiFailed { index, cause }) => Err(StoreError::SessionExpired(
-                format!("this consumer is no longer registered (take step {index}: {cause})"),
-            )),
-            Err(err) => {
-                self.slot_unknown = true;
-                Err(err)
+        }
+    }
+
+    /// Acknowledges `delivery` and takes the next message. With the native `multi`
+    /// the ack's versioned delete rides in the take's transaction: one write per
+    /// message instead of two. Same guarantees as [`Consumer::ack`] then
+    /// [`Consumer::take`]; returns both outcomes.
+    pub async fn ack_and_take(
+        &mut self,
+        delivery: &Delivery,
+        timeout: Duration,
+    ) -> (Result<(), QueueError>, Result<Option<Delivery>, QueueError>) {
+        let foldable = self.session.config.algorithm == Algorithm::Safe
+            && self.session.take_protocol() == TakeProtocol::Multi
+            && !self.slot_unknown
+            && delivery.slot_version.is_some()
+            && delivery.slot == self.tree.slot(&self.id)
+            && self.held.as_ref().is_some_and(|held| held.slot == delivery.slot);
+        if !foldable {
+            let ack = self.ack(delivery).await;
+            return (ack, self.take(timeout).await);
+        }
+        self.held = None;
+        self.fold_ack = Some(delivery.clone());
+        self.fold_result = None;
+        let attempt = self.take_once().await;
+        let ack = if let Some(result) = self.fold_result.take() {
+            result
+        } else if let Some(previous) = self.unknown_fold.take() {
+            self.resolve_fold(&previous).await
+        } else {
+            // Nothing was taken with it (an empty queue, an error): ack on its own.
+            self.fold_ack = None;
+            self.ack(delivery).await
+        };
+        match attempt {
+            Ok(Some(next)) => {
+                self.held = Some(next.clone());
+                (ack, Ok(Some(next)))
+            }
+            _ => (ack, self.take(timeout).await),
+        }
+    }
+
+    /// A take with an ack folded in ended unknown: our slot says whether it happened.
+    async fn resolve_fold(&mut self, previous: &Delivery) -> Result<(), QueueError> {
+        let deadline = Instant::now() + self.session.config.retry_budget;
+        loop {
+            match self.session.store.get(&previous.slot).await {
+                Ok((data, stat)) => {
+                    let same = Envelope::decode(&data).is_ok_and(|held| held.id == previous.id);
+                    if same && Some(stat.version) == previous.slot_version {
+                        // The transaction did not happen: the old message is still ours.
+                        self.slot_unknown = false;
+                        return self.ack(previous).await;
+                    }
+                    // It happened: the slot holds the next message (read by the take).
+                    return Ok(());
+                }
+                Err(StoreError::NoNode(_)) => {
+                    self.slot_unknown = false;
+                    return Err(QueueError::Unknown(format!(
+                        "{}: the ack folded into a take ended unknown and the slot is gone",
+                        previous.slot
+                    )));
+                }
+                Err(err) if Instant::now() >= deadline || self.session.store.is_dead() => {
+                    return Err(err.into());
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
             }
         }
     }
@@ -526,10 +679,9 @@ impl Consumer {
                 Err(err) => break Err(err.into()),
             }
         };
-        if result.is_ok() || matches!(result, Err(QueueError::TakenBack)) {
-            if self.held.as_ref().map(|held| held.slot == delivery.slot).unwrap_or(false) {
-                self.held = None;
-            }
+        let settled = result.is_ok() || matches!(result, Err(QueueError::TakenBack));
+        if settled && self.held.as_ref().is_some_and(|held| held.slot == delivery.slot) {
+            self.held = None;
         }
         result
     }

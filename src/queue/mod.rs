@@ -217,6 +217,7 @@ pub async fn connect(access: &Access, config: &QueueConfig) -> Result<Arc<dyn St
                 session_timeout: config.session_timeout,
                 op_timeout: config.op_timeout,
                 poll_interval: config.poll_interval,
+                ..Default::default()
             };
             let store =
                 rest_store::RestStore::connect(url, &options).await.map_err(connect_error)?;
@@ -372,17 +373,6 @@ impl Session {
                     tokio::time::sleep(Duration::from_millis(500)).await;
                 }
             }
-        }
-    }
-
-    /// After an error: renews the session if it is gone, else waits a little before
-    /// the caller retries.
-    pub async fn recover_from(&mut self, err: &StoreError) -> Result<(), QueueError> {
-        if matches!(err, StoreError::SessionExpired(_)) || self.store.is_dead() {
-            self.renew().await
-        } else {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            Ok(())
         }
     }
 

@@ -1,22 +1,46 @@
 //! The REST backend of [`Store`](super::Store): a client of ZooKeeper's REST
-//! interface (our gateway, or any compatible one).
+//! interface (zkmq's gateway, or any compatible one).
 //!
-//! STUB written by the queue helper so the queue compiles before the REST helper
-//! lands the real client; the REST helper owns this file and replaces it whole.
+//! Each store opens one gateway session (`/sessions/v1`) and sends every request
+//! with `session=<id>`: its ephemerals belong to that session, and all its reads and
+//! writes run on one ZooKeeper session, so it reads its own writes as a native
+//! client does. A background task heartbeats the session at a third of its expiry;
+//! when the gateway forgets the session (404 on a heartbeat, 401 on a request) or no
+//! heartbeat succeeds for a whole expiry, the store is dead and the queue builds a
+//! new one.
+//!
+//! The mapping back from HTTP keeps the three outcomes apart: 404, 409, 412 and the
+//! 4xx refusals are definite; 502, other 5xx, timeouts and connection errors are
+//! unknown (the request may have reached ZooKeeper).
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::store::{StoreError, StoreResult};
+use base64::Engine as _;
+use serde::Deserialize;
+use tokio::time::Instant;
+
+use super::store::{CreateMode, MultiOp, NodeStat, Store, StoreError, StoreResult};
 
 /// How the REST client behaves.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct RestStoreOptions {
-    /// Asked of the gateway for its session (ephemerals are bound to it).
+    /// The gateway session's expiry (rounded up to whole seconds): how long a
+    /// crashed client keeps its ephemerals (a consumer its message).
+    #[serde(with = "humantime_serde")]
     pub session_timeout: Duration,
-    /// Bound on every HTTP request.
+    /// Bound on every HTTP request; past it the outcome is unknown.
+    #[serde(with = "humantime_serde")]
     pub op_timeout: Duration,
-    /// REST has no watches: how long `wait_for_children` sleeps.
+    /// REST has no watches: how long `wait_for_children` sleeps at first.
+    #[serde(with = "humantime_serde")]
     pub poll_interval: Duration,
+    /// Consecutive idle polls double the sleep up to this bound, so that idle
+    /// consumers do not hammer the gateway; any write by this store resets it.
+    #[serde(with = "humantime_serde")]
+    pub max_poll_interval: Duration,
 }
 
 impl Default for RestStoreOptions {
@@ -25,62 +49,393 @@ impl Default for RestStoreOptions {
             session_timeout: Duration::from_secs(10),
             op_timeout: Duration::from_secs(5),
             poll_interval: Duration::from_millis(250),
+            max_poll_interval: Duration::from_secs(1),
         }
     }
 }
 
-/// A client of the REST gateway (not built yet).
-pub struct RestStore;
+/// A client of the REST gateway bound to one gateway session.
+pub struct RestStore {
+    http: reqwest::Client,
+    /// The endpoint's root, e.g. `http://127.0.0.1:9998` or `http://host/orders`.
+    base: String,
+    /// The gateway session id (a UUID).
+    session: String,
+    /// The ZooKeeper session behind the gateway session, learned from zkmq's
+    /// `/zkmq/v1/sessions/<id>` extension; 0 when the gateway does not offer it.
+    zk_session: i64,
+    dead: Arc<AtomicBool>,
+    heartbeat: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// The next idle poll's sleep (backs off, reset by writes).
+    poll: Mutex<Duration>,
+    options: RestStoreOptions,
+}
 
-impl RestStore {
-    pub async fn connect(base_url: &str, options: &RestStoreOptions) -> StoreResult<RestStore> {
-        let _ = options;
-        Err(StoreError::Refused(format!("the REST client is not built yet (asked for {base_url})")))
+#[derive(Deserialize)]
+struct SessionJson {
+    id: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SessionInfoJson {
+    zk_session_id: i64,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct StatJson {
+    data64: Option<String>,
+    czxid: i64,
+    ctime: i64,
+    mtime: i64,
+    version: i32,
+    ephemeral_owner: i64,
+    data_length: i32,
+    num_children: i32,
+}
+
+impl StatJson {
+    fn stat(&self) -> NodeStat {
+        NodeStat {
+            version: self.version,
+            ctime_ms: self.ctime,
+            mtime_ms: self.mtime,
+            ephemeral_owner: self.ephemeral_owner,
+            data_length: self.data_length,
+            num_children: self.num_children,
+            czxid: self.czxid,
+        }
     }
 }
 
-fn not_built<T>() -> StoreResult<T> {
-    Err(StoreError::Refused("the REST client is not built yet".into()))
+#[derive(Deserialize)]
+struct ChildrenJson {
+    #[serde(default)]
+    children: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct PathJson {
+    path: String,
+}
+
+#[derive(Deserialize, Default)]
+struct ErrorJson {
+    #[serde(default)]
+    message: String,
+}
+
+impl RestStore {
+    /// Opens a gateway session at `base_url` and starts its heartbeat.
+    pub async fn connect(base_url: &str, options: &RestStoreOptions) -> StoreResult<RestStore> {
+        let base = base_url.trim_end_matches('/').to_owned();
+        let parsed = url::Url::parse(&base)
+            .map_err(|err| StoreError::Refused(format!("{base_url}: not a URL: {err}")))?;
+        if parsed.scheme() != "http" {
+            return Err(StoreError::Refused(format!(
+                "{base_url}: only http:// gateways are supported (this build has no TLS)"
+            )));
+        }
+        let http = reqwest::Client::builder()
+            .timeout(options.op_timeout)
+            .connect_timeout(options.op_timeout)
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build()
+            .map_err(|err| StoreError::Refused(format!("cannot build an HTTP client: {err}")))?;
+        let expire = options.session_timeout.as_secs_f64().ceil().max(1.0) as u64;
+        let response = http
+            .post(format!("{base}/sessions/v1/?op=create&expire={expire}"))
+            .send()
+            .await
+            .map_err(|err| transport_error("opening a gateway session", &err))?;
+        let status = response.status();
+        if status != reqwest::StatusCode::CREATED {
+            let message = error_message(response).await;
+            return Err(if status.is_server_error() {
+                StoreError::Unknown(format!("opening a gateway session: {status} {message}"))
+            } else {
+                StoreError::Refused(format!("opening a gateway session: {status} {message}"))
+            });
+        }
+        let session: SessionJson = response
+            .json()
+            .await
+            .map_err(|err| StoreError::Unknown(format!("reading the new session: {err}")))?;
+        let origin = parsed.origin().ascii_serialization();
+        let zk_session =
+            match http.get(format!("{origin}/zkmq/v1/sessions/{}", session.id)).send().await {
+                Ok(response) if response.status().is_success() => {
+                    response.json::<SessionInfoJson>().await.map(|s| s.zk_session_id).unwrap_or(0)
+                }
+                _ => 0,
+            };
+        let dead = Arc::new(AtomicBool::new(false));
+        let heartbeat = tokio::spawn(heartbeat_loop(
+            http.clone(),
+            format!("{base}/sessions/v1/{}", session.id),
+            Duration::from_secs(expire),
+            dead.clone(),
+        ));
+        tracing::debug!(%base, session = %session.id, zk_session, "REST store connected");
+        Ok(RestStore {
+            http,
+            base,
+            session: session.id,
+            zk_session,
+            dead,
+            heartbeat: Mutex::new(Some(heartbeat)),
+            poll: Mutex::new(options.poll_interval),
+            options: options.clone(),
+        })
+    }
+
+    /// The gateway session id (a UUID).
+    pub fn gateway_session(&self) -> &str {
+        &self.session
+    }
+
+    fn znode_url(&self, path: &str, params: &[(&str, &str)]) -> String {
+        let mut query = url::form_urlencoded::Serializer::new(String::new());
+        for (key, value) in params {
+            query.append_pair(key, value);
+        }
+        query.append_pair("session", &self.session);
+        format!("{}/znodes/v1{}?{}", self.base, encode_path(path), query.finish())
+    }
+
+    fn stop_heartbeat(&self) {
+        if let Some(task) = self.heartbeat.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            task.abort();
+        }
+    }
+
+    fn reset_poll(&self) {
+        *self.poll.lock().unwrap_or_else(|e| e.into_inner()) = self.options.poll_interval;
+    }
+
+    /// Sends `request`; maps any non-success status to the store's outcome.
+    async fn send(
+        &self,
+        what: &str,
+        path: &str,
+        request: reqwest::RequestBuilder,
+    ) -> StoreResult<reqwest::Response> {
+        if self.dead.load(Ordering::SeqCst) {
+            return Err(StoreError::SessionExpired(format!(
+                "gateway session {} is gone; build a new store",
+                self.session
+            )));
+        }
+        let response = request.send().await.map_err(|err| transport_error(what, &err))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        let message = error_message(response).await;
+        let detail = format!("{what} {path}: HTTP {status}: {message}");
+        Err(match status.as_u16() {
+            404 => StoreError::NoNode(path.to_owned()),
+            409 if message.contains("not empty") => StoreError::NotEmpty(path.to_owned()),
+            409 => StoreError::NodeExists(path.to_owned()),
+            412 => StoreError::BadVersion(path.to_owned()),
+            401 if !message.contains("not authorized") => {
+                // Our session is unknown to the gateway: it expired or the gateway
+                // restarted. Whatever was in flight has an unknown outcome.
+                self.dead.store(true, Ordering::SeqCst);
+                self.stop_heartbeat();
+                StoreError::SessionExpired(detail)
+            }
+            400..=499 => StoreError::Refused(detail),
+            _ => StoreError::Unknown(detail),
+        })
+    }
+
+    async fn read_json<T: serde::de::DeserializeOwned>(
+        what: &str,
+        response: reqwest::Response,
+    ) -> StoreResult<T> {
+        // The operation itself is done; only its answer got lost on the way.
+        response.json().await.map_err(|err| {
+            StoreError::Unknown(format!("{what}: reading the gateway's answer: {err}"))
+        })
+    }
+}
+
+async fn heartbeat_loop(
+    http: reqwest::Client,
+    url: String,
+    expire: Duration,
+    dead: Arc<AtomicBool>,
+) {
+    let interval = (expire / 3).max(Duration::from_millis(200));
+    let mut last_ok = Instant::now();
+    loop {
+        tokio::time::sleep(interval).await;
+        match http.put(&url).send().await {
+            Ok(response) if response.status().is_success() => last_ok = Instant::now(),
+            Ok(response) if response.status() == reqwest::StatusCode::NOT_FOUND => {
+                tracing::info!(%url, "the gateway forgot our session (expired, or the gateway restarted)");
+                break;
+            }
+            Ok(response) => tracing::debug!(%url, status = %response.status(), "heartbeat refused"),
+            Err(err) => tracing::debug!(%url, "heartbeat failed: {err}"),
+        }
+        if last_ok.elapsed() >= expire {
+            tracing::info!(%url, "no heartbeat got through for a whole expiry: the session is presumed gone");
+            break;
+        }
+    }
+    dead.store(true, Ordering::SeqCst);
+}
+
+fn transport_error(what: &str, err: &reqwest::Error) -> StoreError {
+    let kind = if err.is_timeout() { "timed out" } else { "failed" };
+    StoreError::Unknown(format!("{what}: HTTP request {kind}: {err}"))
+}
+
+async fn error_message(response: reqwest::Response) -> String {
+    let body = response.bytes().await.unwrap_or_default();
+    serde_json::from_slice::<ErrorJson>(&body).map(|e| e.message).unwrap_or_default()
+}
+
+/// Encodes a ZooKeeper path for a URL (keeps `/`).
+fn encode_path(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for byte in path.bytes() {
+        if byte.is_ascii_alphanumeric() || b"/-._~!$&'()*+,;=:@".contains(&byte) {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+fn octets(request: reqwest::RequestBuilder, data: &[u8]) -> reqwest::RequestBuilder {
+    request.header(reqwest::header::CONTENT_TYPE, "application/octet-stream").body(data.to_vec())
 }
 
 #[async_trait::async_trait]
-impl super::store::Store for RestStore {
-    async fn create(&self, _: &str, _: &[u8], _: super::CreateMode) -> StoreResult<String> {
-        not_built()
+impl Store for RestStore {
+    async fn create(&self, path: &str, data: &[u8], mode: CreateMode) -> StoreResult<String> {
+        let (parent, name) = match path.rfind('/') {
+            Some(0) => ("/", &path[1..]),
+            Some(i) => (&path[..i], &path[i + 1..]),
+            None => return Err(StoreError::Refused(format!("{path}: not an absolute path"))),
+        };
+        let flag = |b: bool| if b { "true" } else { "false" };
+        let url = self.znode_url(
+            parent,
+            &[
+                ("op", "create"),
+                ("name", name),
+                ("sequence", flag(mode.is_sequential())),
+                ("ephemeral", flag(mode.is_ephemeral())),
+            ],
+        );
+        let response = self.send("create", path, octets(self.http.post(url), data)).await?;
+        self.reset_poll();
+        let created: PathJson = Self::read_json("create", response).await?;
+        Ok(created.path)
     }
-    async fn get(&self, _: &str) -> StoreResult<(Vec<u8>, super::NodeStat)> {
-        not_built()
+
+    async fn get(&self, path: &str) -> StoreResult<(Vec<u8>, NodeStat)> {
+        let response = self.send("get", path, self.http.get(self.znode_url(path, &[]))).await?;
+        let json: StatJson = Self::read_json("get", response).await?;
+        let data = match &json.data64 {
+            Some(encoded) => {
+                base64::engine::general_purpose::STANDARD.decode(encoded).map_err(|err| {
+                    StoreError::Unknown(format!("get {path}: bad base64 from the gateway: {err}"))
+                })?
+            }
+            None => Vec::new(),
+        };
+        Ok((data, json.stat()))
     }
-    async fn exists(&self, _: &str) -> StoreResult<Option<super::NodeStat>> {
-        not_built()
+
+    async fn exists(&self, path: &str) -> StoreResult<Option<NodeStat>> {
+        // GET rather than HEAD: the queue needs the stat, HEAD has none.
+        match self.send("exists", path, self.http.get(self.znode_url(path, &[]))).await {
+            Ok(response) => Ok(Some(Self::read_json::<StatJson>("exists", response).await?.stat())),
+            Err(StoreError::NoNode(_)) => Ok(None),
+            Err(err) => Err(err),
+        }
     }
-    async fn set(&self, _: &str, _: &[u8], _: Option<i32>) -> StoreResult<super::NodeStat> {
-        not_built()
+
+    async fn set(&self, path: &str, data: &[u8], version: Option<i32>) -> StoreResult<NodeStat> {
+        let version = version.unwrap_or(-1).to_string();
+        let url = self.znode_url(path, &[("version", &version)]);
+        let response = self.send("set", path, octets(self.http.put(url), data)).await?;
+        self.reset_poll();
+        Ok(Self::read_json::<StatJson>("set", response).await?.stat())
     }
-    async fn delete(&self, _: &str, _: Option<i32>) -> StoreResult<()> {
-        not_built()
+
+    async fn delete(&self, path: &str, version: Option<i32>) -> StoreResult<()> {
+        let version = version.unwrap_or(-1).to_string();
+        let url = self.znode_url(path, &[("version", &version)]);
+        self.send("delete", path, self.http.delete(url)).await?;
+        self.reset_poll();
+        Ok(())
     }
-    async fn children(&self, _: &str) -> StoreResult<Vec<String>> {
-        not_built()
+
+    async fn children(&self, path: &str) -> StoreResult<Vec<String>> {
+        let url = self.znode_url(path, &[("view", "children")]);
+        let response = self.send("children", path, self.http.get(url)).await?;
+        Ok(Self::read_json::<ChildrenJson>("children", response).await?.children)
     }
+
     fn supports_multi(&self) -> bool {
         false
     }
-    async fn multi(&self, _: &[super::MultiOp]) -> StoreResult<()> {
-        not_built()
+
+    async fn multi(&self, _ops: &[MultiOp]) -> StoreResult<()> {
+        Err(StoreError::Refused("the REST interface has no multi".into()))
     }
-    async fn wait_for_children(&self, _: &str, _: Duration) -> StoreResult<()> {
-        not_built()
+
+    async fn wait_for_children(&self, _path: &str, timeout: Duration) -> StoreResult<()> {
+        let sleep = {
+            let mut poll = self.poll.lock().unwrap_or_else(|e| e.into_inner());
+            let sleep = *poll;
+            *poll = (*poll * 2).min(self.options.max_poll_interval.max(self.options.poll_interval));
+            sleep
+        };
+        tokio::time::sleep(sleep.min(timeout)).await;
+        Ok(())
     }
+
     fn session_id(&self) -> i64 {
-        0
+        self.zk_session
     }
+
     fn is_dead(&self) -> bool {
-        true
+        self.dead.load(Ordering::SeqCst)
     }
-    async fn close(&self) {}
-    fn abandon(&self) {}
+
+    async fn close(&self) {
+        self.stop_heartbeat();
+        if !self.dead.swap(true, Ordering::SeqCst) {
+            let url = format!("{}/sessions/v1/{}", self.base, self.session);
+            if let Err(err) = self.http.delete(url).send().await {
+                tracing::debug!(session = %self.session, "closing the gateway session: {err}");
+            }
+        }
+    }
+
+    fn abandon(&self) {
+        // No DELETE: the gateway closes the session when its expiry passes without
+        // a heartbeat, as it would for a crashed client.
+        self.stop_heartbeat();
+        self.dead.store(true, Ordering::SeqCst);
+    }
+
     fn access_path(&self) -> &'static str {
         "rest"
+    }
+}
+
+impl Drop for RestStore {
+    fn drop(&mut self) {
+        self.stop_heartbeat();
     }
 }

@@ -172,7 +172,8 @@ pub fn write_reports(run_dir: &Path) -> Result<Reports, ReportError> {
     let scenario = read_optional(&run_dir.join(files::SCENARIO))?;
     let schedule = series::read_schedule(run_dir)?;
 
-    let (series, hdr_logs) = series::collect(run_dir, check.duration_s)?;
+    let started = run.as_ref().and_then(|run| series::parse_rfc3339(&run.started_at));
+    let (series, hdr_logs) = series::collect(run_dir, check.duration_s, started)?;
     let plots = plots::write_plots(run_dir, &series)?;
 
     let duration = check.duration_s.max(f64::MIN_POSITIVE);

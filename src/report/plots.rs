@@ -290,7 +290,8 @@ where
         series.depth.iter().map(|d| d.1.max(d.2).max(d.3) as f64).fold(1.0, f64::max) * 1.15;
     let mut chart = base_chart(root, "Queue depth", end, y_max, "messages")?;
     shade_faults(&mut chart, &series.faults, 0.0, y_max)?;
-    let lines: [(&str, RGBColor, fn(&(f64, u64, u64, u64)) -> u64); 3] = [
+    type Pick = fn(&(f64, u64, u64, u64)) -> u64;
+    let lines: [(&str, RGBColor, Pick); 3] = [
         ("messages (waiting)", RGBColor(31, 119, 180), |d| d.1),
         ("partial (taken back)", RGBColor(214, 39, 40), |d| d.2),
         ("in flight (held by consumers)", RGBColor(148, 103, 189), |d| d.3),

@@ -86,7 +86,14 @@ struct KindLog {
 
 /// Reads the run directory's history (the pass that fills the time series and
 /// writes `latency-<kind>.hlog`), samples and schedule.
-pub fn collect(run_dir: &Path, duration_s: f64) -> Result<(Series, Vec<PathBuf>), ReportError> {
+///
+/// `started`: when the run started (from `run.json`), the logs' StartTime and
+/// BaseTime, so interval timestamps are seconds since the run started.
+pub fn collect(
+    run_dir: &Path,
+    duration_s: f64,
+    started: Option<std::time::SystemTime>,
+) -> Result<(Series, Vec<PathBuf>), ReportError> {
     let interval = interval_for(duration_s.max(1.0));
     let buckets = (duration_s / interval).floor() as usize + 1;
     let mut series = Series {
@@ -157,12 +164,15 @@ pub fn collect(run_dir: &Path, duration_s: f64) -> Result<(Series, Vec<PathBuf>)
         let mut serializer = V2DeflateSerializer::new();
         let write_error =
             |source: std::io::Error| ReportError::Write { path: log.path.clone(), source };
-        let mut writer = IntervalLogWriterBuilder::new()
+        let mut builder = IntervalLogWriterBuilder::new();
+        builder
             .add_comment(&format!("zkmq {} latency, microseconds (ok outcomes)", kind.name()))
-            .with_base_time(std::time::SystemTime::UNIX_EPOCH)
-            .with_max_value_divisor(1000.0)
-            .begin_log_with(&mut log.file, &mut serializer)
-            .map_err(write_error)?;
+            .with_max_value_divisor(1000.0);
+        if let Some(started) = started {
+            builder.with_start_time(started).with_base_time(started);
+        }
+        let mut writer =
+            builder.begin_log_with(&mut log.file, &mut serializer).map_err(write_error)?;
         writer
             .write_comment("Interval start is seconds since the run started")
             .map_err(|source| ReportError::Write { path: log.path.clone(), source })?;
@@ -286,4 +296,34 @@ pub fn read_schedule(run_dir: &Path) -> Result<Option<Schedule>, ReportError> {
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(source) => Err(ReportError::Read { path, source }),
     }
+}
+
+/// Parses an RFC 3339 UTC-or-offset timestamp (`2026-01-01T12:00:00.123Z`,
+/// `...+02:00`), as `run.json` records `started_at`.
+pub fn parse_rfc3339(text: &str) -> Option<std::time::SystemTime> {
+    let (date, rest) = text.split_once(['T', 't', ' '])?;
+    let mut date_parts = date.splitn(3, '-');
+    let year: i32 = date_parts.next()?.parse().ok()?;
+    let month: u8 = date_parts.next()?.parse().ok()?;
+    let day: u8 = date_parts.next()?.parse().ok()?;
+    let offset_at = rest.find(['Z', 'z', '+', '-'])?;
+    let (clock, offset) = rest.split_at(offset_at);
+    let mut clock_parts = clock.splitn(3, ':');
+    let hour: u8 = clock_parts.next()?.parse().ok()?;
+    let minute: u8 = clock_parts.next()?.parse().ok()?;
+    let second: f64 = clock_parts.next()?.parse().ok()?;
+    let offset_s: i64 = match offset {
+        "Z" | "z" => 0,
+        _ => {
+            let sign = if offset.starts_with('-') { -1 } else { 1 };
+            let (h, m) = offset[1..].split_once(':')?;
+            sign * (h.parse::<i64>().ok()? * 3600 + m.parse::<i64>().ok()? * 60)
+        }
+    };
+    let month = time::Month::try_from(month).ok()?;
+    let date = time::Date::from_calendar_date(year, month, day).ok()?;
+    let whole = time::Time::from_hms(hour, minute, second.trunc() as u8).ok()?;
+    let unix = date.with_time(whole).assume_utc().unix_timestamp() - offset_s;
+    let unix = unix as f64 + second.fract();
+    (unix >= 0.0).then(|| std::time::UNIX_EPOCH + Duration::from_secs_f64(unix))
 }

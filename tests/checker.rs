@@ -1,0 +1,444 @@
+//! The checker on hand-made histories: for each invariant, one history that violates
+//! it and one that does not; `info` outcomes never count as failures; a truncated
+//! last line is tolerated, a damaged one in the middle is not; and on synthetic runs
+//! with injected bugs it finds exactly the injected ids.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use zkmq::checker::synthetic::{self, SyntheticOptions};
+use zkmq::checker::{check_history, CheckError, CheckResult};
+use zkmq::history::{Event, FaultRecord, Phase, Schedule};
+
+/// A history under construction; time advances 10 ms per line.
+#[derive(Default)]
+struct History {
+    events: Vec<Event>,
+    t: f64,
+}
+
+impl History {
+    fn line(
+        &mut self,
+        process: &str,
+        op: &str,
+        phase: Phase,
+        msg: Option<&str>,
+        checksum: Option<u32>,
+    ) -> &mut Self {
+        self.t += 0.01;
+        let mut event = Event::new(self.t, process, op, phase);
+        event.msg = msg.map(str::to_owned);
+        event.checksum = checksum;
+        if matches!(phase, Phase::Fail | Phase::Info) {
+            event.error = Some("test".into());
+        }
+        self.events.push(event);
+        self
+    }
+
+    /// The next line is at `t`.
+    fn at(&mut self, t: f64) -> &mut Self {
+        self.t = t - 0.01;
+        self
+    }
+
+    /// Produce invoke and its outcome.
+    fn produce(&mut self, producer: &str, id: &str, outcome: Phase) -> &mut Self {
+        self.line(producer, "produce", Phase::Invoke, Some(id), Some(sum(id)));
+        self.line(producer, "produce", outcome, Some(id), None)
+    }
+
+    fn take(&mut self, consumer: &str, id: &str) -> &mut Self {
+        self.line(consumer, "take", Phase::Invoke, None, None);
+        self.line(consumer, "take", Phase::Ok, Some(id), Some(sum(id)))
+    }
+
+    fn ack(&mut self, consumer: &str, id: &str, outcome: Phase) -> &mut Self {
+        self.line(consumer, "ack", Phase::Invoke, Some(id), None);
+        self.line(consumer, "ack", outcome, Some(id), None)
+    }
+
+    /// Produce ok, take, ack ok: a message's happy life.
+    fn delivered(&mut self, id: &str) -> &mut Self {
+        self.produce("producer-1", id, Phase::Ok).take("consumer-1", id).ack(
+            "consumer-1",
+            id,
+            Phase::Ok,
+        )
+    }
+
+    fn drained(&mut self) -> &mut Self {
+        self.line("drain", "drain", Phase::Invoke, None, None);
+        self.line("drain", "drain", Phase::Ok, None, None)
+    }
+
+    fn write(&self, dir: &Path) -> PathBuf {
+        let path = dir.join("history.jsonl");
+        let mut text = String::new();
+        for event in &self.events {
+            text.push_str(&serde_json::to_string(event).unwrap());
+            text.push('\n');
+        }
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    fn check(&self) -> CheckResult {
+        let dir = tempfile::tempdir().unwrap();
+        check_history(&self.write(dir.path())).unwrap()
+    }
+}
+
+fn sum(id: &str) -> u32 {
+    crc32fast::hash(id.as_bytes())
+}
+
+#[test]
+fn a_clean_history_is_valid() {
+    let result = History::default().delivered("m1").delivered("m2").drained().check();
+    assert!(result.valid, "{result:#?}");
+    assert_eq!(result.messages.produced_ok, 2);
+    assert_eq!(result.messages.acknowledged, 2);
+    assert!(result.drain.complete);
+}
+
+#[test]
+fn lost_a_produced_message_never_acknowledged() {
+    let result =
+        History::default().delivered("m1").produce("producer-1", "m2", Phase::Ok).drained().check();
+    assert!(!result.valid);
+    assert_eq!(result.invariants.lost.count, 1);
+    assert_eq!(result.invariants.lost.examples, vec!["m2"]);
+
+    // Delivered but its ack failed and it never came back: lost too.
+    let result = History::default()
+        .produce("producer-1", "m1", Phase::Ok)
+        .take("consumer-1", "m1")
+        .ack("consumer-1", "m1", Phase::Fail)
+        .drained()
+        .check();
+    assert_eq!(result.invariants.lost.examples, vec!["m1"]);
+}
+
+#[test]
+fn not_lost_when_acknowledged_after_a_redelivery() {
+    let result = History::default()
+        .produce("producer-1", "m1", Phase::Ok)
+        .take("consumer-1", "m1")
+        .ack("consumer-1", "m1", Phase::Fail)
+        .take("consumer-2", "m1")
+        .ack("consumer-2", "m1", Phase::Ok)
+        .drained()
+        .check();
+    assert!(result.valid, "{result:#?}");
+    assert_eq!(result.invariants.redelivered_before_ack.count, 1);
+    assert_eq!(result.invariants.lost.count, 0);
+}
+
+#[test]
+fn an_unknown_ack_is_not_a_loss() {
+    let result = History::default()
+        .produce("producer-1", "m1", Phase::Ok)
+        .take("consumer-1", "m1")
+        .ack("consumer-1", "m1", Phase::Info)
+        .drained()
+        .check();
+    assert!(result.valid, "{result:#?}");
+    assert_eq!(result.invariants.ack_unknown.examples, vec!["m1"]);
+}
+
+#[test]
+fn a_leftover_listed_by_the_drain_is_stuck_not_lost() {
+    let mut history = History::default();
+    history.produce("producer-1", "m1", Phase::Ok);
+    history.line("drain", "leftover", Phase::Ok, Some("m1"), None);
+    history.line("drain", "drain", Phase::Fail, None, None);
+    let result = history.check();
+    assert!(result.valid, "{result:#?}");
+    assert_eq!(result.invariants.stuck.examples, vec!["m1"]);
+    assert!(!result.drain.complete);
+}
+
+#[test]
+fn duplicated_past_ack_acknowledged_twice() {
+    let result = History::default()
+        .delivered("m1")
+        .take("consumer-2", "m1")
+        .ack("consumer-2", "m1", Phase::Ok)
+        .drained()
+        .check();
+    assert!(!result.valid);
+    assert_eq!(result.invariants.duplicated_past_ack.examples, vec!["m1"]);
+}
+
+#[test]
+fn duplicated_past_ack_delivered_by_a_take_invoked_after_the_ack() {
+    let result = History::default().delivered("m1").take("consumer-2", "m1").drained().check();
+    assert!(!result.valid);
+    assert_eq!(result.invariants.duplicated_past_ack.count, 1);
+}
+
+#[test]
+fn a_take_running_while_the_ack_completed_is_not_a_duplicate() {
+    // consumer-2 invoked its take before consumer-1's ack completed: it may have taken
+    // the message back first (then consumer-1's ack should have failed, but the take
+    // itself proves nothing past the ack).
+    let mut history = History::default();
+    history.produce("producer-1", "m1", Phase::Ok).take("consumer-1", "m1");
+    history.line("consumer-2", "take", Phase::Invoke, None, None);
+    history.ack("consumer-1", "m1", Phase::Ok);
+    history.line("consumer-2", "take", Phase::Ok, Some("m1"), Some(sum("m1")));
+    let result = history.check();
+    assert_eq!(result.invariants.duplicated_past_ack.count, 0, "{result:#?}");
+}
+
+#[test]
+fn unexpected_a_delivery_never_produced() {
+    let result = History::default()
+        .delivered("m1")
+        .take("consumer-1", "ghost")
+        .ack("consumer-1", "ghost", Phase::Ok)
+        .drained()
+        .check();
+    assert!(!result.valid);
+    assert_eq!(result.invariants.unexpected.examples, vec!["ghost"]);
+    assert_eq!(result.invariants.lost.count, 0, "an unexpected message is not also lost");
+}
+
+#[test]
+fn recovered_a_produce_with_unknown_or_failed_outcome_delivered_anyway() {
+    let result = History::default()
+        .produce("producer-1", "m1", Phase::Info)
+        .produce("producer-1", "m2", Phase::Fail)
+        .take("consumer-1", "m1")
+        .ack("consumer-1", "m1", Phase::Ok)
+        .take("consumer-1", "m2")
+        .ack("consumer-1", "m2", Phase::Ok)
+        .drained()
+        .check();
+    assert!(result.valid, "{result:#?}");
+    assert_eq!(result.invariants.recovered.count, 2);
+    assert_eq!(result.invariants.unexpected.count, 0);
+}
+
+#[test]
+fn an_unknown_produce_never_delivered_is_not_lost() {
+    let result = History::default().produce("producer-1", "m1", Phase::Info).drained().check();
+    assert!(result.valid, "{result:#?}");
+    assert_eq!(result.messages.produce_unknown, 1);
+}
+
+#[test]
+fn corrupt_a_checksum_that_differs() {
+    let mut history = History::default();
+    history.produce("producer-1", "m1", Phase::Ok);
+    history.line("consumer-1", "take", Phase::Invoke, None, None);
+    history.line("consumer-1", "take", Phase::Ok, Some("m1"), Some(sum("m1") ^ 1));
+    history.ack("consumer-1", "m1", Phase::Ok).drained();
+    let result = history.check();
+    assert!(!result.valid);
+    assert_eq!(result.invariants.corrupt.examples, vec!["m1"]);
+
+    let result = History::default().delivered("m1").drained().check();
+    assert_eq!(result.invariants.corrupt.count, 0);
+}
+
+#[test]
+fn info_outcomes_are_never_failures() {
+    let mut history = History::default();
+    history.produce("producer-1", "m1", Phase::Info);
+    history.line("consumer-1", "take", Phase::Invoke, None, None);
+    history.line("consumer-1", "take", Phase::Info, None, None);
+    history.take("consumer-1", "m1").ack("consumer-1", "m1", Phase::Info);
+    history.produce("producer-1", "m2", Phase::Ok).take("consumer-1", "m2").ack(
+        "consumer-1",
+        "m2",
+        Phase::Info,
+    );
+    history.drained();
+    let result = history.check();
+    assert!(result.valid, "{result:#?}");
+    for (kind, stats) in &result.operations {
+        assert_eq!(stats.fail, 0, "{kind}: info counted as a failure");
+    }
+    assert_eq!(result.operations["produce"].info, 1);
+    assert_eq!(result.operations["take"].info, 1);
+    assert_eq!(result.operations["ack"].info, 2);
+    assert_eq!(result.invariants.lost.count, 0);
+}
+
+#[test]
+fn order_inversion_a_later_message_delivered_before_an_earlier_one_was_taken() {
+    let result = History::default()
+        .produce("producer-1", "m1", Phase::Ok)
+        .produce("producer-1", "m2", Phase::Ok)
+        .take("consumer-1", "m2")
+        .take("consumer-2", "m1")
+        .ack("consumer-1", "m2", Phase::Ok)
+        .ack("consumer-2", "m1", Phase::Ok)
+        .drained()
+        .check();
+    assert!(result.valid, "inversions are reported, not failures");
+    assert_eq!(result.invariants.order_inversions.examples, vec!["m1"]);
+}
+
+#[test]
+fn concurrent_takes_are_not_order_inversions() {
+    let mut history = History::default();
+    history.produce("producer-1", "m1", Phase::Ok).produce("producer-1", "m2", Phase::Ok);
+    history.line("consumer-2", "take", Phase::Invoke, None, None);
+    history.line("consumer-1", "take", Phase::Invoke, None, None);
+    history.line("consumer-1", "take", Phase::Ok, Some("m2"), Some(sum("m2")));
+    history.line("consumer-2", "take", Phase::Ok, Some("m1"), Some(sum("m1")));
+    // Different producers have no order between them either.
+    history.produce("producer-2", "n1", Phase::Ok).produce("producer-3", "n2", Phase::Ok);
+    history.take("consumer-1", "n2").take("consumer-2", "n1");
+    let result = history.check();
+    assert_eq!(result.invariants.order_inversions.count, 0, "{result:#?}");
+}
+
+#[test]
+fn unavailability_runs_from_the_fault_to_the_first_ok_invoked_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut history = History::default();
+    history.delivered("m1");
+    // In flight when the fault starts at 1.0: its ok at 1.1 does not end the window.
+    history.at(0.95).line("producer-1", "produce", Phase::Invoke, Some("m2"), Some(sum("m2")));
+    history.at(1.1).line("producer-1", "produce", Phase::Ok, Some("m2"), None);
+    history.at(1.2).line("consumer-1", "take", Phase::Invoke, None, None);
+    history.at(3.0).line("consumer-1", "take", Phase::Ok, Some("m2"), Some(sum("m2")));
+    history.ack("consumer-1", "m2", Phase::Ok).drained();
+    history.write(dir.path());
+    let schedule = Schedule {
+        seed: 1,
+        faults: vec![
+            FaultRecord {
+                fault: "kill".into(),
+                target: "leader".into(),
+                resolved: Some("zk1".into()),
+                start: 1.0,
+                end: Some(5.0),
+                applied: true,
+                error: None,
+            },
+            FaultRecord {
+                fault: "delay".into(),
+                target: "random".into(),
+                resolved: None,
+                start: 1.5,
+                end: None,
+                applied: false,
+                error: Some("netem missing".into()),
+            },
+        ],
+    };
+    std::fs::write(dir.path().join("schedule.json"), serde_json::to_string(&schedule).unwrap())
+        .unwrap();
+    let result = check_history(dir.path()).unwrap();
+    assert_eq!(result.faults_source, "schedule.json");
+    assert_eq!(result.unavailability.len(), 1, "a fault not applied has no window");
+    let window = &result.unavailability[0];
+    assert_eq!(window.target, "zk1");
+    assert!((window.duration_s.unwrap() - 2.0).abs() < 1e-9, "{window:?}");
+    assert_eq!(result.unavailability_summary.median_by_fault["kill"], window.duration_s.unwrap());
+}
+
+#[test]
+fn without_a_schedule_faults_come_from_the_nemesis_lines() {
+    let mut history = History::default();
+    history.delivered("m1");
+    history.at(1.0).line("nemesis", "kill", Phase::Invoke, None, None);
+    history.line("nemesis", "kill", Phase::Ok, None, None);
+    history.at(2.0).delivered("m2");
+    history.line("nemesis", "start", Phase::Ok, None, None);
+    history.drained();
+    let result = history.check();
+    assert_eq!(result.faults_source, "history");
+    assert_eq!(result.unavailability.len(), 1, "the undo (start) is not a fault");
+    assert!(result.unavailability[0].end.is_some());
+}
+
+#[test]
+fn a_truncated_last_line_is_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = History::default().delivered("m1").drained().write(dir.path());
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    text.push_str(r#"{"t":9.0,"process":"producer-1","op":"prod"#);
+    std::fs::write(&path, text).unwrap();
+    let result = check_history(&path).unwrap();
+    assert!(result.truncated_last_line);
+    assert!(result.valid);
+}
+
+#[test]
+fn a_damaged_line_in_the_middle_is_an_error_naming_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = History::default().delivered("m1").write(dir.path());
+    let text = std::fs::read_to_string(&path).unwrap().replacen("\n", "\nnot json\n", 1);
+    std::fs::write(&path, text).unwrap();
+    match check_history(&path) {
+        Err(CheckError::Parse { line, .. }) => assert_eq!(line, 2),
+        other => panic!("expected a parse error, got {other:?}"),
+    }
+}
+
+#[test]
+fn finds_exactly_the_bugs_injected_into_a_synthetic_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("history.jsonl");
+    let options = SyntheticOptions {
+        operations: 30_000,
+        lose: 3,
+        duplicate: 2,
+        corrupt: 2,
+        ..Default::default()
+    };
+    let truth = synthetic::write_history(&path, &options).unwrap();
+    assert_eq!(
+        (truth.lost.len(), truth.duplicated.len(), truth.corrupt.len()),
+        (3, 2, 2),
+        "generator injected all"
+    );
+    let result = check_history(&path).unwrap();
+    let sorted = |mut ids: Vec<String>| {
+        ids.sort();
+        ids
+    };
+    assert_eq!(sorted(result.invariants.lost.examples.clone()), sorted(truth.lost));
+    assert_eq!(
+        sorted(result.invariants.duplicated_past_ack.examples.clone()),
+        sorted(truth.duplicated)
+    );
+    assert_eq!(sorted(result.invariants.corrupt.examples.clone()), sorted(truth.corrupt));
+    assert_eq!(result.invariants.unexpected.count, 0);
+
+    let clean = dir.path().join("clean.jsonl");
+    let truth = synthetic::write_history(
+        &clean,
+        &SyntheticOptions { operations: 30_000, ..Default::default() },
+    )
+    .unwrap();
+    let result = check_history(&clean).unwrap();
+    assert!(result.valid, "{:#?}", result.invariants);
+    assert_eq!(result.events, truth.events);
+    assert_eq!(result.messages.produced_ok, truth.produced_ok);
+}
+
+#[test]
+fn zkmq_check_exits_0_valid_1_violated_2_unreadable() {
+    let zkmq = env!("CARGO_BIN_EXE_zkmq");
+    let dir = tempfile::tempdir().unwrap();
+    let valid = dir.path().join("valid");
+    let violated = dir.path().join("violated");
+    std::fs::create_dir_all(&valid).unwrap();
+    std::fs::create_dir_all(&violated).unwrap();
+    History::default().delivered("m1").drained().write(&valid);
+    History::default().produce("producer-1", "m1", Phase::Ok).drained().write(&violated);
+    let code = |path: &Path| Command::new(zkmq).arg("check").arg(path).output().unwrap();
+    assert_eq!(code(&valid).status.code(), Some(0));
+    let out = code(&violated);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("m1"), "names the lost id");
+    assert_eq!(code(&dir.path().join("missing")).status.code(), Some(2));
+}

@@ -1,0 +1,409 @@
+//! The queue on a real ensemble (shared by this binary; each test in its own chroot).
+
+mod common;
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use zkmq::queue::envelope::Envelope;
+use zkmq::queue::{
+    connect, recover, stats, Access, Consumer, CreateMode, Producer, QueueConfig, QueueError,
+    TakeProtocol, Tree, MAX_PAYLOAD,
+};
+
+async fn setup(test: &str) -> (Access, QueueConfig) {
+    let cluster = common::shared_ensemble().await;
+    let access = Access::Native { connect: cluster.connect_string() };
+    let config = QueueConfig {
+        chroot: common::unique_chroot(test),
+        session_timeout: Duration::from_secs(4),
+        recovery_interval: Duration::from_millis(500),
+        ..QueueConfig::default()
+    };
+    (access, config)
+}
+
+/// Takes and acks until `expected` messages came or nothing comes for a while.
+async fn drain(consumer: &mut Consumer, expected: usize) -> Vec<(String, Vec<u8>)> {
+    let mut got = Vec::new();
+    while got.len() < expected {
+        let Some(delivery) = consumer.take(Duration::from_secs(10)).await.expect("take") else {
+            break;
+        };
+        consumer.ack(&delivery).await.expect("ack");
+        got.push((delivery.id.to_string(), delivery.payload));
+    }
+    got
+}
+
+#[tokio::test]
+async fn one_producer_one_consumer_is_fifo_and_exactly_once() {
+    let (access, config) = setup("fifo").await;
+    let mut producer = Producer::new(access.clone(), config.clone()).await.unwrap();
+    let mut sent = Vec::new();
+    for n in 0..100 {
+        let id = producer.send(format!("m{n}").as_bytes()).await.unwrap();
+        sent.push(id.to_string());
+    }
+    let mut consumer = Consumer::register(access.clone(), config.clone()).await.unwrap();
+    let got = drain(&mut consumer, 100).await;
+    let ids: Vec<_> = got.iter().map(|(id, _)| id.clone()).collect();
+    assert_eq!(ids, sent, "delivered in the order sent, each once");
+    assert_eq!(got[7].1, b"m7");
+    assert!(consumer.take(Duration::from_millis(300)).await.unwrap().is_none(), "nothing more");
+    let store = connect(&access, &config).await.unwrap();
+    let now = stats(store.as_ref(), &config).await.unwrap();
+    assert_eq!((now.messages, now.partial, now.in_flight, now.consumers), (0, 0, 0, 1));
+}
+
+/// A take without an ack keeps the message; a second take returns the same one.
+#[tokio::test]
+async fn unacknowledged_take_is_returned_again_and_ack_removes_it() {
+    let (access, config) = setup("reuse").await;
+    let mut producer = Producer::new(access.clone(), config.clone()).await.unwrap();
+    let id = producer.send(b"once").await.unwrap();
+    let mut consumer = Consumer::register(access.clone(), config.clone()).await.unwrap();
+    let first = consumer.take(Duration::from_secs(5)).await.unwrap().unwrap();
+    let again = consumer.take(Duration::from_secs(5)).await.unwrap().unwrap();
+    assert_eq!((first.id, again.id), (id, id));
+    assert_eq!(first.checksum, zkmq::queue::checksum(b"once"));
+    consumer.ack(&first).await.unwrap();
+    assert!(matches!(consumer.ack(&first).await, Err(QueueError::TakenBack)), "a second ack fails");
+    assert!(consumer.take(Duration::from_millis(300)).await.unwrap().is_none());
+}
+
+async fn many_to_many(test: &str, protocols: [TakeProtocol; 4], total: usize) {
+    let (access, config) = setup(test).await;
+    let mut producers = Vec::new();
+    for p in 0..4 {
+        let mut producer = Producer::new(access.clone(), config.clone()).await.unwrap();
+        producers.push(tokio::spawn(async move {
+            let mut ids = Vec::new();
+            for n in 0..total / 4 {
+                ids.push(producer.send(format!("{p}-{n}").as_bytes()).await.unwrap().to_string());
+            }
+            ids
+        }));
+    }
+    let mut consumers = Vec::new();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    for protocol in protocols {
+        let config = QueueConfig { take_protocol: protocol, ..config.clone() };
+        let mut consumer = Consumer::register(access.clone(), config).await.unwrap();
+        let done = done.clone();
+        consumers.push(tokio::spawn(async move {
+            let mut acked = Vec::new();
+            while done.load(std::sync::atomic::Ordering::SeqCst) < total {
+                let Some(delivery) = consumer.take(Duration::from_millis(500)).await.unwrap()
+                else {
+                    continue;
+                };
+                assert_eq!(delivery.checksum, zkmq::queue::checksum(&delivery.payload));
+                consumer.ack(&delivery).await.unwrap();
+                done.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                acked.push(delivery.id.to_string());
+            }
+            acked
+        }));
+    }
+    let mut sent = HashSet::new();
+    for task in producers {
+        sent.extend(task.await.unwrap());
+    }
+    let waiting =
+        tokio::time::timeout(Duration::from_secs(240), futures::future::join_all(consumers)).await;
+    let mut count: HashMap<String, usize> = HashMap::new();
+    for acked in waiting.expect("every message acknowledged within 240 s") {
+        for id in acked.unwrap() {
+            *count.entry(id).or_default() += 1;
+        }
+    }
+    assert_eq!(sent.len(), total);
+    let twice: Vec<_> = count.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "acknowledged more than once: {twice:?}");
+    let missing: Vec<_> = sent.iter().filter(|id| !count.contains_key(*id)).collect();
+    assert!(missing.is_empty(), "never acknowledged: {} of {total}", missing.len());
+    assert_eq!(count.len(), total, "nothing unexpected");
+}
+
+#[tokio::test]
+async fn four_producers_four_consumers_5000_messages_each_acknowledged_once() {
+    many_to_many("4x4", [TakeProtocol::Auto; 4], 5000).await;
+}
+
+/// The claim protocol (what REST consumers run) against real ZooKeeper, sharing the
+/// queue with multi consumers: each side skips what the other claimed.
+#[tokio::test]
+async fn claim_and_multi_consumers_share_a_queue_without_duplicates() {
+    use TakeProtocol::{Claim, Multi};
+    many_to_many("claim", [Claim, Multi, Claim, Multi], 800).await;
+}
+
+#[tokio::test]
+async fn orphans_older_than_the_grace_period_are_removed_and_never_delivered() {
+    let (access, mut config) = setup("orphans").await;
+    config.orphan_grace = Duration::from_secs(1);
+    let mut producer = Producer::new(access.clone(), config.clone()).await.unwrap();
+    let store = connect(&access, &config).await.unwrap();
+    let tree = Tree::new(&config);
+    // What a producer leaves when its create's answer was lost: empty nodes.
+    for _ in 0..3 {
+        store
+            .create(&format!("{}/message-", tree.messages()), b"", CreateMode::PersistentSequential)
+            .await
+            .unwrap();
+    }
+    let id = producer.send(b"real").await.unwrap();
+    // Young orphans are left alone (their producer may still set them).
+    let report = recover(store.as_ref(), &config).await.unwrap();
+    assert!(report.ran);
+    assert_eq!(report.orphans_deleted, 0);
+    assert_eq!(stats(store.as_ref(), &config).await.unwrap().messages, 4);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut consumer = Consumer::register(access.clone(), config.clone()).await.unwrap();
+    let got = drain(&mut consumer, 2).await;
+    assert_eq!(got.len(), 1, "only the real message is delivered");
+    assert_eq!(got[0].0, id.to_string());
+    let _ = recover(store.as_ref(), &config).await.unwrap();
+    assert_eq!(stats(store.as_ref(), &config).await.unwrap().messages, 0, "the orphans are gone");
+}
+
+#[tokio::test]
+async fn a_payload_over_the_limit_is_refused_before_anything_is_written() {
+    let (access, config) = setup("limit").await;
+    let mut producer = Producer::new(access.clone(), config.clone()).await.unwrap();
+    let err = producer.send(&vec![7u8; MAX_PAYLOAD + 1]).await.unwrap_err();
+    match &err {
+        QueueError::TooLarge { size, limit } => {
+            assert_eq!((*size, *limit), (MAX_PAYLOAD + 1, MAX_PAYLOAD))
+        }
+        other => panic!("expected TooLarge, got {other}"),
+    }
+    assert!(err.to_string().contains(&MAX_PAYLOAD.to_string()), "the error names the limit: {err}");
+    let store = connect(&access, &config).await.unwrap();
+    assert_eq!(stats(store.as_ref(), &config).await.unwrap().messages, 0, "nothing written");
+    // The largest allowed payload goes through, take (a multi) included.
+    let id = producer.send(&vec![7u8; MAX_PAYLOAD]).await.unwrap();
+    let mut consumer = Consumer::register(access, config).await.unwrap();
+    let delivery = consumer.take(Duration::from_secs(10)).await.unwrap().unwrap();
+    assert_eq!((delivery.id, delivery.payload.len()), (id, MAX_PAYLOAD));
+    consumer.ack(&delivery).await.unwrap();
+}
+
+/// A consumer dies holding a message (session dropped without closing): after
+/// its session times out, recovery moves the message to `partial`, another
+/// consumer gets it, and the dead consumer's ack fails.
+#[tokio::test]
+async fn a_dead_consumers_message_goes_to_partial_and_its_late_ack_fails() {
+    let (access, config) = setup("crash").await;
+    let mut producer = Producer::new(access.clone(), config.clone()).await.unwrap();
+    let first = producer.send(b"held by the dying consumer").await.unwrap();
+    let second = producer.send(b"waiting").await.unwrap();
+    let mut dying = Consumer::register(access.clone(), config.clone()).await.unwrap();
+    let held = dying.take(Duration::from_secs(5)).await.unwrap().unwrap();
+    assert_eq!(held.id, first);
+    let store = connect(&access, &config).await.unwrap();
+    dying.crash();
+    // Its status lives on until the session times out: nothing is taken back yet.
+    let early = recover(store.as_ref(), &config).await.unwrap();
+    assert!(early.moved_to_partial.is_empty(), "taken back while the session lived: {early:?}");
+    let mut survivor = Consumer::register(access.clone(), config.clone()).await.unwrap();
+    let next = survivor.take(Duration::from_secs(5)).await.unwrap().unwrap();
+    assert_eq!(next.id, second);
+    survivor.ack(&next).await.unwrap();
+    // Within the session timeout plus a recovery interval, the message comes back.
+    let redelivered = survivor.take(Duration::from_secs(15)).await.unwrap().expect("taken back");
+    assert_eq!(redelivered.id, first);
+    assert!(redelivered.from_partial, "taken from partial");
+    assert_eq!(redelivered.source, held.source, "under its original name");
+    // The dead consumer's ack (its slot, its version) fails: it will not count.
+    let mut other = Consumer::register(access.clone(), config.clone()).await.unwrap();
+    assert!(matches!(other.ack(&held).await, Err(QueueError::TakenBack)));
+    survivor.ack(&redelivered).await.unwrap();
+    let after = stats(store.as_ref(), &config).await.unwrap();
+    assert_eq!((after.messages, after.partial, after.in_flight), (0, 0, 0));
+}
+
+/// A clean close removes the status at once; a held message is taken back by
+/// the next recovery pass, without waiting for a session timeout.
+#[tokio::test]
+async fn a_closed_consumers_message_is_taken_back_at_once() {
+    let (access, config) = setup("close").await;
+    let mut producer = Producer::new(access.clone(), config.clone()).await.unwrap();
+    let id = producer.send(b"x").await.unwrap();
+    let mut closing = Consumer::register(access.clone(), config.clone()).await.unwrap();
+    assert_eq!(closing.take(Duration::from_secs(5)).await.unwrap().unwrap().id, id);
+    closing.close().await;
+    let store = connect(&access, &config).await.unwrap();
+    let report = recover(store.as_ref(), &config).await.unwrap();
+    assert_eq!(report.moved_to_partial.len(), 1, "{report:?}");
+    let (data, _) = store
+        .get(&format!("{}/{}", Tree::new(&config).partial(), report.moved_to_partial[0]))
+        .await
+        .unwrap();
+    assert_eq!(Envelope::decode(&data).unwrap().id, id);
+}
+
+/// The native store with `multi` hidden: recovery then runs the sequence the REST
+/// path needs (fence, copy claimed, delete, release), against real ZooKeeper.
+struct WithoutMulti(std::sync::Arc<dyn zkmq::queue::Store>);
+
+#[async_trait::async_trait]
+impl zkmq::queue::Store for WithoutMulti {
+    async fn create(
+        &self,
+        path: &str,
+        data: &[u8],
+        mode: CreateMode,
+    ) -> zkmq::queue::StoreResult<String> {
+        self.0.create(path, data, mode).await
+    }
+    async fn get(&self, path: &str) -> zkmq::queue::StoreResult<(Vec<u8>, zkmq::queue::NodeStat)> {
+        self.0.get(path).await
+    }
+    async fn exists(&self, path: &str) -> zkmq::queue::StoreResult<Option<zkmq::queue::NodeStat>> {
+        self.0.exists(path).await
+    }
+    async fn set(
+        &self,
+        path: &str,
+        data: &[u8],
+        version: Option<i32>,
+    ) -> zkmq::queue::StoreResult<zkmq::queue::NodeStat> {
+        self.0.set(path, data, version).await
+    }
+    async fn delete(&self, path: &str, version: Option<i32>) -> zkmq::queue::StoreResult<()> {
+        self.0.delete(path, version).await
+    }
+    async fn children(&self, path: &str) -> zkmq::queue::StoreResult<Vec<String>> {
+        self.0.children(path).await
+    }
+    fn supports_multi(&self) -> bool {
+        false
+    }
+    async fn multi(&self, _: &[zkmq::queue::MultiOp]) -> zkmq::queue::StoreResult<()> {
+        Err(zkmq::queue::StoreError::Refused("no multi here".into()))
+    }
+    async fn wait_for_children(
+        &self,
+        path: &str,
+        timeout: Duration,
+    ) -> zkmq::queue::StoreResult<()> {
+        self.0.wait_for_children(path, timeout).await
+    }
+    fn session_id(&self) -> i64 {
+        self.0.session_id()
+    }
+    fn is_dead(&self) -> bool {
+        self.0.is_dead()
+    }
+    async fn close(&self) {
+        self.0.close().await
+    }
+    fn abandon(&self) {
+        self.0.abandon()
+    }
+    fn access_path(&self) -> &'static str {
+        "native-without-multi"
+    }
+}
+
+/// A claim-protocol consumer (what REST consumers run) dies holding a message;
+/// recovery without `multi` takes it back; its late ack fails. A claim left by a
+/// consumer that died before creating its slot is rolled back.
+#[tokio::test]
+async fn claim_protocol_recovery_without_multi_takes_back_and_rolls_back() {
+    let (access, mut config) = setup("claimrec").await;
+    config.take_protocol = TakeProtocol::Claim;
+    let tree = Tree::new(&config);
+    let mut producer = Producer::new(access.clone(), config.clone()).await.unwrap();
+    let held_id = producer.send(b"held").await.unwrap();
+    let stale_id = producer.send(b"stale claim").await.unwrap();
+    let janitor = WithoutMulti(connect(&access, &config).await.unwrap());
+
+    let mut dying = Consumer::register(access.clone(), config.clone()).await.unwrap();
+    let held = dying.take(Duration::from_secs(5)).await.unwrap().unwrap();
+    assert_eq!(held.id, held_id);
+    dying.crash();
+
+    // A consumer that claimed the second message and died before its slot.
+    let names = zkmq::queue::Store::children(&janitor, &tree.messages()).await.unwrap();
+    assert_eq!(names.len(), 1);
+    let path = format!("{}/{}", tree.messages(), names[0]);
+    let (data, stat) = zkmq::queue::Store::get(&janitor, &path).await.unwrap();
+    let claimed = Envelope::decode(&data).unwrap().with_claim("0123456789ab/deadbeef");
+    zkmq::queue::Store::set(&janitor, &path, &claimed.encode(), Some(stat.version)).await.unwrap();
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut moved = Vec::new();
+    let mut rolled_back = 0;
+    while moved.is_empty() || rolled_back == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "recovery did not finish: {moved:?} {rolled_back}"
+        );
+        let report = recover(&janitor, &config).await.unwrap();
+        assert!(report.errors.is_empty(), "{report:?}");
+        moved.extend(report.moved_to_partial);
+        rolled_back += report.claims_rolled_back;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert_eq!(moved, vec![held.source.clone()]);
+    let mut other = Consumer::register(access.clone(), config.clone()).await.unwrap();
+    assert!(
+        matches!(other.ack(&held).await, Err(QueueError::TakenBack)),
+        "the dead consumer's ack fails"
+    );
+    let first = other.take(Duration::from_secs(5)).await.unwrap().unwrap();
+    assert_eq!((first.id, first.from_partial), (held_id, true), "partial first");
+    other.ack(&first).await.unwrap();
+    let second = other.take(Duration::from_secs(5)).await.unwrap().unwrap();
+    assert_eq!(second.id, stale_id, "the rolled-back claim is takeable again");
+    other.ack(&second).await.unwrap();
+    assert!(other.take(Duration::from_millis(500)).await.unwrap().is_none());
+}
+
+/// Pipelined sends and acks folded into takes keep the guarantees.
+#[tokio::test]
+async fn batched_sends_and_folded_acks_deliver_each_message_once() {
+    let (access, config) = setup("fold").await;
+    let mut producer = Producer::new(access.clone(), config.clone()).await.unwrap();
+    let mut sent = HashSet::new();
+    for _ in 0..10 {
+        let batch: Vec<_> = (0..50)
+            .map(|n| (zkmq::queue::MessageId::generate(), format!("b{n}").into_bytes()))
+            .collect();
+        let borrowed: Vec<_> =
+            batch.iter().map(|(id, payload)| (*id, payload.as_slice())).collect();
+        for result in producer.send_batch(&borrowed).await {
+            result.unwrap();
+        }
+        sent.extend(batch.iter().map(|(id, _)| id.to_string()));
+    }
+    let mut tasks = Vec::new();
+    for _ in 0..2 {
+        let mut consumer = Consumer::register(access.clone(), config.clone()).await.unwrap();
+        tasks.push(tokio::spawn(async move {
+            let mut acked = Vec::new();
+            let mut current = consumer.take(Duration::from_secs(5)).await.unwrap();
+            while let Some(delivery) = current {
+                let (ack, next) = consumer.ack_and_take(&delivery, Duration::from_secs(1)).await;
+                ack.unwrap();
+                acked.push(delivery.id.to_string());
+                current = next.unwrap();
+            }
+            acked
+        }));
+    }
+    let mut count: HashMap<String, usize> = HashMap::new();
+    for task in tasks {
+        for id in task.await.unwrap() {
+            *count.entry(id).or_default() += 1;
+        }
+    }
+    assert!(count.values().all(|n| *n == 1), "acknowledged twice");
+    assert_eq!(count.keys().cloned().collect::<HashSet<_>>(), sent);
+    let store = connect(&access, &config).await.unwrap();
+    let left = stats(store.as_ref(), &config).await.unwrap();
+    assert_eq!((left.messages, left.partial, left.in_flight), (0, 0, 0));
+}

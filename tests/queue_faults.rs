@@ -1,0 +1,123 @@
+//! The queue under node faults, each test on its own ensemble.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use zkmq::queue::{connect, stats, Access, Consumer, Producer, QueueConfig, QueueError};
+
+fn config(test: &str) -> QueueConfig {
+    QueueConfig {
+        chroot: common::unique_chroot(test),
+        session_timeout: Duration::from_secs(4),
+        op_timeout: Duration::from_secs(2),
+        recovery_interval: Duration::from_millis(500),
+        ..QueueConfig::default()
+    }
+}
+
+/// A consumer stalled past its session timeout (its only server frozen) cannot
+/// ack once recovery took its message: the ack reports it, and the message is
+/// delivered to the other consumer exactly once.
+#[tokio::test]
+async fn a_zombie_consumer_cannot_ack_after_recovery_took_its_message() {
+    let cluster = common::own_ensemble(3, false).await;
+    let config = config("zombie");
+    let everyone = Access::Native { connect: cluster.connect_string() };
+    let mut producer = Producer::new(everyone.clone(), config.clone()).await.unwrap();
+    let id = producer.send(b"zombie's").await.unwrap();
+
+    // The zombie talks to node 1 only; the others never do.
+    let only_node1 = Access::Native { connect: cluster.node_address(1) };
+    let others = Access::Native {
+        connect: format!("{},{}", cluster.node_address(2), cluster.node_address(3)),
+    };
+    let mut zombie = Consumer::register(only_node1, config.clone()).await.unwrap();
+    let held = zombie.take(Duration::from_secs(5)).await.unwrap().unwrap();
+    assert_eq!(held.id, id);
+
+    cluster.pause(1).await.unwrap();
+    let mut survivor = Consumer::register(others.clone(), config.clone()).await.unwrap();
+    let taken_back = survivor
+        .take(Duration::from_secs(60))
+        .await
+        .unwrap()
+        .expect("recovery took the message back");
+    assert_eq!(taken_back.id, id);
+    assert!(taken_back.from_partial);
+    survivor.ack(&taken_back).await.unwrap();
+
+    cluster.unpause(1).await.unwrap();
+    cluster.wait_serving(1, Duration::from_secs(60)).await.unwrap();
+    // Let the zombie's client reconnect and learn that its session expired.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !zombie.session_expired() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(zombie.session_expired(), "the zombie's session expired while it was stalled");
+    match zombie.ack(&held).await {
+        Err(QueueError::TakenBack) => {}
+        other => panic!("the zombie's ack must report the take-back, got {other:?}"),
+    }
+    // Nothing is left, nothing came twice.
+    assert!(survivor.take(Duration::from_secs(2)).await.unwrap().is_none());
+    assert!(zombie.take(Duration::from_secs(1)).await.unwrap().is_none());
+}
+
+/// The server a producer is connected to is killed (and restarted) while it
+/// sends: sends end ok or unknown, and no message is stored twice; every ok send
+/// is delivered.
+#[tokio::test]
+async fn killing_the_producers_server_during_sends_stores_no_message_twice() {
+    let cluster = common::own_ensemble(3, false).await;
+    let config = config("killsend");
+    let everyone = Access::Native { connect: cluster.connect_string() };
+    // Node 1 only, so the kill certainly hits the producer's connection.
+    let mut producer =
+        Producer::new(Access::Native { connect: cluster.node_address(1) }, config.clone())
+            .await
+            .unwrap();
+    let sender = tokio::spawn(async move {
+        let mut outcomes = Vec::new();
+        for n in 0..400 {
+            let id = zkmq::queue::MessageId::generate();
+            let outcome = producer.send_with_id(&id, format!("p{n}").as_bytes()).await;
+            outcomes.push((id.to_string(), outcome.map_err(|err| err.is_unknown_outcome())));
+        }
+        outcomes
+    });
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    cluster.kill(1).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    cluster.start(1).await.unwrap();
+    let outcomes = tokio::time::timeout(Duration::from_secs(300), sender)
+        .await
+        .expect("sends finish")
+        .unwrap();
+    let ok: Vec<_> =
+        outcomes.iter().filter(|(_, outcome)| outcome.is_ok()).map(|(id, _)| id.clone()).collect();
+    let definite_failures = outcomes.iter().filter(|(_, outcome)| *outcome == Err(false)).count();
+    assert_eq!(definite_failures, 0, "only ok or unknown outcomes: {outcomes:?}");
+
+    let mut consumer = Consumer::register(everyone.clone(), config.clone()).await.unwrap();
+    let mut delivered: HashMap<String, usize> = HashMap::new();
+    while let Some(delivery) = consumer.take(Duration::from_secs(3)).await.unwrap() {
+        *delivered.entry(delivery.id.to_string()).or_default() += 1;
+        consumer.ack(&delivery).await.unwrap();
+    }
+    let twice: Vec<_> = delivered.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "stored twice: {twice:?}");
+    let lost: Vec<_> = ok.iter().filter(|id| !delivered.contains_key(*id)).collect();
+    assert!(lost.is_empty(), "sent ok but never delivered: {lost:?}");
+    let store = connect(&everyone, &config).await.unwrap();
+    let left = stats(store.as_ref(), &config).await.unwrap();
+    assert_eq!(left.partial, 0);
+    eprintln!(
+        "{} sends ok, {} unknown, {} delivered, {} nodes left (empty orphans)",
+        ok.len(),
+        outcomes.len() - ok.len(),
+        delivered.len(),
+        left.messages
+    );
+}

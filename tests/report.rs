@@ -1,0 +1,287 @@
+//! The reports of a recorded (synthetic, realistic) run directory: every file is
+//! written, the counts in summary.md, report.html and junit.xml are the ones in
+//! results.json, which are the checker's; junit.xml fails on a violation; each plot
+//! is a valid, non-blank PNG and SVG; the HdrHistogram logs read back.
+
+use std::path::Path;
+
+use zkmq::checker::check_history;
+use zkmq::checker::synthetic::{self, SyntheticOptions, SyntheticSummary};
+use zkmq::history::{Event, Phase};
+use zkmq::report::{self, Progress, Results, PLOTS};
+
+fn run_dir(dir: &Path, options: SyntheticOptions) -> SyntheticSummary {
+    synthetic::write_run_dir(dir, &options).unwrap()
+}
+
+fn small(lose: usize, duplicate: usize) -> SyntheticOptions {
+    SyntheticOptions {
+        operations: 6_000,
+        lose,
+        duplicate,
+        fault_every_s: 5.0,
+        ..Default::default()
+    }
+}
+
+/// Equal JSON, floats within parsing error (serde_json's default parser may be 1 ulp off).
+fn assert_same_json(a: &serde_json::Value, b: &serde_json::Value, at: &str) {
+    use serde_json::Value;
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => {
+            let (x, y) = (x.as_f64().unwrap(), y.as_f64().unwrap());
+            assert!((x - y).abs() <= 1e-9 * x.abs().max(1.0), "{at}: {x} != {y}");
+        }
+        (Value::Array(x), Value::Array(y)) => {
+            assert_eq!(x.len(), y.len(), "{at}");
+            for (i, (x, y)) in x.iter().zip(y).enumerate() {
+                assert_same_json(x, y, &format!("{at}[{i}]"));
+            }
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            assert_eq!(x.keys().collect::<Vec<_>>(), y.keys().collect::<Vec<_>>(), "{at}");
+            for (key, x) in x {
+                assert_same_json(x, &y[key], &format!("{at}.{key}"));
+            }
+        }
+        _ => assert_eq!(a, b, "{at}"),
+    }
+}
+
+fn junit_cases(xml: &str) -> Vec<(String, String, bool)> {
+    let doc = roxmltree::Document::parse(xml).expect("junit.xml is well-formed XML");
+    let root = doc.root_element();
+    assert_eq!(root.tag_name().name(), "testsuites");
+    doc.descendants()
+        .filter(|n| n.has_tag_name("testcase"))
+        .map(|n| {
+            let failed = n.children().any(|c| c.has_tag_name("failure"));
+            (
+                n.attribute("classname").unwrap().to_owned(),
+                n.attribute("name").unwrap().to_owned(),
+                failed,
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn reports_agree_with_results_json_which_agrees_with_the_checker() {
+    let dir = tempfile::tempdir().unwrap();
+    run_dir(dir.path(), small(0, 0));
+    let reports = report::write_reports(dir.path()).unwrap();
+
+    let text = std::fs::read_to_string(&reports.results_json).unwrap();
+    let results: Results = serde_json::from_str(&text).unwrap();
+    assert_same_json(
+        &serde_json::from_str(&text).unwrap(),
+        &serde_json::to_value(&reports.results).unwrap(),
+        "results",
+    );
+    let check = check_history(dir.path()).unwrap();
+    assert_eq!(reports.results.check, check, "results.json carries the checker's result unchanged");
+    assert!(results.valid && results.verdict == "valid");
+    assert_eq!(results.run.as_ref().unwrap().scenario, "synthetic");
+    assert!(!results.faults.is_empty(), "the schedule's faults are in results.json");
+    assert!(check.unavailability_summary.median_s.is_some());
+
+    let m = &check.messages;
+    let summary = std::fs::read_to_string(&reports.summary_md).unwrap();
+    assert!(summary.contains("VALID"), "{summary}");
+    for figure in [
+        format!("{} produced ok", m.produced_ok),
+        format!("{} delivered", m.delivered),
+        format!("{} acknowledged", m.acknowledged),
+        format!("| recovered (reported) | {} |", check.invariants.recovered.count),
+        format!(
+            "| redelivered before ack (reported) | {} |",
+            check.invariants.redelivered_before_ack.count
+        ),
+    ] {
+        assert!(summary.contains(&figure), "summary.md lacks {figure:?}:\n{summary}");
+    }
+
+    let html = std::fs::read_to_string(&reports.report_html).unwrap();
+    let verdict_at = html.find("class=\"verdict valid\"").expect("a verdict banner");
+    assert!(verdict_at < html.find("<h2>Invariants").unwrap(), "the verdict comes first");
+    assert!(html.contains(&format!("{} produced ok", m.produced_ok)));
+    assert!(html.contains(&results.run.as_ref().unwrap().replay_command));
+    assert_eq!(html.matches("<svg").count(), PLOTS.len(), "every plot is inline");
+    assert!(!html.contains("src=\"http"), "self-contained: nothing fetched");
+
+    let cases = junit_cases(&std::fs::read_to_string(&reports.junit_xml).unwrap());
+    let names: Vec<&str> = cases.iter().map(|(_, name, _)| name.as_str()).collect();
+    assert_eq!(names, ["lost", "duplicated_past_ack", "unexpected", "corrupt", "expect.valid"]);
+    assert!(cases.iter().all(|(_, _, failed)| !failed));
+}
+
+#[test]
+fn junit_fails_the_violated_invariants_of_a_violating_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let truth = run_dir(dir.path(), small(2, 1));
+    assert_eq!((truth.lost.len(), truth.duplicated.len()), (2, 1));
+    let reports = report::write_reports(dir.path()).unwrap();
+    assert!(!reports.results.valid);
+    assert_eq!(reports.results.check.invariants.lost.count, 2);
+
+    let xml = std::fs::read_to_string(&reports.junit_xml).unwrap();
+    let cases = junit_cases(&xml);
+    let failed: Vec<&str> = cases.iter().filter(|c| c.2).map(|c| c.1.as_str()).collect();
+    // The synthetic scenario expects valid = false when bugs are injected: that
+    // expectation holds, the invariants fail.
+    assert_eq!(failed, ["lost", "duplicated_past_ack"]);
+    for id in truth.lost.iter().chain(&truth.duplicated) {
+        assert!(xml.contains(id.as_str()), "junit.xml names {id}");
+    }
+    let doc = roxmltree::Document::parse(&xml).unwrap();
+    assert_eq!(doc.root_element().attribute("failures"), Some("2"));
+
+    let summary = std::fs::read_to_string(&reports.summary_md).unwrap();
+    assert!(
+        summary.contains("VIOLATED") && summary.contains("| ❌ lost (must be 0) | 2 |"),
+        "{summary}"
+    );
+    let html = std::fs::read_to_string(&reports.report_html).unwrap();
+    assert!(html.contains("class=\"verdict violated\""));
+}
+
+/// Decodes a PNG; returns (width, height, distinct pixel values seen).
+fn decode_png(path: &Path) -> (u32, u32, usize) {
+    let decoder = png::Decoder::new(std::fs::File::open(path).unwrap());
+    let mut reader = decoder.read_info().unwrap();
+    let mut buffer = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut buffer).unwrap();
+    let bytes = &buffer[..info.buffer_size()];
+    let pixel = info.color_type.samples();
+    let mut distinct = std::collections::HashSet::new();
+    for chunk in bytes.chunks(pixel) {
+        distinct.insert(chunk.to_vec());
+        if distinct.len() > 64 {
+            break;
+        }
+    }
+    (info.width, info.height, distinct.len())
+}
+
+#[test]
+fn every_plot_is_a_valid_non_blank_png_and_svg() {
+    let dir = tempfile::tempdir().unwrap();
+    run_dir(dir.path(), small(0, 0));
+    let reports = report::write_reports(dir.path()).unwrap();
+    assert_eq!(reports.plots.len(), 2 * PLOTS.len());
+    for (stem, _) in PLOTS {
+        let png = dir.path().join("plots").join(format!("{stem}.png"));
+        let (width, height, colours) = decode_png(&png);
+        assert!(width >= 800 && height >= 200, "{stem}.png is {width}x{height}");
+        assert!(colours > 10, "{stem}.png looks blank ({colours} distinct pixels)");
+
+        let svg =
+            std::fs::read_to_string(dir.path().join("plots").join(format!("{stem}.svg"))).unwrap();
+        let doc =
+            roxmltree::Document::parse(&svg).unwrap_or_else(|err| panic!("{stem}.svg: {err}"));
+        assert_eq!(doc.root_element().tag_name().name(), "svg");
+        let drawn = doc
+            .descendants()
+            .filter(|n| {
+                matches!(n.tag_name().name(), "polyline" | "path" | "rect" | "circle" | "line")
+            })
+            .count();
+        let texts = doc.descendants().filter(|n| n.has_tag_name("text")).count();
+        assert!(drawn > 20 && texts > 5, "{stem}.svg looks blank ({drawn} shapes, {texts} texts)");
+        assert!(
+            svg.contains("kill") || svg.contains("partition") || svg.contains("pause"),
+            "{stem}.svg labels its faults"
+        );
+    }
+}
+
+#[test]
+fn hdr_interval_logs_read_back_with_every_ok_latency() {
+    use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
+    use hdrhistogram::serialization::Deserializer;
+
+    let dir = tempfile::tempdir().unwrap();
+    run_dir(dir.path(), small(0, 0));
+    let reports = report::write_reports(dir.path()).unwrap();
+    assert_eq!(reports.hdr_logs.len(), 3);
+    for (path, kind) in reports.hdr_logs.iter().zip(["produce", "take", "ack"]) {
+        let bytes = std::fs::read(path).unwrap();
+        let mut total = 0u64;
+        let mut deserializer = Deserializer::new();
+        for entry in IntervalLogIterator::new(&bytes) {
+            if let LogEntry::Interval(interval) = entry.unwrap() {
+                assert_eq!(interval.tag().map(|t| t.as_str()), Some(kind));
+                let decoded = base64::Engine::decode(
+                    &base64::engine::general_purpose::STANDARD,
+                    interval.encoded_histogram(),
+                )
+                .unwrap();
+                let histogram: hdrhistogram::Histogram<u64> =
+                    deserializer.deserialize(&mut decoded.as_slice()).unwrap();
+                total += histogram.len();
+            }
+        }
+        assert_eq!(
+            total, reports.results.check.operations[kind].ok,
+            "{kind}: every ok latency is logged"
+        );
+    }
+}
+
+#[test]
+fn compare_puts_two_runs_side_by_side() {
+    let a = tempfile::tempdir().unwrap();
+    let b = tempfile::tempdir().unwrap();
+    run_dir(a.path(), small(0, 0));
+    run_dir(b.path(), SyntheticOptions { seed: 99, ..small(1, 0) });
+    report::write_reports(a.path()).unwrap();
+    // B has no results.json yet: compare writes its reports first.
+    let markdown = report::compare(a.path(), b.path()).unwrap();
+    assert!(markdown.contains("| verdict | valid | violated | |"), "{markdown}");
+    assert!(markdown.contains("| lost (must be 0) | 0 | 1 | |"), "{markdown}");
+    assert!(markdown.contains("produce p99") && markdown.contains("unavailability median"));
+    assert!(b.path().join("results.json").is_file());
+}
+
+#[test]
+fn progress_counts_outcomes_faults_and_violations_as_they_happen() {
+    let progress = Progress::plain(
+        "test",
+        std::time::Duration::from_secs(60),
+        std::time::Duration::from_secs(3600),
+    );
+    let event = |process: &str, op: &str, phase: Phase, msg: Option<&str>| {
+        let mut event = Event::new(0.1, process, op, phase);
+        event.msg = msg.map(str::to_owned);
+        event
+    };
+    for e in [
+        event("producer-1", "produce", Phase::Invoke, Some("m1")),
+        event("producer-1", "produce", Phase::Ok, Some("m1")),
+        event("consumer-1", "take", Phase::Invoke, None),
+        event("consumer-1", "take", Phase::Ok, Some("m1")),
+        event("consumer-1", "ack", Phase::Invoke, Some("m1")),
+        event("consumer-1", "ack", Phase::Ok, Some("m1")),
+        event("consumer-2", "take", Phase::Invoke, None),
+        event("consumer-2", "take", Phase::Info, None),
+        event("consumer-2", "take", Phase::Invoke, None),
+        event("consumer-2", "take", Phase::Ok, Some("m1")),
+    ] {
+        progress.observe(&e);
+    }
+    progress.fault_started("kill zk3");
+    progress.fault_started("pause zk1");
+    progress.fault_ended("kill zk3");
+    progress.set_phase("draining");
+    let snapshot = progress.snapshot();
+    assert_eq!((snapshot.ok, snapshot.fail, snapshot.info), (4, 0, 1));
+    assert_eq!(snapshot.violations, 1, "the take after the ack is a duplicate");
+    assert_eq!(snapshot.active_faults, ["pause zk1"]);
+    assert_eq!(snapshot.faults_applied, 2);
+    let line = snapshot.line();
+    assert!(
+        line.starts_with("draining") && line.contains("violations 1") && line.contains("pause zk1"),
+        "{line}"
+    );
+    progress.finish("done");
+}
