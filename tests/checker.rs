@@ -269,6 +269,25 @@ fn info_outcomes_are_never_failures() {
 }
 
 #[test]
+fn an_empty_take_is_an_answer_not_a_failure() {
+    let mut history = History::default();
+    history.delivered("m1");
+    history.line("consumer-1", "take", Phase::Invoke, None, None);
+    history.events.push({
+        let mut e = Event::new(history.t + 0.01, "consumer-1", "take", Phase::Fail);
+        e.error = Some("empty".into());
+        e
+    });
+    history.line("consumer-1", "take", Phase::Invoke, None, None);
+    history.line("consumer-1", "take", Phase::Ok, None, None);
+    let result = history.drained().check();
+    let take = &result.operations["take"];
+    assert_eq!((take.ok, take.empty, take.fail), (3, 2, 0), "{take:?}");
+    assert_eq!(take.latency_ms.count, 1, "empty takes stay out of the latency");
+    assert_eq!(result.availability, 1.0);
+}
+
+#[test]
 fn order_inversion_a_later_message_delivered_before_an_earlier_one_was_taken() {
     let result = History::default()
         .produce("producer-1", "m1", Phase::Ok)

@@ -184,6 +184,10 @@ pub struct OperationStats {
     pub ok: u64,
     pub fail: u64,
     pub info: u64,
+    /// Takes that found the queue empty (included in `ok`, not in latency: an empty
+    /// take's time is mostly its wait for a message).
+    #[serde(default)]
+    pub empty: u64,
     /// `ok` / (`ok` + `fail` + `info`); 1.0 when nothing completed.
     pub availability: f64,
     /// Latency of `ok` outcomes.
@@ -276,6 +280,8 @@ struct RawLine<'a> {
     target: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     detail: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    error: Option<Cow<'a, str>>,
 }
 
 /// The fields the checker reads, whatever they were parsed into.
@@ -290,6 +296,30 @@ pub struct EventView<'a> {
     pub latency_ms: Option<f64>,
     pub target: Option<&'a str>,
     pub detail: Option<&'a str>,
+    pub error: Option<&'a str>,
+}
+
+impl EventView<'_> {
+    /// A take that found the queue empty: recorded as take `ok` without `msg`, or as
+    /// take `fail` with `error: "empty"`. Either way the queue answered.
+    pub fn is_empty_take(&self) -> bool {
+        self.op == "take"
+            && self.msg.is_none()
+            && match self.phase {
+                Phase::Ok => true,
+                Phase::Fail => self.error == Some("empty"),
+                _ => false,
+            }
+    }
+
+    /// The outcome as the statistics count it: an empty take is an `ok` answer.
+    pub fn effective_phase(&self) -> Phase {
+        if self.is_empty_take() {
+            Phase::Ok
+        } else {
+            self.phase
+        }
+    }
 }
 
 impl<'a> From<&'a Event> for EventView<'a> {
@@ -304,6 +334,7 @@ impl<'a> From<&'a Event> for EventView<'a> {
             latency_ms: event.latency_ms,
             target: event.target.as_deref(),
             detail: event.detail.as_deref(),
+            error: event.error.as_deref(),
         }
     }
 }
@@ -320,6 +351,7 @@ impl<'a> RawLine<'a> {
             latency_ms: self.latency_ms,
             target: self.target.as_deref(),
             detail: self.detail.as_deref(),
+            error: self.error.as_deref(),
         }
     }
 }
@@ -652,7 +684,12 @@ impl Checker {
         let (invoke_index, invoke_t) = invoked.map(|p| (p.index, p.t)).unwrap_or((index, event.t));
 
         let counter = &mut self.operations[kind as usize];
-        match event.phase {
+        match event.effective_phase() {
+            Phase::Ok if event.is_empty_take() => {
+                counter.stats.ok += 1;
+                counter.stats.empty += 1;
+                self.close_windows(invoke_t, event.t);
+            }
             Phase::Ok => {
                 counter.stats.ok += 1;
                 let latency_ms = event.latency_ms.unwrap_or((event.t - invoke_t) * 1000.0);

@@ -63,8 +63,8 @@ pub enum Command {
 
 pub fn init_logging(verbose: u8) {
     let default = match verbose {
-        0 => "warn,zkmq=info",
-        1 => "info,zkmq=debug",
+        0 => "warn,zkmq=info,zookeeper_client=error",
+        1 => "info,zkmq=debug,zookeeper_client=warn",
         _ => "debug,zkmq=trace",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()

@@ -49,14 +49,8 @@ pub fn compare(a_dir: &Path, b_dir: &Path) -> Result<String, ReportError> {
         "",
         1,
     );
-    row(
-        &mut out,
-        "availability",
-        a.check.availability * 100.0,
-        b.check.availability * 100.0,
-        " %",
-        2,
-    );
+    let (x, y) = (a.check.availability * 100.0, b.check.availability * 100.0);
+    let _ = writeln!(out, "| availability | {x:.2} % | {y:.2} % | {:+.2} points |", y - x);
     for kind in ["produce", "take", "ack"] {
         let (Some(x), Some(y)) = (a.check.operations.get(kind), b.check.operations.get(kind))
         else {

@@ -11,7 +11,7 @@ use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use super::series::{FaultSpan, Series};
+use super::series::{FaultSpan, LatencyPoint, Series};
 use super::ReportError;
 
 static FONT: &[u8] = include_bytes!("../../assets/DejaVuSans.ttf");
@@ -62,11 +62,33 @@ where
         PathElement::new(vec![(f.start, y0), (f.start, y1)], FAULT_EDGE.stroke_width(1))
     }))?;
     let font = ("sans-serif", 12).into_font().color(&FAULT_TEXT);
-    chart.draw_series(faults.iter().enumerate().map(|(i, f)| {
-        EmptyElement::at((f.start, y1))
-            + Text::new(f.label.clone(), (4, 4 + 14 * (i as i32 % 3)), font.clone())
+    let starts: Vec<i32> = faults.iter().map(|f| chart.backend_coord(&(f.start, y1)).0).collect();
+    let rows = label_rows(faults, &starts, 3);
+    chart.draw_series(faults.iter().zip(rows).filter_map(|(f, row)| {
+        row.map(|row| {
+            EmptyElement::at((f.start, y1))
+                + Text::new(f.label.clone(), (4, 4 + 14 * row), font.clone())
+        })
     }))?;
     Ok(())
+}
+
+/// Picks a text row for each fault label so labels never overlap: the first of
+/// `rows` rows where the previous label has ended; `None` (no label, the window is
+/// still shaded, and the HTML lists every fault) when all rows are taken there.
+fn label_rows(faults: &[FaultSpan], starts: &[i32], rows: usize) -> Vec<Option<i32>> {
+    // DejaVu Sans at 12 px averages under 7 px per character.
+    let width = |label: &str| 8 + 7 * label.chars().count() as i32;
+    let mut ends = vec![i32::MIN; rows];
+    faults
+        .iter()
+        .zip(starts)
+        .map(|(fault, &x)| {
+            let row = ends.iter().position(|&end| end < x)?;
+            ends[row] = x + width(&fault.label);
+            Some(row as i32)
+        })
+        .collect()
 }
 
 fn empty_note<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, text: &str) -> DrawResult
@@ -236,24 +258,35 @@ where
             .draw()?;
         shade_faults(&mut chart, &series.faults, lo, hi)?;
         let color = KIND_COLORS[kind];
-        chart
-            .draw_series(LineSeries::new(
-                points.iter().map(|p| (p.t, log(p.p50))),
+        // Intervals without an ok answer are gaps, not straight lines across them.
+        let mut runs: Vec<&[LatencyPoint]> = Vec::new();
+        let mut begin = 0;
+        for i in 1..=points.len() {
+            if i == points.len() || points[i].t - points[i - 1].t > series.interval_s * 1.5 {
+                runs.push(&points[begin..i]);
+                begin = i;
+            }
+        }
+        for (index, run) in runs.iter().enumerate() {
+            let p50 = chart.draw_series(LineSeries::new(
+                run.iter().map(|p| (p.t, log(p.p50))),
                 color.mix(0.6).stroke_width(1),
-            ))?
-            .label("p50")
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 18, y)], color.mix(0.6).stroke_width(1))
-            });
-        chart
-            .draw_series(LineSeries::new(
-                points.iter().map(|p| (p.t, log(p.p99))),
+            ))?;
+            if index == 0 {
+                p50.label("p50").legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 18, y)], color.mix(0.6).stroke_width(1))
+                });
+            }
+            let p99 = chart.draw_series(LineSeries::new(
+                run.iter().map(|p| (p.t, log(p.p99))),
                 color.stroke_width(3),
-            ))?
-            .label("p99")
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(3))
-            });
+            ))?;
+            if index == 0 {
+                p99.label("p99").legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(3))
+                });
+            }
+        }
         let max_color = RGBColor(90, 90, 90);
         chart
             .draw_series(
@@ -397,14 +430,19 @@ where
     let font = ("sans-serif", 12).into_font().color(&WHITE);
     let font = &font;
     chart.draw_series(series.nodes.iter().enumerate().flat_map(|(row, (_, spans))| {
-        spans
-            .windows(2)
-            .filter(|pair| pair[0].version != pair[1].version && !pair[1].version.is_empty())
-            .map(move |pair| {
-                EmptyElement::at((pair[1].start, SegmentValue::Exact(row as i32 + 1)))
-                    + Text::new(format!("→ {}", pair[1].version), (3, 4), font.clone())
-            })
-            .collect::<Vec<_>>()
+        // A down node reports no version: compare with the last one known.
+        let mut known = "";
+        let mut marks = Vec::new();
+        for span in spans.iter().filter(|s| !s.version.is_empty() && s.version != "unknown") {
+            if !known.is_empty() && span.version != known {
+                marks.push(
+                    EmptyElement::at((span.start, SegmentValue::Exact(row as i32 + 1)))
+                        + Text::new(format!("→ {}", span.version), (3, 4), font.clone()),
+                );
+            }
+            known = &span.version;
+        }
+        marks
     }))?;
 
     // The fault row: each window shaded, a line down through the nodes at its start.
@@ -422,9 +460,17 @@ where
         )
     }))?;
     let label_font = ("sans-serif", 12).into_font().color(&FAULT_TEXT);
-    chart.draw_series(series.faults.iter().enumerate().map(|(i, f)| {
-        EmptyElement::at((f.start, SegmentValue::Exact(rows + 1)))
-            + Text::new(f.label.clone(), (4, 3 + 13 * (i as i32 % 2)), label_font.clone())
+    let starts: Vec<i32> = series
+        .faults
+        .iter()
+        .map(|f| chart.backend_coord(&(f.start, SegmentValue::Exact(0))).0)
+        .collect();
+    let label_row = label_rows(&series.faults, &starts, 2);
+    chart.draw_series(series.faults.iter().zip(label_row).filter_map(|(f, row)| {
+        row.map(|row| {
+            EmptyElement::at((f.start, SegmentValue::Exact(rows + 1)))
+                + Text::new(f.label.clone(), (4, 3 + 13 * row), label_font.clone())
+        })
     }))?;
 
     // The legend beside the chart, so it never hides a state.

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::checker::{Checker, Kind};
+use crate::checker::{Checker, EventView, Kind};
 use crate::history::{Event, Phase};
 
 /// What the progress line shows, for callers that print their own.
@@ -190,7 +190,7 @@ impl Progress {
     pub fn observe(&self, event: &Event) {
         let mut state = self.state();
         if Kind::parse(&event.op).is_some() {
-            match event.phase {
+            match EventView::from(event).effective_phase() {
                 Phase::Ok => state.counts[0] += 1,
                 Phase::Fail => state.counts[1] += 1,
                 Phase::Info => state.counts[2] += 1,

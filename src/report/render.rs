@@ -316,17 +316,17 @@ pub fn html(
     }
     out.push_str("</table>\n");
 
-    out.push_str("<h2>Operations</h2>\n<table><tr><th>kind</th><th>invoked</th><th>ok</th><th>fail</th><th>info (unknown)</th><th>availability</th><th>p50</th><th>p90</th><th>p99</th><th>p99.9</th><th>max</th></tr>\n");
+    out.push_str("<h2>Operations</h2>\n<table><tr><th>kind</th><th>invoked</th><th>ok</th><th>fail</th><th>info (unknown)</th><th>empty takes</th><th>availability</th><th>p50</th><th>p90</th><th>p99</th><th>p99.9</th><th>max</th></tr>\n");
     for (kind, o) in &check.operations {
         let l = &o.latency_ms;
         let _ = writeln!(
             out,
-            "<tr><td>{kind}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td>\
+            "<tr><td>{kind}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td>\
              <td class=\"n\">{:.1} ms</td><td class=\"n\">{:.1} ms</td><td class=\"n\">{:.1} ms</td><td class=\"n\">{:.1} ms</td><td class=\"n\">{:.1} ms</td></tr>",
-            o.invoked, o.ok, o.fail, o.info, percent(o.availability), l.p50, l.p90, l.p99, l.p999, l.max
+            o.invoked, o.ok, o.fail, o.info, o.empty, percent(o.availability), l.p50, l.p90, l.p99, l.p999, l.max
         );
     }
-    out.push_str("</table>\n<p class=\"muted\">Latency of ok outcomes. HdrHistogram interval logs: <code>latency-produce.hlog</code>, <code>latency-take.hlog</code>, <code>latency-ack.hlog</code>.</p>\n");
+    out.push_str("</table>\n<p class=\"muted\">Latency of ok outcomes; ok includes takes that found the queue empty (excluded from latency: their time is mostly waiting). HdrHistogram interval logs: <code>latency-produce.hlog</code>, <code>latency-take.hlog</code>, <code>latency-ack.hlog</code>.</p>\n");
 
     out.push_str("<h2>Faults and unavailability</h2>\n");
     let u = &check.unavailability_summary;

@@ -127,13 +127,13 @@ pub fn collect(
             return;
         }
         let bucket = ((event.t / interval).floor().max(0.0) as usize).min(buckets - 1);
-        let outcome = match event.phase {
+        let outcome = match event.effective_phase() {
             Phase::Ok => 0,
             Phase::Fail => 1,
             _ => 2,
         };
         series.ops[bucket][kind as usize][outcome] += 1;
-        if event.phase != Phase::Ok {
+        if outcome != 0 || event.is_empty_take() {
             return;
         }
         // Out-of-order lines by a few milliseconds land in the interval being filled.
