@@ -222,10 +222,9 @@ fn smoke_is_valid_and_its_results_agree_with_the_history() {
     assert_eq!(labelled_objects(&cluster_id(&stdout)), "", "the cluster is gone");
 }
 
-/// The unsafe algorithm is caught, and the same faults do not catch the safe one;
-/// then the safe run's schedule is replayed.
+/// The unsafe algorithm is caught, and the same faults do not catch the safe one.
 #[test]
-fn legacy_is_caught_the_safe_algorithm_is_not_and_replay_repeats_the_faults() {
+fn legacy_is_caught_and_the_safe_algorithm_is_not_under_the_same_faults() {
     let out_dir = tempfile::tempdir().unwrap();
     let scenario = repo("scenarios/legacy.toml");
     let scenario = scenario.to_str().unwrap();
@@ -261,16 +260,49 @@ fn legacy_is_caught_the_safe_algorithm_is_not_and_replay_repeats_the_faults() {
         "the safe algorithm survives the same faults: {}",
         text(&safe)
     );
+    // The same seed gave both runs the same schedule.
+    let planned = |dir: &Path| {
+        let v: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(run_dir(dir).join("schedule.json")).unwrap(),
+        )
+        .unwrap();
+        v["plan"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| (f["fault"].clone(), f["at"].clone()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(planned(&legacy_out), planned(&safe_out));
+}
 
-    // Replay the safe run: same faults, same targets, same offsets.
-    let recorded_dir = run_dir(&safe_out);
+/// `--replay` repeats a recorded run's faults: same faults, same targets (even the
+/// ones resolved at run time, like the leader), same offsets.
+#[test]
+fn replay_repeats_the_faults_at_the_same_offsets_on_the_same_targets() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = small_scenario(
+        dir.path(),
+        "replay",
+        "[[nemesis.faults]]\nfault = \"kill\"\ntarget = \"leader\"\n\
+         [[nemesis.faults]]\nfault = \"partition\"\nshape = \"halves\"\n\
+         [[nemesis.faults]]\nfault = \"pause\"\ntarget = \"follower\"\n",
+        "28s",
+    );
+    let text_ok = std::fs::read_to_string(&scenario)
+        .unwrap()
+        .replace("interval = \"6s\"", "interval = \"8s\"");
+    std::fs::write(&scenario, text_ok).unwrap();
+    let scenario = scenario.to_str().unwrap();
+    let first_out = dir.path().join("first");
+    let first = chaos_run(&[scenario, "--seed", "11", "--out", first_out.to_str().unwrap()]);
+    assert_eq!(first.status.code(), Some(0), "{}", text(&first));
+    let recorded_dir = run_dir(&first_out);
     let recorded = schedule(&recorded_dir);
-    let replay_out = out_dir.path().join("replay");
     let schedule_path = recorded_dir.join("schedule.json");
+    let replay_out = dir.path().join("replay");
     let replay = chaos_run(&[
         scenario,
-        "--algorithm",
-        "safe",
         "--replay",
         schedule_path.to_str().unwrap(),
         "--out",
@@ -280,9 +312,10 @@ fn legacy_is_caught_the_safe_algorithm_is_not_and_replay_repeats_the_faults() {
     let replayed = schedule(&run_dir(&replay_out));
     assert_eq!(replayed.seed, recorded.seed);
     let key = |f: &FaultRecord| (f.fault.clone(), f.target.clone(), f.resolved.clone(), f.applied);
-    let applied = |s: &Schedule| s.faults.iter().filter(|f| f.applied).map(key).collect::<Vec<_>>();
-    assert!(!applied(&recorded).is_empty());
-    assert_eq!(applied(&replayed), applied(&recorded));
+    let recorded_faults: Vec<_> = recorded.faults.iter().map(key).collect();
+    assert_eq!(recorded_faults.len(), 3, "{:#?}", recorded.faults);
+    assert!(recorded.faults.iter().all(|f| f.applied), "{:#?}", recorded.faults);
+    assert_eq!(replayed.faults.iter().map(key).collect::<Vec<_>>(), recorded_faults);
     for (a, b) in recorded.faults.iter().zip(&replayed.faults) {
         assert!(
             (a.start - b.start).abs() < 1.0,

@@ -407,41 +407,12 @@ impl Nemesis {
         let nodes_only = |nodes: Vec<usize>| Resolved { nodes, groups: Vec::new(), consumer: None };
         if p.fault == FaultKind::Partition {
             let shape = p.shape.unwrap_or(PartitionShape::IsolateOne);
-            let groups = match shape {
-                PartitionShape::IsolateOne => {
-                    vec![vec![p.draw[0]], sorted(&p.draw[1..])]
-                }
-                PartitionShape::IsolateLeader => {
-                    let leader = self.leader().await?;
-                    let rest: Vec<usize> =
-                        p.draw.iter().copied().filter(|&x| x != leader).collect();
-                    vec![vec![leader], sorted(&rest)]
-                }
-                PartitionShape::Halves => {
-                    let k = n / 2;
-                    vec![sorted(&p.draw[..k]), sorted(&p.draw[k..])]
-                }
-                PartitionShape::MajoritiesRing => {
-                    // Node i sees itself and its neighbours on a ring of random order:
-                    // every node sees a majority, no two the same one (5 nodes: 3 each).
-                    let reach = n / 2;
-                    (0..n)
-                        .map(|i| {
-                            sorted(
-                                &(0..=2 * reach)
-                                    .map(|d| p.draw[(i + n - reach + d) % n])
-                                    .collect::<Vec<_>>(),
-                            )
-                        })
-                        .collect::<BTreeSet<_>>()
-                        .into_iter()
-                        .collect()
-                }
-                PartitionShape::Bridge => {
-                    let half = n / 2;
-                    vec![sorted(&p.draw[..=half]), sorted(&p.draw[half..])]
-                }
+            let leader = if shape == PartitionShape::IsolateLeader {
+                Some(self.leader().await?)
+            } else {
+                None
             };
+            let groups = partition_groups(shape, &p.draw, leader);
             let nodes = sorted(&p.draw);
             return Ok(Resolved { nodes, groups, consumer: None });
         }
@@ -763,6 +734,48 @@ fn describe_error(err: &ClusterError) -> String {
     }
 }
 
+/// The groups of a partition: nodes in one group talk, nodes in different groups
+/// do not. `draw` is the seeded node order; `leader` is needed for isolate-leader.
+pub fn partition_groups(
+    shape: PartitionShape,
+    draw: &[usize],
+    leader: Option<usize>,
+) -> Vec<Vec<usize>> {
+    let n = draw.len();
+    match shape {
+        PartitionShape::IsolateOne => {
+            vec![vec![draw[0]], sorted(&draw[1..])]
+        }
+        PartitionShape::IsolateLeader => {
+            let leader = leader.expect("the leader is known for isolate-leader");
+            let rest: Vec<usize> = draw.iter().copied().filter(|&x| x != leader).collect();
+            vec![vec![leader], sorted(&rest)]
+        }
+        PartitionShape::Halves => {
+            let k = n / 2;
+            vec![sorted(&draw[..k]), sorted(&draw[k..])]
+        }
+        PartitionShape::MajoritiesRing => {
+            // Node i sees a majority centred on itself on a ring of random
+            // order: every node sees a majority, no two the same one (5 nodes:
+            // itself and one neighbour on each side).
+            let majority = n / 2 + 1;
+            let left = (majority - 1) / 2;
+            (0..n)
+                .map(|i| {
+                    sorted(&(0..majority).map(|d| draw[(i + n - left + d) % n]).collect::<Vec<_>>())
+                })
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect()
+        }
+        PartitionShape::Bridge => {
+            let half = n / 2;
+            vec![sorted(&draw[..=half]), sorted(&draw[half..])]
+        }
+    }
+}
+
 fn sorted(nodes: &[usize]) -> Vec<usize> {
     let mut v = nodes.to_vec();
     v.sort_unstable();
@@ -859,6 +872,33 @@ fault = "rest-restart"
             "weights are honoured: {partitions} of {}",
             faults.len()
         );
+    }
+
+    #[test]
+    fn partition_shapes_cut_as_named() {
+        let draw = [3, 1, 4, 5, 2];
+        assert_eq!(
+            partition_groups(PartitionShape::IsolateOne, &draw, None),
+            [vec![3], vec![1, 2, 4, 5]]
+        );
+        assert_eq!(
+            partition_groups(PartitionShape::IsolateLeader, &draw, Some(5)),
+            [vec![5], vec![1, 2, 3, 4]]
+        );
+        assert_eq!(
+            partition_groups(PartitionShape::Halves, &draw, None),
+            [vec![1, 3], vec![2, 4, 5]]
+        );
+        assert_eq!(
+            partition_groups(PartitionShape::Bridge, &draw, None),
+            [vec![1, 3, 4], vec![2, 4, 5]]
+        );
+        let ring = partition_groups(PartitionShape::MajoritiesRing, &draw, None);
+        assert_eq!(ring.len(), 5, "{ring:?}");
+        assert!(ring.iter().all(|g| g.len() == 3), "each node sees a majority: {ring:?}");
+        for node in 1..=5 {
+            assert_eq!(ring.iter().filter(|g| g.contains(&node)).count(), 3, "{ring:?}");
+        }
     }
 
     #[test]

@@ -23,6 +23,8 @@ use crate::report;
 
 /// How long the workload's workers may take to finish their last operation.
 const WORKER_STOP_WAIT: Duration = Duration::from_secs(60);
+/// On Ctrl-C, how long the fault in progress may take to finish by itself.
+const INTERRUPT_GRACE: Duration = Duration::from_secs(10);
 /// How long the drain waits for one message.
 const DRAIN_TAKE_WAIT: Duration = Duration::from_secs(1);
 
@@ -505,7 +507,16 @@ impl Body<'_> {
         progress.set_phase("healing");
         say("workload done; stopping workers and undoing faults");
         let stopped = workload.join(WORKER_STOP_WAIT).await;
-        let _ = nemesis_task.await;
+        if *stop.borrow() {
+            // Interrupted: a long fault (a rolling upgrade) is not waited for; what
+            // it left is undone below like everything else.
+            let abort = nemesis_task.abort_handle();
+            if tokio::time::timeout(INTERRUPT_GRACE, nemesis_task).await.is_err() {
+                abort.abort();
+            }
+        } else {
+            let _ = nemesis_task.await;
+        }
         if let Err(err) = nemesis.heal_everything().await {
             say(&format!("warning: undoing faults: {err}"));
         }
@@ -596,10 +607,16 @@ fn combine(a: watch::Receiver<bool>, b: watch::Receiver<bool>) -> watch::Receive
     rx
 }
 
+/// How many consumers drain the queue side by side: one is too slow for a queue a
+/// long fault let grow.
+const DRAINERS: usize = 3;
+
 /// Takes and acknowledges everything left, running the janitor so messages held by
 /// dead consumers come back, until `messages`, `partial` and held are all empty or
-/// the time is up. Every take and ack is in the history as process `drain`; the
-/// drain's own outcome is op `drain`.
+/// the time is up. Every take and ack is in the history as process `drain` (and
+/// `drain-2`, ... for the other drainers); the drain's own outcome is op `drain`, and
+/// when time runs out what is left in the tree is listed (op `leftover`) so the
+/// checker calls it stuck, not lost.
 async fn drain(
     history: &Recorder,
     access: &Access,
@@ -608,95 +625,29 @@ async fn drain(
     stop: watch::Receiver<bool>,
     say: &(dyn Fn(&str) + Send + Sync),
 ) -> Result<String, String> {
-    let record = |mut e: Event| {
-        e.path = Some("native".into());
-        if let Err(err) = history.record(&e) {
-            tracing::error!("cannot write the history: {err}");
-        }
-    };
     say(&format!("draining the queue (up to {})", humantime::format_duration(timeout)));
     let deadline = Instant::now() + timeout;
-    record(Event::new(history.now(), "drain", "drain", Phase::Invoke));
-    let (mut taken, mut acked) = (0u64, 0u64);
-    let mut consumer: Option<Consumer> = None;
+    record(history, Event::new(history.now(), "drain", "drain", Phase::Invoke));
+    let (done_tx, done_rx) = watch::channel(false);
+    let finished = combine(stop.clone(), done_rx.clone());
+    let mut drainers = Vec::new();
+    for i in 1..=DRAINERS {
+        let process = if i == 1 { "drain".to_string() } else { format!("drain-{i}") };
+        drainers.push(tokio::spawn(drainer(
+            process,
+            history.clone(),
+            access.clone(),
+            config.clone(),
+            deadline,
+            finished.clone(),
+        )));
+    }
+    // The coordinator: janitor and stats once a second until the tree is empty.
     let mut store = None;
     let mut last_stats = None;
-    let finish = |phase: Phase, detail: String| {
-        let mut e = Event::new(history.now(), "drain", "drain", phase);
-        e.detail = Some(detail.clone());
-        if phase != Phase::Ok {
-            e.error = Some(detail);
-        }
-        record(e);
-    };
+    let mut empty = false;
     while Instant::now() < deadline && !*stop.borrow() {
-        let c = match consumer.as_mut() {
-            Some(c) => c,
-            None => match Consumer::register(access.clone(), config.clone()).await {
-                Ok(c) => consumer.insert(c),
-                Err(err) => {
-                    tracing::debug!("drain: cannot register yet: {err}");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                    continue;
-                }
-            },
-        };
-        let t0 = Instant::now();
-        record(Event::new(history.now(), "drain", "take", Phase::Invoke));
-        match c.take(DRAIN_TAKE_WAIT).await {
-            Ok(Some(d)) => {
-                taken += 1;
-                let mut e = Event::new(history.now(), "drain", "take", Phase::Ok);
-                e.msg = Some(d.id.to_string());
-                e.checksum = Some(d.checksum);
-                e.node = Some(d.source.clone());
-                e.latency_ms = Some(t0.elapsed().as_secs_f64() * 1000.0);
-                record(e);
-                let t1 = Instant::now();
-                let mut e = Event::new(history.now(), "drain", "ack", Phase::Invoke);
-                e.msg = Some(d.id.to_string());
-                record(e);
-                let (phase, error) = match c.ack(&d).await {
-                    Ok(()) => {
-                        acked += 1;
-                        (Phase::Ok, None)
-                    }
-                    Err(QueueError::TakenBack) => (Phase::Fail, Some("taken back".to_string())),
-                    Err(err) if err.is_unknown_outcome() => (Phase::Info, Some(err.to_string())),
-                    Err(err) => (Phase::Fail, Some(err.to_string())),
-                };
-                let mut e = Event::new(history.now(), "drain", "ack", phase);
-                e.msg = Some(d.id.to_string());
-                e.error = error;
-                e.latency_ms = Some(t1.elapsed().as_secs_f64() * 1000.0);
-                record(e);
-                continue;
-            }
-            Ok(None) => {
-                let mut e = Event::new(history.now(), "drain", "take", Phase::Fail);
-                e.error = Some("empty".into());
-                record(e);
-            }
-            Err(err) => {
-                let mut e = Event::new(
-                    history.now(),
-                    "drain",
-                    "take",
-                    if err.is_unknown_outcome() { Phase::Info } else { Phase::Fail },
-                );
-                e.error = Some(err.to_string());
-                record(e);
-                if err.is_unknown_outcome() {
-                    // What it may hold comes back through the janitor.
-                    if let Some(c) = consumer.take() {
-                        c.crash();
-                    }
-                }
-                tokio::time::sleep(Duration::from_millis(250)).await;
-                continue;
-            }
-        }
-        // Empty for us: bring back what dead consumers hold, then look again.
+        tokio::time::sleep(Duration::from_secs(1)).await;
         if store.is_none() {
             store = queue::connect(access, config).await.ok();
         }
@@ -708,24 +659,45 @@ async fn drain(
             Ok(stats) => {
                 last_stats = Some(stats);
                 if stats.messages + stats.partial + stats.in_flight == 0 {
-                    let line =
-                        format!("drained: {taken} taken, {acked} acknowledged; the queue is empty");
-                    finish(Phase::Ok, line.clone());
-                    if let Some(c) = consumer {
-                        c.close().await;
-                    }
-                    return Ok(line);
+                    empty = true;
+                    break;
                 }
             }
             Err(err) => tracing::debug!("drain: stats: {err}"),
         }
     }
+    let _ = done_tx.send(true);
+    let (mut taken, mut acked) = (0u64, 0u64);
+    for d in drainers {
+        if let Ok((t, a)) = d.await {
+            taken += t;
+            acked += a;
+        }
+    }
+    let finish = |phase: Phase, detail: String| {
+        let mut e = Event::new(history.now(), "drain", "drain", phase);
+        e.detail = Some(detail.clone());
+        if phase != Phase::Ok {
+            e.error = Some(detail);
+        }
+        record(history, e);
+    };
+    if empty {
+        let line = format!("drained: {taken} taken, {acked} acknowledged; the queue is empty");
+        finish(Phase::Ok, line.clone());
+        return Ok(line);
+    }
+    if store.is_none() {
+        store = queue::connect(access, config).await.ok();
+    }
+    let mut listed = 0;
     if let Some(s) = &store {
         for (id, place) in leftovers(s.as_ref(), config).await {
             let mut e = Event::new(history.now(), "drain", "leftover", Phase::Info);
             e.msg = Some(id);
             e.node = Some(place);
-            record(e);
+            record(history, e);
+            listed += 1;
         }
     }
     let left = match last_stats {
@@ -735,12 +707,102 @@ async fn drain(
         None => "unknown (no stats)".into(),
     };
     let line = format!(
-        "drain incomplete after {}: {taken} taken, {acked} acknowledged; left: {left}",
+        "drain incomplete after {}: {taken} taken, {acked} acknowledged; left: {left} ({listed} listed as stuck)",
         humantime::format_duration(timeout)
     );
     finish(Phase::Fail, line.clone());
+    Err(line)
+}
+
+fn record(history: &Recorder, mut e: Event) {
+    if e.path.is_none() {
+        e.path = Some("native".into());
+    }
+    if let Err(err) = history.record(&e) {
+        tracing::error!("cannot write the history: {err}");
+    }
+}
+
+/// One drain consumer: take and ack until told to finish or out of time.
+async fn drainer(
+    process: String,
+    history: Recorder,
+    access: Access,
+    config: QueueConfig,
+    deadline: Instant,
+    finished: watch::Receiver<bool>,
+) -> (u64, u64) {
+    let (mut taken, mut acked) = (0u64, 0u64);
+    let mut consumer: Option<Consumer> = None;
+    while Instant::now() < deadline && !*finished.borrow() {
+        let c = match consumer.as_mut() {
+            Some(c) => c,
+            None => match Consumer::register(access.clone(), config.clone()).await {
+                Ok(c) => consumer.insert(c),
+                Err(err) => {
+                    tracing::debug!("{process}: cannot register yet: {err}");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    continue;
+                }
+            },
+        };
+        let t0 = Instant::now();
+        record(&history, Event::new(history.now(), &process, "take", Phase::Invoke));
+        match c.take(DRAIN_TAKE_WAIT).await {
+            Ok(Some(d)) => {
+                taken += 1;
+                let mut e = Event::new(history.now(), &process, "take", Phase::Ok);
+                e.msg = Some(d.id.to_string());
+                e.checksum = Some(d.checksum);
+                e.node = Some(d.source.clone());
+                e.latency_ms = Some(t0.elapsed().as_secs_f64() * 1000.0);
+                record(&history, e);
+                let t1 = Instant::now();
+                let mut e = Event::new(history.now(), &process, "ack", Phase::Invoke);
+                e.msg = Some(d.id.to_string());
+                record(&history, e);
+                let (phase, error) = match c.ack(&d).await {
+                    Ok(()) => {
+                        acked += 1;
+                        (Phase::Ok, None)
+                    }
+                    Err(QueueError::TakenBack) => (Phase::Fail, Some("taken back".to_string())),
+                    Err(err) if err.is_unknown_outcome() => (Phase::Info, Some(err.to_string())),
+                    Err(err) => (Phase::Fail, Some(err.to_string())),
+                };
+                let mut e = Event::new(history.now(), &process, "ack", phase);
+                e.msg = Some(d.id.to_string());
+                e.error = error;
+                e.latency_ms = Some(t1.elapsed().as_secs_f64() * 1000.0);
+                record(&history, e);
+            }
+            Ok(None) => {
+                let mut e = Event::new(history.now(), &process, "take", Phase::Fail);
+                e.error = Some("empty".into());
+                record(&history, e);
+            }
+            Err(err) => {
+                let unknown = err.is_unknown_outcome();
+                let mut e = Event::new(
+                    history.now(),
+                    &process,
+                    "take",
+                    if unknown { Phase::Info } else { Phase::Fail },
+                );
+                e.error = Some(err.to_string());
+                record(&history, e);
+                if unknown {
+                    // What it may hold comes back through the janitor.
+                    if let Some(c) = consumer.take() {
+                        c.crash();
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        }
+    }
     if let Some(c) = consumer {
         c.close().await;
     }
-    Err(line)
+    (taken, acked)
 }
