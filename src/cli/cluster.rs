@@ -157,9 +157,10 @@ pub struct UpArgs {
     /// Run another image instead, e.g. the official zookeeper:3.9 (pull it first)
     #[arg(long)]
     image: Option<String>,
-    /// Also start the REST gateway container (runs this zkmq binary)
+    /// Leave out the REST gateway container (by default it runs next to the
+    /// ensemble: this zkmq binary, mounted into the cluster image)
     #[arg(long)]
-    rest: bool,
+    no_rest: bool,
     /// Run id (default: dev-<random>)
     #[arg(long = "run")]
     run_id: Option<String>,
@@ -262,7 +263,7 @@ pub async fn run(command: ClusterCommand) -> anyhow::Result<u8> {
             let mut spec = ClusterSpec::new(run_id.clone(), args.nodes);
             spec.zk_version = args.zk_version;
             spec.image = args.image;
-            spec.rest = args.rest;
+            spec.rest = !args.no_rest;
             spec.tick_time_ms = u32::try_from(args.tick_time.as_millis()).context("--tick-time")?;
             spec.up_timeout = args.timeout;
             let started = std::time::Instant::now();
