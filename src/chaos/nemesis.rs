@@ -756,15 +756,16 @@ pub fn partition_groups(
             vec![sorted(&draw[..k]), sorted(&draw[k..])]
         }
         PartitionShape::MajoritiesRing => {
-            // Node i sees a majority centred on itself on a ring of random
-            // order: every node sees a majority, no two the same one (5 nodes:
-            // itself and one neighbour on each side).
+            // On a ring of random order each node talks only to its nearest
+            // neighbours, as many as make it a majority with itself (5 nodes: one
+            // on each side). Every node sees a majority and no two see the same
+            // one. The cluster connects two nodes iff a group holds both, so the
+            // groups are the ring's links.
             let majority = n / 2 + 1;
-            let left = (majority - 1) / 2;
+            let reach = majority / 2;
             (0..n)
-                .map(|i| {
-                    sorted(&(0..majority).map(|d| draw[(i + n - left + d) % n]).collect::<Vec<_>>())
-                })
+                .flat_map(|i| (1..=reach).map(move |d| (i, (i + d) % n)))
+                .map(|(a, b)| sorted(&[draw[a], draw[b]]))
                 .collect::<BTreeSet<_>>()
                 .into_iter()
                 .collect()
@@ -893,11 +894,19 @@ fault = "rest-restart"
             partition_groups(PartitionShape::Bridge, &draw, None),
             [vec![1, 3, 4], vec![2, 4, 5]]
         );
+        // The ring's links: each node reaches exactly two others, so it sees a
+        // majority of 3 with itself, and the five majorities all differ.
         let ring = partition_groups(PartitionShape::MajoritiesRing, &draw, None);
         assert_eq!(ring.len(), 5, "{ring:?}");
-        assert!(ring.iter().all(|g| g.len() == 3), "each node sees a majority: {ring:?}");
+        assert!(ring.iter().all(|g| g.len() == 2), "{ring:?}");
+        let mut seen = BTreeSet::new();
         for node in 1..=5 {
-            assert_eq!(ring.iter().filter(|g| g.contains(&node)).count(), 3, "{ring:?}");
+            let mut view: Vec<usize> =
+                ring.iter().filter(|g| g.contains(&node)).flatten().copied().collect();
+            view.sort_unstable();
+            view.dedup();
+            assert_eq!(view.len(), 3, "zk{node} must see a majority: {ring:?}");
+            assert!(seen.insert(view), "two nodes see the same majority: {ring:?}");
         }
     }
 

@@ -85,9 +85,11 @@ pub enum ClusterCommand {
     },
     /// Cut the network between groups of nodes, e.g. `partition 1,2 3,4,5`
     ///
-    /// A group is a comma-separated list of node ids (or `leader`); nodes in no group
-    /// form one more group. `partition leader` isolates the leader. Replaces any
-    /// earlier partition; clients on the host still reach every node.
+    /// A group is a comma-separated list of node ids (or `leader`); two nodes talk
+    /// iff some group holds both, and nodes in no group form one more group.
+    /// Groups may overlap: `partition 1,2,3 3,4,5` makes zk3 a bridge.
+    /// `partition leader` isolates the leader. Replaces any earlier partition;
+    /// clients on the host still reach every node.
     Partition {
         /// Groups of nodes
         #[arg(required = true)]

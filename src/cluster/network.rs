@@ -78,22 +78,27 @@ impl Cluster {
         })
     }
 
-    /// Cuts the network between groups: nodes in different groups cannot talk;
-    /// nodes in no group form one more group together. Replaces any earlier
+    /// Cuts the network into groups: two nodes can talk iff some group holds both.
+    /// Nodes in no group form one more group together. Groups may overlap, which
+    /// is what a ring of majorities or a bridge node needs (for disjoint groups it
+    /// is the plain "different groups cannot talk"). Replaces any earlier
     /// partition; the REST gateway keeps reaching every node.
     pub async fn partition(&self, groups: &[Vec<usize>]) -> Result<String, ClusterError> {
-        let mut group_of = vec![usize::MAX; self.spec.nodes + 1];
+        let mut groups_of: Vec<Vec<usize>> = vec![Vec::new(); self.spec.nodes + 1];
         for (index, group) in groups.iter().enumerate() {
             for &node in group {
                 self.check_node(node)?;
-                if group_of[node] != usize::MAX {
-                    return Err(ClusterError::InvalidSpec(format!(
-                        "zk{node} is in two partition groups"
-                    )));
+                if !groups_of[node].contains(&index) {
+                    groups_of[node].push(index);
                 }
-                group_of[node] = index;
             }
         }
+        let ungrouped: Vec<usize> =
+            self.node_ids().into_iter().filter(|node| groups_of[*node].is_empty()).collect();
+        for &node in &ungrouped {
+            groups_of[node].push(groups.len());
+        }
+        let can_talk = |a: usize, b: usize| groups_of[a].iter().any(|g| groups_of[b].contains(g));
         let docker = Docker::connect().await?;
         let subnet = self.subnet(&docker).await?;
         let mut skipped = Vec::new();
@@ -104,7 +109,7 @@ impl Cluster {
             }
             let mut script = format!("{SETUP_CHAINS}iptables -F ZKMQ-PART\n");
             for peer in self.node_ids() {
-                if peer != node && group_of[peer] != group_of[node] {
+                if peer != node && !can_talk(node, peer) {
                     let ip = node_ip(&subnet, peer)?;
                     script.push_str(&format!(
                         "iptables -A ZKMQ-PART -s {ip} -j DROP\niptables -A ZKMQ-PART -d {ip} -j DROP\n"
@@ -114,10 +119,8 @@ impl Cluster {
             self.shell(&docker, node, &script).await?;
         }
         let mut described: Vec<Vec<usize>> = groups.to_vec();
-        let rest: Vec<usize> =
-            self.node_ids().into_iter().filter(|node| group_of[*node] == usize::MAX).collect();
-        if !rest.is_empty() {
-            described.push(rest);
+        if !ungrouped.is_empty() {
+            described.push(ungrouped);
         }
         let groups_text = described
             .iter()
