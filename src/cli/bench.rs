@@ -37,7 +37,7 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<u8> {
     match command {
         BenchCommand::Queue { target, producers, consumers, messages, size, raw_creates, json } => {
             let config = QueueBenchConfig {
-                access: target.access(),
+                access: target.access().await?,
                 queue: target.config(),
                 producers,
                 consumers,

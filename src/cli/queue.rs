@@ -6,14 +6,13 @@ use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
 use zkmq::queue::{self, Access, Algorithm, Consumer, Producer, QueueConfig};
 
-// TODO(cluster): default to the running cluster's connect string once the cluster
-// helper's "current cluster" state lands; until then 127.0.0.1:2181 or $ZKMQ_CONNECT.
 /// Where the queue is and which algorithm runs: shared by every queue command.
 #[derive(Args, Debug, Clone)]
 pub struct Target {
-    /// ZooKeeper connect string (host:port,host:port,...)
-    #[arg(long, env = "ZKMQ_CONNECT", default_value = "127.0.0.1:2181")]
-    pub connect: String,
+    /// ZooKeeper connect string (host:port,host:port,...). Default: the cluster
+    /// that `zkmq cluster up` started
+    #[arg(long, env = "ZKMQ_CONNECT")]
+    pub connect: Option<String>,
     /// Use ZooKeeper's REST interface at this URL instead of the binary protocol
     /// (e.g. http://127.0.0.1:9998)
     #[arg(long, env = "ZKMQ_REST")]
@@ -37,11 +36,24 @@ pub enum AlgorithmArg {
 }
 
 impl Target {
-    pub fn access(&self) -> Access {
-        match &self.rest {
-            Some(url) => Access::Rest { url: url.clone() },
-            None => Access::Native { connect: self.connect.clone() },
+    /// `--rest`, else `--connect`, else the current cluster's connect string.
+    pub async fn access(&self) -> anyhow::Result<Access> {
+        if let Some(url) = &self.rest {
+            return Ok(Access::Rest { url: url.clone() });
         }
+        if let Some(connect) = &self.connect {
+            return Ok(Access::Native { connect: connect.clone() });
+        }
+        let run_id = zkmq::cluster::current_run_id().context(
+            "no --connect given and no current cluster: start one with `zkmq cluster up` \
+             or pass --connect host:port,...",
+        )?;
+        let cluster = zkmq::cluster::Cluster::attach(&run_id).await.with_context(|| {
+            format!(
+                "the current cluster {run_id} is not running: `zkmq cluster up`, or pass --connect"
+            )
+        })?;
+        Ok(Access::Native { connect: cluster.connect_string() })
     }
     pub fn config(&self) -> QueueConfig {
         QueueConfig {
@@ -100,7 +112,7 @@ pub enum QueueCommand {
 pub async fn run(command: QueueCommand) -> anyhow::Result<u8> {
     match command {
         QueueCommand::Send { target, messages } => {
-            let mut producer = Producer::new(target.access(), target.config()).await?;
+            let mut producer = Producer::new(target.access().await?, target.config()).await?;
             let mut payloads = Vec::new();
             for message in messages {
                 if message == "-" {
@@ -119,7 +131,7 @@ pub async fn run(command: QueueCommand) -> anyhow::Result<u8> {
             Ok(0)
         }
         QueueCommand::Take { target, ack, count, timeout } => {
-            let mut consumer = Consumer::register(target.access(), target.config()).await?;
+            let mut consumer = Consumer::register(target.access().await?, target.config()).await?;
             let mut taken = 0;
             while taken < count {
                 let Some(delivery) = consumer.take(timeout).await? else {
@@ -141,7 +153,7 @@ pub async fn run(command: QueueCommand) -> anyhow::Result<u8> {
         }
         QueueCommand::Stat { target, json } => {
             let config = target.config();
-            let store = queue::connect(&target.access(), &config).await?;
+            let store = queue::connect(&target.access().await?, &config).await?;
             let stats = queue::stats(store.as_ref(), &config).await?;
             store.close().await;
             if json {
@@ -156,7 +168,7 @@ pub async fn run(command: QueueCommand) -> anyhow::Result<u8> {
         }
         QueueCommand::Recover { target } => {
             let config = target.config();
-            let store = queue::connect(&target.access(), &config).await?;
+            let store = queue::connect(&target.access().await?, &config).await?;
             let report = queue::recover(store.as_ref(), &config).await?;
             store.close().await;
             println!("{}", serde_json::to_string_pretty(&report)?);
