@@ -581,11 +581,33 @@ pub async fn sample(
                 });
             }
         }
+        if let Some(url) = cluster.rest_url() {
+            samples.push(Sample::Node {
+                t: history.now(),
+                node: "rest".into(),
+                state: gateway_state(&url).await.into(),
+                version: env!("CARGO_PKG_VERSION").into(),
+            });
+        }
         for s in samples {
             let line = serde_json::to_string(&s).expect("a Sample always serializes");
             if writeln!(file, "{line}").and_then(|()| file.flush()).is_err() {
                 tracing::error!("cannot write {}", out.display());
             }
         }
+    }
+}
+
+/// The gateway's row in the node timeline, from its health endpoint: `serving`,
+/// `not-serving` (it answers, but not healthy, or too slowly: paused) or `down`
+/// (nothing listens: killed or restarting).
+async fn gateway_state(url: &str) -> &'static str {
+    let client = reqwest::Client::new();
+    let health = client.get(format!("{url}/zkmq/v1/health")).timeout(Duration::from_secs(2));
+    match health.send().await {
+        Ok(answer) if answer.status().is_success() => "serving",
+        Ok(_) => "not-serving",
+        Err(err) if err.is_timeout() => "not-serving",
+        Err(_) => "down",
     }
 }
