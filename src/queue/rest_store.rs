@@ -299,8 +299,9 @@ async fn error_message(response: reqwest::Response) -> String {
     serde_json::from_slice::<ErrorJson>(&body).map(|e| e.message).unwrap_or_default()
 }
 
-/// Encodes a ZooKeeper path for a URL (keeps `/`).
-fn encode_path(path: &str) -> String {
+/// Encodes a ZooKeeper path for a URL (keeps `/`); the gateway builds its URIs
+/// with it too, so client and server agree on one encoding.
+pub(crate) fn encode_path(path: &str) -> String {
     let mut out = String::with_capacity(path.len());
     for byte in path.bytes() {
         if byte.is_ascii_alphanumeric() || b"/-._~!$&'()*+,;=:@".contains(&byte) {

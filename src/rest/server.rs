@@ -18,6 +18,7 @@ use zookeeper_client as zk;
 
 use super::config::GatewayConfig;
 use super::endpoint::{Endpoint, Unavailable};
+use crate::queue::rest_store::encode_path;
 
 /// Extensions live under their own prefix so v1 clients see no change.
 const EXTENSION_PREFIX: &str = "/zkmq/v1";
@@ -767,19 +768,6 @@ fn decode_path(encoded: &str) -> Result<String, String> {
     }
     String::from_utf8(out)
         .map_err(|_| format!("path {encoded:?}: not UTF-8 after percent-decoding"))
-}
-
-/// Encodes a ZooKeeper path for use in a URI (keeps `/`).
-fn encode_path(path: &str) -> String {
-    let mut out = String::with_capacity(path.len());
-    for byte in path.bytes() {
-        if byte.is_ascii_alphanumeric() || b"/-._~!$&'()*+,;=:@".contains(&byte) {
-            out.push(byte as char);
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
 }
 
 /// ZooKeeper's path rules, checked before anything reaches the ensemble.
