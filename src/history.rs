@@ -199,8 +199,13 @@ pub struct FaultRecord {
     /// What it actually hit (`zk3`, `zk1,zk2`), known once applied.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resolved: Option<String>,
-    /// Seconds since the run started.
+    /// Seconds since the run started: when the nemesis began it (plots shade from here).
     pub start: f64,
+    /// When it had fully taken effect (killing three nodes takes a second or two).
+    /// Unavailability is measured from here: operations that still succeed while
+    /// the fault is being applied say nothing about the fault.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied_at: Option<f64>,
     /// When it was undone; `None` if it never was (the run crashed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub end: Option<f64>,

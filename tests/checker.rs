@@ -223,6 +223,18 @@ fn recovered_a_produce_with_unknown_or_failed_outcome_delivered_anyway() {
 }
 
 #[test]
+fn a_produce_whose_ok_is_logged_after_its_delivery_is_not_recovered() {
+    // The consumer can take a message before its producer has logged the answer.
+    let mut history = History::default();
+    history.at(1.0).line("producer-1", "produce", Phase::Invoke, Some("m1"), Some(sum("m1")));
+    history.take("consumer-1", "m1").ack("consumer-1", "m1", Phase::Ok);
+    history.line("producer-1", "produce", Phase::Ok, Some("m1"), None);
+    let result = history.drained().check();
+    assert!(result.valid, "{result:#?}");
+    assert_eq!(result.invariants.recovered.count, 0, "{:?}", result.invariants.recovered);
+}
+
+#[test]
 fn an_unknown_produce_never_delivered_is_not_lost() {
     let result = History::default().produce("producer-1", "m1", Phase::Info).drained().check();
     assert!(result.valid, "{result:#?}");
@@ -337,6 +349,7 @@ fn unavailability_runs_from_the_fault_to_the_first_ok_invoked_after_it() {
                 target: "leader".into(),
                 resolved: Some("zk1".into()),
                 start: 1.0,
+                applied_at: None,
                 end: Some(5.0),
                 applied: true,
                 error: None,
@@ -346,6 +359,7 @@ fn unavailability_runs_from_the_fault_to_the_first_ok_invoked_after_it() {
                 target: "random".into(),
                 resolved: None,
                 start: 1.5,
+                applied_at: None,
                 end: None,
                 applied: false,
                 error: Some("netem missing".into()),
@@ -361,6 +375,39 @@ fn unavailability_runs_from_the_fault_to_the_first_ok_invoked_after_it() {
     assert_eq!(window.target, "zk1");
     assert!((window.duration_s.unwrap() - 2.0).abs() < 1e-9, "{window:?}");
     assert_eq!(result.unavailability_summary.median_by_fault["kill"], window.duration_s.unwrap());
+}
+
+#[test]
+fn unavailability_is_measured_from_when_the_fault_took_effect() {
+    // Killing a majority takes a while: an operation that succeeds while the
+    // nemesis is still at work says nothing about the outage that follows.
+    let dir = tempfile::tempdir().unwrap();
+    let mut history = History::default();
+    history.delivered("m1");
+    history.at(10.3).line("producer-1", "produce", Phase::Invoke, Some("m2"), Some(sum("m2")));
+    history.at(10.5).line("producer-1", "produce", Phase::Ok, Some("m2"), None);
+    history.at(11.0).line("consumer-1", "take", Phase::Invoke, None, None);
+    history.at(30.0).line("consumer-1", "take", Phase::Ok, Some("m2"), Some(sum("m2")));
+    history.ack("consumer-1", "m2", Phase::Ok).drained();
+    history.write(dir.path());
+    let schedule = Schedule {
+        seed: 1,
+        faults: vec![FaultRecord {
+            fault: "quorum-loss".into(),
+            target: "majority".into(),
+            resolved: Some("zk1,zk2,zk3".into()),
+            start: 10.0,
+            applied_at: Some(10.9),
+            end: Some(27.0),
+            applied: true,
+            error: None,
+        }],
+    };
+    std::fs::write(dir.path().join("schedule.json"), serde_json::to_string(&schedule).unwrap())
+        .unwrap();
+    let result = check_history(dir.path()).unwrap();
+    let window = &result.unavailability[0];
+    assert!((window.duration_s.unwrap() - 19.1).abs() < 1e-9, "{window:?}");
 }
 
 #[test]

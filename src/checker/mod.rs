@@ -397,7 +397,6 @@ const LEFTOVER: u16 = 1 << 4;
 const UNEXPECTED: u16 = 1 << 5;
 const DUPLICATED: u16 = 1 << 6;
 const CORRUPT: u16 = 1 << 7;
-const RECOVERED: u16 = 1 << 8;
 const REDELIVERED: u16 = 1 << 9;
 const INVERTED: u16 = 1 << 10;
 
@@ -534,7 +533,7 @@ impl Checker {
             .map(|fault| FaultStart {
                 fault: fault.fault.clone(),
                 target: fault.resolved.clone().unwrap_or_else(|| fault.target.clone()),
-                start: fault.start,
+                start: fault.applied_at.unwrap_or(fault.start),
             })
             .collect();
         faults.sort_by(|a, b| a.start.total_cmp(&b.start));
@@ -769,10 +768,6 @@ impl Checker {
                     self.invariants.corrupt.add(id);
                 }
             }
-            if message.produce != ProduceState::Ok && message.flags & RECOVERED == 0 {
-                message.flags |= RECOVERED;
-                self.invariants.recovered.add(id);
-            }
         }
         if message.acked_at != NEVER && invoke_index > message.acked_at {
             if message.flags & DUPLICATED == 0 {
@@ -842,6 +837,11 @@ impl Checker {
             }
             if flags & DELIVERED != 0 {
                 counts.delivered += 1;
+                // Decided here, not at the delivery: a produce's `ok` is often
+                // logged just after a consumer already took the message.
+                if flags & PRODUCE_INVOKED != 0 && message.produce != ProduceState::Ok {
+                    invariants.recovered.add(id);
+                }
             }
             if flags & ACKED != 0 {
                 counts.acknowledged += 1;

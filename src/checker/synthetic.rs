@@ -481,6 +481,7 @@ pub fn write_run_dir(dir: &Path, options: &SyntheticOptions) -> std::io::Result<
                 target: if f.kind == "kill" { "leader".into() } else { "random".into() },
                 resolved: Some(f.target.clone()),
                 start: f.start,
+                applied_at: Some(f.start),
                 end: Some(f.end.min(summary.duration_s)),
                 applied: true,
                 error: None,
