@@ -22,7 +22,7 @@ use super::recorder::Recorder;
 use crate::cluster::{Cluster, NodeMode};
 use crate::history::{Event, Phase, Sample};
 use crate::queue::{
-    self, Access, Consumer, Delivery, MessageId, Producer, QueueConfig, QueueError,
+    self, Access, Consumer, Delivery, MessageId, Producer, QueueConfig, QueueError, Store,
 };
 
 /// How long one take waits for a message: bounds how late a consumer notices the
@@ -518,7 +518,7 @@ pub async fn sample(
         }
     };
     let mut file = std::io::BufWriter::new(file);
-    let mut store = None;
+    let mut store: Option<Arc<dyn Store>> = None;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -527,6 +527,11 @@ pub async fn sample(
             _ = stop.wait_for(|s| *s) => break,
         }
         let mut samples = Vec::new();
+        // After its session expired (a paused or partitioned node, a quorum loss)
+        // the store answers nothing again: the depth plot would stop for good.
+        if store.as_ref().is_some_and(|s| s.is_dead()) {
+            store = None;
+        }
         if store.is_none() {
             if let Ok(Ok(s)) = tokio::time::timeout(
                 queue_config.op_timeout,
