@@ -437,6 +437,8 @@ impl Docker {
         Ok(response.volumes.unwrap_or_default().into_iter().map(|volume| volume.name).collect())
     }
 
+    /// The ids of the networks carrying `labels`. Ids, not names: Docker lets two
+    /// networks share a name (two runs racing), and then refuses a removal by name.
     pub async fn list_networks(
         &self,
         labels: &[(&str, &str)],
@@ -448,7 +450,7 @@ impl Docker {
             .list_networks(Some(options))
             .await
             .map_err(|err| ClusterError::ListNetworks { source: boxed(err) })?;
-        Ok(networks.into_iter().filter_map(|network| network.name).collect())
+        Ok(networks.into_iter().filter_map(|network| network.id).collect())
     }
 
     /// Runs `cmd` inside a running container and collects its output.
