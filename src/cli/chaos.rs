@@ -48,7 +48,7 @@ pub struct RunArgs {
     /// Parent directory of the run directory.
     #[arg(long, default_value = "reports")]
     pub out: PathBuf,
-    /// Use this running cluster (its run id, see `zkmq cluster ls`) instead of
+    /// Use this running cluster (its run id, see `zkmq cluster list`) instead of
     /// starting one; it is left running.
     #[arg(long, value_name = "RUN_ID")]
     pub reuse_cluster: Option<String>,
