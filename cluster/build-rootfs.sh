@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Builds the root file system of a zkmq ZooKeeper image from Debian packages:
-#   cluster/build-rootfs.sh SUITE JRE_PACKAGE ROOT_DIR
-# e.g. cluster/build-rootfs.sh bookworm openjdk-17-jre-headless /tmp/zk-3.8.0
+#   cluster/build-rootfs.sh SUITE JRE_PACKAGE ROOT_DIR [ZK_VERSION]
+# e.g. cluster/build-rootfs.sh bookworm openjdk-17-jre-headless /tmp/zk-3.8.0 3.8.0
+# With ZK_VERSION, apt must install exactly that upstream version of
+# libzookeeper-java (a moving suite such as forky fails loudly instead of
+# producing an image whose tag lies).
 #
 # `zkmq cluster images` runs this, then imports ROOT_DIR as a Docker image (a tar
 # stream through the Docker API; no registry involved). Needs root and debootstrap.
@@ -19,13 +22,14 @@
 #   package's postinst needs it (the JRE's does), unmounted on every exit path.
 set -euo pipefail
 
-if [ $# -ne 3 ]; then
-  echo "usage: $0 SUITE JRE_PACKAGE ROOT_DIR" >&2
+if [ $# -lt 3 ] || [ $# -gt 4 ]; then
+  echo "usage: $0 SUITE JRE_PACKAGE ROOT_DIR [ZK_VERSION]" >&2
   exit 2
 fi
 suite=$1
 jre=$2
 root=$3
+zk_version=${4:-}
 mirror=${ZKMQ_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 
 if [ "$(id -u)" != 0 ]; then
@@ -49,8 +53,13 @@ start=$(date +%s)
 rm -rf "$root"
 mkdir -p "$root"
 
+# An older debootstrap has no script for a newer suite (bookworm's knows no
+# forky); every suite since buster uses the same script as sid.
+script=/usr/share/debootstrap/scripts/$suite
+[ -e "$script" ] || script=/usr/share/debootstrap/scripts/sid
+
 step "debootstrap --variant=minbase $suite from $mirror"
-debootstrap --variant=minbase --components=main "$suite" "$root" "$mirror" \
+debootstrap --variant=minbase --components=main "$suite" "$root" "$mirror" "$script" \
   >"$root.debootstrap.log" 2>&1 || {
   echo "build-rootfs: debootstrap failed; last lines of $root.debootstrap.log:" >&2
   tail -n 20 "$root.debootstrap.log" >&2
@@ -65,12 +74,16 @@ EOF
 chmod 755 "$root/usr/sbin/policy-rc.d"
 mount -t proc proc "$root/proc"
 
-step "apt-get install $jre libzookeeper-java iptables iproute2 procps"
+zk_package=libzookeeper-java
+[ -z "$zk_version" ] || zk_package="libzookeeper-java=$zk_version-*"
+step "apt-get install $jre $zk_package iptables iproute2 procps"
+# Testing's Release file carries a Valid-Until a week ahead; a mirror or snapshot
+# that lags behind would make apt refuse it. Signatures are still checked.
 chroot "$root" /usr/bin/env DEBIAN_FRONTEND=noninteractive LC_ALL=C \
-  apt-get -o Acquire::Retries=3 update -qq
+  apt-get -o Acquire::Retries=3 -o Acquire::Check-Valid-Until=false update -qq
 chroot "$root" /usr/bin/env DEBIAN_FRONTEND=noninteractive LC_ALL=C \
   apt-get -o Acquire::Retries=3 install -y -qq --no-install-recommends \
-  "$jre" libzookeeper-java iptables iproute2 procps >"$root.apt.log" 2>&1 || {
+  "$jre" "$zk_package" iptables iproute2 procps >"$root.apt.log" 2>&1 || {
   echo "build-rootfs: apt-get install failed; last lines of $root.apt.log:" >&2
   tail -n 30 "$root.apt.log" >&2
   exit 1

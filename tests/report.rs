@@ -145,6 +145,45 @@ fn junit_fails_the_violated_invariants_of_a_violating_run() {
     assert!(html.contains("class=\"verdict violated\""));
 }
 
+/// A server that truncated its log past committed work is listed in results.json,
+/// summary.md and report.html: the reader of a violated run sees where to look.
+/// A healthy log lists nothing.
+#[test]
+fn log_truncations_of_the_servers_are_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    run_dir(dir.path(), small(1, 0));
+    let logs = dir.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    // As ZooKeeper 3.8.0 logged it in a run that lost acknowledged messages.
+    std::fs::write(
+        logs.join("zk1.log"),
+        "02:30:04.111 [WorkerReceiver[myid=1]] INFO o.a.z.s.q.FastLeaderElection - Notification: my state:LOOKING; n.sid:1, n.state:LOOKING, n.leader:1, n.round:0x4, n.peerEpoch:0x3, n.zxid:0x200000538, message format version:0x2\n\
+         02:30:04.457 [QuorumPeer[myid=1](plain=0.0.0.0:2181)(secure=disabled)] WARN o.a.z.s.q.Learner - Truncating log to get in sync with the leader 0x200000001\n",
+    )
+    .unwrap();
+    std::fs::write(logs.join("zk2.log"), "02:30:04.000 INFO nothing to see\n").unwrap();
+    let reports = report::write_reports(dir.path()).unwrap();
+    let truncations = &reports.results.zookeeper_truncations;
+    assert_eq!(truncations.len(), 1, "{truncations:?}");
+    assert_eq!((truncations[0].node.as_str(), truncations[0].dropped), ("zk1", Some(0x537)));
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&reports.results_json).unwrap()).unwrap();
+    assert_eq!(json["zookeeper_truncations"][0]["to_zxid"], "0x200000001");
+    let summary = std::fs::read_to_string(&reports.summary_md).unwrap();
+    assert!(
+        summary.contains("| zk1 | 02:30:04.457 | 0x200000538 | 0x200000001 | 1335 |"),
+        "{summary}"
+    );
+    let html = std::fs::read_to_string(&reports.report_html).unwrap();
+    assert!(html.contains("ZooKeeper log truncations"));
+
+    std::fs::remove_file(logs.join("zk1.log")).unwrap();
+    let reports = report::write_reports(dir.path()).unwrap();
+    assert!(reports.results.zookeeper_truncations.is_empty());
+    let summary = std::fs::read_to_string(&reports.summary_md).unwrap();
+    assert!(!summary.contains("truncat"), "{summary}");
+}
+
 /// Decodes a PNG; returns (width, height, distinct pixel values seen).
 fn decode_png(path: &Path) -> (u32, u32, usize) {
     let decoder = png::Decoder::new(std::fs::File::open(path).unwrap());

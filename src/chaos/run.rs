@@ -287,10 +287,14 @@ pub async fn run(scenario: Scenario, options: RunOptions) -> Result<RunOutcome, 
     // The verdict: read only the run directory.
     let result = checker::check_history(&run_dir.join(files::HISTORY))
         .map_err(|e| ChaosError::Check(e.to_string()))?;
-    if let Err(err) = report::write_reports(&run_dir) {
-        say(&format!("warning: cannot write the reports: {err}"));
-    }
-    let summary = summarize(&result);
+    let truncations = match report::write_reports(&run_dir) {
+        Ok(reports) => reports.results.zookeeper_truncations,
+        Err(err) => {
+            say(&format!("warning: cannot write the reports: {err}"));
+            report::zk_log::scan_dir(&run_dir.join(files::LOGS_DIR))
+        }
+    };
+    let summary = summarize(&result, &truncations);
     Ok(RunOutcome { run_dir, valid: result.valid, seed, replay_command, summary })
 }
 
@@ -342,30 +346,57 @@ fn interrupted_error(interrupted: &std::sync::Mutex<Option<String>>, kept: bool)
     ChaosError::Interrupted { signal, kept }
 }
 
-/// The checker's counts, one line per invariant.
-fn summarize(result: &checker::CheckResult) -> Vec<String> {
-    let value = serde_json::to_value(result).unwrap_or_default();
-    let mut lines = Vec::new();
-    if let Some(counts) = value.get("messages") {
-        lines.push(format!("messages: {counts}"));
-    }
-    if let Some(invariants) = value.get("invariants").and_then(|v| v.as_object()) {
-        for (name, finding) in invariants {
-            let count = finding.get("count").and_then(|c| c.as_u64()).unwrap_or(0);
-            let examples = finding
-                .get("examples")
-                .and_then(|e| e.as_array())
-                .map(|e| e.iter().filter_map(|x| x.as_str()).take(5).collect::<Vec<_>>().join(", "))
-                .unwrap_or_default();
-            if count > 0 && !examples.is_empty() {
-                lines.push(format!("{name}: {count} (e.g. {examples})"));
-            } else {
-                lines.push(format!("{name}: {count}"));
-            }
+/// The checker's counts, one line per invariant, and any ZooKeeper log truncation
+/// that dropped transactions (the first place to look when a run is violated).
+fn summarize(
+    result: &checker::CheckResult,
+    truncations: &[report::zk_log::Truncation],
+) -> Vec<String> {
+    let m = &result.messages;
+    let mut lines = vec![format!(
+        "messages: {} produced ok ({} unknown, {} failed), {} delivered, {} acknowledged",
+        m.produced_ok, m.produce_unknown, m.produce_failed, m.delivered, m.acknowledged
+    )];
+    let required = result.invariants.required().into_iter().map(|(name, f)| (name, f, true));
+    let reported = result.invariants.reported().into_iter().map(|(name, f)| (name, f, false));
+    for (name, finding, must_be_zero) in required.chain(reported) {
+        let rule = if must_be_zero { " (must be 0)" } else { "" };
+        let examples: Vec<&str> = finding.examples.iter().take(5).map(String::as_str).collect();
+        if finding.count > 0 && !examples.is_empty() {
+            lines.push(format!("{name}{rule}: {} (e.g. {})", finding.count, examples.join(", ")));
+        } else {
+            lines.push(format!("{name}{rule}: {}", finding.count));
         }
     }
-    if let Some(u) = value.get("unavailability_summary") {
-        lines.push(format!("unavailability: {u}"));
+    let u = &result.unavailability_summary;
+    let secs = |s: Option<f64>| s.map_or_else(|| "-".to_owned(), |s| format!("{s:.2} s"));
+    let by_fault: Vec<String> =
+        u.median_by_fault.iter().map(|(fault, s)| format!("{fault} {s:.2} s")).collect();
+    lines.push(format!(
+        "unavailability after {} faults: median {}, max {}{}{}",
+        u.faults,
+        secs(u.median_s),
+        secs(u.max_s),
+        if by_fault.is_empty() {
+            String::new()
+        } else {
+            format!(" (median by fault: {})", by_fault.join(", "))
+        },
+        if u.unresolved > 0 {
+            format!(", {} never recovered", u.unresolved)
+        } else {
+            String::new()
+        }
+    ));
+    for t in truncations {
+        lines.push(format!(
+            "ZooKeeper {} truncated its log at {} from {} to {} ({} transactions dropped)",
+            t.node,
+            t.time,
+            t.from_zxid.as_deref().unwrap_or("?"),
+            t.to_zxid,
+            t.dropped.map_or_else(|| "?".to_owned(), |n| n.to_string())
+        ));
     }
     lines
 }

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 pub const MAX_PAYLOAD_BYTES: usize = 1_000_000;
 
 /// ZooKeeper versions the harness builds images for (an `image` override lifts this).
-pub const KNOWN_ZK_VERSIONS: &[&str] = &["3.8.0", "3.9.3"];
+pub const KNOWN_ZK_VERSIONS: &[&str] = &["3.8.0", "3.9.3", "3.9.6"];
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -744,7 +744,7 @@ fn validate(s: &Scenario) -> Result<(), Problem> {
             format!(
                 "`{}`: the harness builds {} (or name an `image`)",
                 c.zk_version,
-                KNOWN_ZK_VERSIONS.join(" and ")
+                KNOWN_ZK_VERSIONS.join(", ")
             ),
         ));
     }

@@ -16,10 +16,11 @@ use super::{EXIT_HARNESS_ERROR, EXIT_OK};
 pub enum ClusterCommand {
     /// Build the ZooKeeper images from Debian packages (skips tags that exist)
     ///
-    /// zkmq/zookeeper:3.8.0 comes from Debian bookworm, zkmq/zookeeper:3.9.3 from
-    /// trixie: a debootstrap root with a headless JRE, libzookeeper-java, iptables and
-    /// iproute2 (recipe: cluster/build-rootfs.sh), imported into Docker. Needs root
-    /// and debootstrap; `cluster up` builds a missing image by itself.
+    /// zkmq/zookeeper:3.8.0 comes from Debian bookworm, 3.9.3 from trixie, 3.9.6
+    /// from forky (testing): a debootstrap root with a headless JRE,
+    /// libzookeeper-java, iptables and iproute2 (recipe: cluster/build-rootfs.sh),
+    /// imported into Docker. Needs root and debootstrap; `cluster up` builds a
+    /// missing image by itself.
     Images {
         /// Rebuild even if the tag exists
         #[arg(long)]
@@ -79,7 +80,7 @@ pub enum ClusterCommand {
     Upgrade {
         #[command(flatten)]
         target: TargetArgs,
-        /// Version to run (3.8.0 or 3.9.3)
+        /// Version to run (3.8.0, 3.9.3 or 3.9.6)
         #[arg(long)]
         to: String,
     },
@@ -153,7 +154,7 @@ pub struct UpArgs {
     /// Ensemble size: 1, 3, 5 or 7
     #[arg(long, default_value_t = 5)]
     nodes: usize,
-    /// ZooKeeper version of our images: 3.8.0 or 3.9.3
+    /// ZooKeeper version of our images: 3.8.0, 3.9.3 or 3.9.6
     #[arg(long, default_value = "3.8.0")]
     zk_version: String,
     /// Run another image instead, e.g. the official zookeeper:3.9 (pull it first)

@@ -20,6 +20,12 @@ const BUILD_SCRIPT: &str = include_str!("../../cluster/build-rootfs.sh");
 pub const SUPPORTED_VERSIONS: &[(&str, &str, &str)] = &[
     ("3.8.0", "bookworm", "openjdk-17-jre-headless"),
     ("3.9.3", "trixie", "openjdk-21-jre-headless"),
+    // Debian testing (forky): carries the fixes for transactions lost by a node
+    // that crashes while syncing with a new leader (ZOOKEEPER-4785, in 3.8.4 and
+    // 3.9.2) and for the hole a stale follower spreads (ZOOKEEPER-4925, 3.9.4).
+    // The recipe pins the package version: when forky moves on, the build fails
+    // rather than tag another version 3.9.6.
+    ("3.9.6", "forky", "openjdk-21-jre-headless"),
 ];
 
 const REPOSITORY: &str = "zkmq/zookeeper";
@@ -130,7 +136,7 @@ async fn build_image(
         .map_err(ClusterError::io(format!("writing {}", script.display())))?;
     let root = work.join("root");
     let result = async {
-        run_recipe(&script, suite, jre, &root, progress).await.map_err(build_err)?;
+        run_recipe(&script, version, suite, jre, &root, progress).await.map_err(build_err)?;
         progress(&format!("{image}: importing the root file system into Docker"));
         let changes = vec![
             "LABEL zkmq.image=zookeeper".to_owned(),
@@ -178,6 +184,7 @@ fn check_tools() -> Result<(), ClusterError> {
 /// Runs the recipe, forwarding its progress lines; on failure returns its output.
 async fn run_recipe(
     script: &Path,
+    version: &str,
     suite: &str,
     jre: &str,
     root: &Path,
@@ -188,6 +195,7 @@ async fn run_recipe(
         .arg(suite)
         .arg(jre)
         .arg(root)
+        .arg(version)
         .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())

@@ -16,6 +16,7 @@ mod plots;
 mod progress;
 mod render;
 pub mod series;
+pub mod zk_log;
 
 use std::path::{Path, PathBuf};
 
@@ -65,6 +66,10 @@ pub struct Results {
     pub check: CheckResult,
     /// Report files, relative to the run directory.
     pub files: Vec<String>,
+    /// Servers that dropped transactions from their log to follow a leader (from
+    /// `logs/zk*.log`): where the ensemble itself may have lost writes.
+    #[serde(default)]
+    pub zookeeper_truncations: Vec<zk_log::Truncation>,
 }
 
 /// Rates over the recorded duration (`check.duration_s`).
@@ -204,6 +209,7 @@ pub fn write_reports(run_dir: &Path) -> Result<Reports, ReportError> {
         faults: schedule.map(|s| s.faults).unwrap_or_default(),
         check,
         files: file_names,
+        zookeeper_truncations: zk_log::scan_dir(&run_dir.join(files::LOGS_DIR)),
     };
 
     let results_json = run_dir.join(files::RESULTS);

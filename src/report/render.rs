@@ -92,6 +92,29 @@ pub fn summary_markdown(results: &Results) -> String {
     if check.truncated_last_line {
         let _ = writeln!(out, "\n⚠️ The history's last line was truncated (the harness stopped mid-write) and was ignored.");
     }
+    if !results.zookeeper_truncations.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n⚠️ ZooKeeper servers dropped transactions from their logs to follow a new leader{}:\n",
+            if results.valid {
+                ""
+            } else {
+                " (if they were committed, the ensemble itself lost writes: see the node logs)"
+            }
+        );
+        let _ = writeln!(out, "| server | time | last zxid | truncated to | transactions dropped |\n|---|---|---|---|---:|");
+        for t in &results.zookeeper_truncations {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} |",
+                t.node,
+                t.time,
+                t.from_zxid.as_deref().unwrap_or("?"),
+                t.to_zxid,
+                t.dropped.map_or_else(|| "?".to_owned(), |n| n.to_string())
+            );
+        }
+    }
     for expectation in &results.expectations {
         if expectation.passed == Some(false) {
             let _ = writeln!(
@@ -358,6 +381,22 @@ pub fn html(
                 escape(&fault.target),
                 escape(fault.resolved.as_deref().unwrap_or("")),
                 if fault.applied { "yes".to_owned() } else { format!("no: {}", escape(fault.error.as_deref().unwrap_or(""))) }
+            );
+        }
+        out.push_str("</table>\n");
+    }
+
+    if !results.zookeeper_truncations.is_empty() {
+        out.push_str("<h2>ZooKeeper log truncations</h2>\n<p>Servers that dropped transactions from their log to follow a new leader (from <code>logs/zk*.log</code>). A crashed leader's uncommitted proposals go this way; committed ones must not, and a message lost or delivered again after its ack in the same run points here (ZooKeeper's sync bugs ZOOKEEPER-4785, -4643, -4925).</p>\n<table><tr><th>server</th><th>time</th><th>last zxid</th><th>truncated to</th><th>transactions dropped</th></tr>\n");
+        for t in &results.zookeeper_truncations {
+            let _ = writeln!(
+                out,
+                "<tr class=\"bad\"><td>{}</td><td>{}</td><td><code>{}</code></td><td><code>{}</code></td><td class=\"n\">{}</td></tr>",
+                escape(&t.node),
+                escape(&t.time),
+                escape(t.from_zxid.as_deref().unwrap_or("?")),
+                escape(&t.to_zxid),
+                t.dropped.map_or_else(|| "?".to_owned(), |n| n.to_string())
             );
         }
         out.push_str("</table>\n");
