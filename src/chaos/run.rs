@@ -393,9 +393,9 @@ fn summarize(
             "ZooKeeper {} truncated its log at {} from {} to {} ({} transactions dropped)",
             t.node,
             t.time,
-            t.from_zxid.as_deref().unwrap_or("?"),
+            t.from_text(),
             t.to_zxid,
-            t.dropped.map_or_else(|| "?".to_owned(), |n| n.to_string())
+            t.dropped_text()
         ));
     }
     lines

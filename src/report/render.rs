@@ -109,9 +109,9 @@ pub fn summary_markdown(results: &Results) -> String {
                 "| {} | {} | {} | {} | {} |",
                 t.node,
                 t.time,
-                t.from_zxid.as_deref().unwrap_or("?"),
+                t.from_text(),
                 t.to_zxid,
-                t.dropped.map_or_else(|| "?".to_owned(), |n| n.to_string())
+                t.dropped_text()
             );
         }
     }
@@ -394,9 +394,9 @@ pub fn html(
                 "<tr class=\"bad\"><td>{}</td><td>{}</td><td><code>{}</code></td><td><code>{}</code></td><td class=\"n\">{}</td></tr>",
                 escape(&t.node),
                 escape(&t.time),
-                escape(t.from_zxid.as_deref().unwrap_or("?")),
+                escape(t.from_text()),
                 escape(&t.to_zxid),
-                t.dropped.map_or_else(|| "?".to_owned(), |n| n.to_string())
+                t.dropped_text()
             );
         }
         out.push_str("</table>\n");

@@ -35,6 +35,18 @@ pub struct Truncation {
     pub dropped: Option<u64>,
 }
 
+impl Truncation {
+    /// The zxid before, or `?` when the log did not show it.
+    pub fn from_text(&self) -> &str {
+        self.from_zxid.as_deref().unwrap_or("?")
+    }
+
+    /// The count dropped, or `?` across epochs.
+    pub fn dropped_text(&self) -> String {
+        self.dropped.map_or_else(|| "?".to_owned(), |n| n.to_string())
+    }
+}
+
 const TRUNCATING: &str = "Truncating log to get in sync with the leader ";
 
 fn parse_hex(text: &str) -> Option<u64> {
