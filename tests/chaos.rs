@@ -236,7 +236,8 @@ fn legacy_is_caught_naming_lost_or_duplicated_ids() {
     assert_eq!(legacy.status.code(), Some(1), "legacy must be caught: {legacy_text}");
     let stdout = String::from_utf8_lossy(&legacy.stdout);
     let named = stdout.lines().any(|l| {
-        (l.contains("lost: ") || l.contains("duplicated_past_ack: ")) && l.contains("(e.g. ")
+        (l.contains("lost (must be 0): ") || l.contains("duplicated_past_ack (must be 0): "))
+            && l.contains("(e.g. ")
     });
     assert!(named, "the violation names message ids: {legacy_text}");
     assert!(stdout.contains("re-run the same faults with: zkmq chaos run"), "{legacy_text}");
