@@ -74,13 +74,26 @@ EOF
 chmod 755 "$root/usr/sbin/policy-rc.d"
 mount -t proc proc "$root/proc"
 
-zk_package=libzookeeper-java
-[ -z "$zk_version" ] || zk_package="libzookeeper-java=$zk_version-*"
-step "apt-get install $jre $zk_package iptables iproute2 procps"
+step "apt-get update"
 # Testing's Release file carries a Valid-Until a week ahead; a mirror or snapshot
 # that lags behind would make apt refuse it. Signatures are still checked.
 chroot "$root" /usr/bin/env DEBIAN_FRONTEND=noninteractive LC_ALL=C \
   apt-get -o Acquire::Retries=3 -o Acquire::Check-Valid-Until=false update -qq
+zk_package=libzookeeper-java
+if [ -n "$zk_version" ]; then
+  zk_package="libzookeeper-java=$zk_version-*"
+  # A moving suite (testing) drops old versions: say so plainly, not as apt's error.
+  available=$(chroot "$root" apt-cache madison libzookeeper-java | awk '{print $3}' | tr '\n' ' ' | sed 's/ $//')
+  case " $available" in
+    *" $zk_version-"*) ;;
+    *)
+      echo "build-rootfs: Debian $suite has no libzookeeper-java $zk_version (it has: ${available:-none});" \
+        "build another version, or update SUPPORTED_VERSIONS in src/cluster/images.rs" >&2
+      exit 1
+      ;;
+  esac
+fi
+step "apt-get install $jre $zk_package iptables iproute2 procps"
 chroot "$root" /usr/bin/env DEBIAN_FRONTEND=noninteractive LC_ALL=C \
   apt-get -o Acquire::Retries=3 install -y -qq --no-install-recommends \
   "$jre" "$zk_package" iptables iproute2 procps >"$root.apt.log" 2>&1 || {
