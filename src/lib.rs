@@ -39,8 +39,10 @@
 //!
 //! **[`report`]**: statistics, plots and the files a person or a CI system reads:
 //! HTML, Markdown, JSON, JUnit and HdrHistogram logs, all from a run directory alone;
-//! `zkmq report --compare` of two runs; and `report::Progress`, the live view the
-//! chaos run loop feeds while a run goes.
+//! `zkmq report --compare` of two runs; `report::zk_log`, which finds in the saved
+//! server logs the truncations that dropped transactions (where the ensemble itself
+//! may have lost writes); and `report::Progress`, the live view the chaos run loop
+//! feeds while a run goes.
 //!
 //! **[`bench`]**: throughput and latency benchmarks of the queue on a running
 //! ensemble; performance targets live here, never in timed tests.

@@ -247,8 +247,8 @@ fn legacy_is_caught_naming_lost_or_duplicated_ids() {
 /// seed, so the same schedule) must end valid: the other half of the proof.
 ///
 /// It runs on ZooKeeper 3.9.6 (the scenario says so). On 3.8.0 about one run in
-/// five failed, and every failure traced to the ensemble: a server truncated
-/// committed transactions after a crash during sync (its log says "Truncating
+/// five failed; the failure traced came from the ensemble: servers truncated
+/// committed transactions after a crash during sync (their logs say "Truncating
 /// log", the report lists it), so acknowledged takes came back and acknowledged
 /// produces vanished. README, Known issues.
 #[test]
