@@ -20,9 +20,6 @@ use crate::queue::{
     StoreError,
 };
 
-/// Sends per pipelined batch of each producer.
-const PRODUCER_BATCH: usize = 32;
-
 /// What to run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct QueueBenchConfig {
@@ -35,6 +32,11 @@ pub struct QueueBenchConfig {
     pub messages: usize,
     /// Payload bytes per message (at least 8: the send time is carried in it).
     pub size: usize,
+    /// Messages per [`Producer::send_batch`] call.
+    pub send_batch: usize,
+    /// Messages per [`Consumer::ack_and_take_batch`] call (1: one at a time,
+    /// through [`Consumer::ack_and_take`]).
+    pub take_batch: usize,
     /// Sequential creates for the raw bound (0: skip it).
     pub raw_creates: usize,
     /// Give up when no message was acknowledged for this long.
@@ -99,6 +101,9 @@ pub async fn bench_queue(config: QueueBenchConfig) -> Result<QueueBenchResult, Q
     if config.producers == 0 || config.consumers == 0 {
         return Err(QueueError::Config("need at least one producer and one consumer".into()));
     }
+    if config.send_batch == 0 || config.take_batch == 0 {
+        return Err(QueueError::Config("--send-batch and --take-batch must be at least 1".into()));
+    }
     let mut queue = config.queue.clone();
     queue.chroot =
         format!("{}/bench-{}", queue.chroot, &uuid::Uuid::new_v4().simple().to_string()[..8]);
@@ -124,11 +129,12 @@ pub async fn bench_queue(config: QueueBenchConfig) -> Result<QueueBenchResult, Q
         let mut producer = Producer::new(config.access.clone(), queue.clone()).await?;
         let errors = errors.clone();
         let size = config.size;
+        let send_batch = config.send_batch;
         producers.push(tokio::spawn(async move {
             // Sends go out in pipelined batches: one write latency per batch.
             let mut left = share;
             while left > 0 {
-                let batch = left.min(PRODUCER_BATCH);
+                let batch = left.min(send_batch);
                 left -= batch;
                 let sent_at = started.elapsed().as_nanos() as u64;
                 let mut payload = vec![0u8; size];
@@ -148,6 +154,7 @@ pub async fn bench_queue(config: QueueBenchConfig) -> Result<QueueBenchResult, Q
     for _ in 0..config.consumers {
         let mut consumer = Consumer::register(config.access.clone(), queue.clone()).await?;
         let (acked, errors) = (acked.clone(), errors.clone());
+        let config = config.clone();
         consumers.push(tokio::spawn(async move {
             let mut latencies =
                 Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds");
@@ -161,28 +168,41 @@ pub async fn bench_queue(config: QueueBenchConfig) -> Result<QueueBenchResult, Q
                     redelivered += 1;
                 }
             };
-            let mut current = None;
+            let take_batch = config.take_batch;
+            let wait = Duration::from_millis(200);
+            let mut current: Vec<crate::queue::Delivery> = Vec::new();
             loop {
-                let next = match current.take() {
-                    // The ack rides in the next take's transaction.
-                    Some(delivery) => {
-                        let (ack, next) =
-                            consumer.ack_and_take(&delivery, Duration::from_millis(200)).await;
-                        match ack {
-                            Ok(()) => acked.fetch_add(1, Ordering::Relaxed),
-                            Err(_) => errors.fetch_add(1, Ordering::Relaxed),
-                        };
-                        next
+                if current.is_empty() && acked.load(Ordering::Relaxed) >= total {
+                    break;
+                }
+                // The acks ride in the next take's transaction.
+                let (acks, next) = if take_batch == 1 {
+                    match current.pop() {
+                        Some(delivery) => {
+                            let (ack, next) = consumer.ack_and_take(&delivery, wait).await;
+                            (vec![ack], next.map(|next| next.into_iter().collect()))
+                        }
+                        None => (
+                            Vec::new(),
+                            consumer.take(wait).await.map(|next| next.into_iter().collect()),
+                        ),
                     }
-                    None if acked.load(Ordering::Relaxed) >= total => break,
-                    None => consumer.take(Duration::from_millis(200)).await,
+                } else {
+                    consumer
+                        .ack_and_take_batch(&std::mem::take(&mut current), take_batch, wait)
+                        .await
                 };
+                for ack in acks {
+                    match ack {
+                        Ok(()) => acked.fetch_add(1, Ordering::Relaxed),
+                        Err(_) => errors.fetch_add(1, Ordering::Relaxed),
+                    };
+                }
                 match next {
-                    Ok(Some(delivery)) => {
-                        record(&delivery);
-                        current = Some(delivery);
+                    Ok(batch) => {
+                        batch.iter().for_each(&mut record);
+                        current = batch;
                     }
-                    Ok(None) => {}
                     Err(_) => {
                         errors.fetch_add(1, Ordering::Relaxed);
                     }

@@ -281,7 +281,7 @@ impl zkmq::queue::Store for WithoutMulti {
     fn supports_multi(&self) -> bool {
         false
     }
-    async fn multi(&self, _: &[zkmq::queue::MultiOp]) -> zkmq::queue::StoreResult<()> {
+    async fn multi(&self, _: &[zkmq::queue::MultiOp]) -> zkmq::queue::StoreResult<Vec<String>> {
         Err(zkmq::queue::StoreError::Refused("no multi here".into()))
     }
     async fn wait_for_children(

@@ -609,8 +609,11 @@ async fn leftovers(store: &dyn queue::Store, config: &QueueConfig) -> Vec<(Strin
     }
     if let Ok(consumers) = store.children(&tree.consumers()).await {
         for consumer in consumers {
-            let id = consumer.strip_prefix("consumer-").unwrap_or(&consumer).to_string();
-            paths.push(tree.slot(&id));
+            let node = queue::Tree::node(&tree.consumers(), &consumer);
+            if let Ok(children) = store.children(&node).await {
+                let slots = children.into_iter().filter(|name| queue::Tree::is_slot(name));
+                paths.extend(slots.map(|slot| queue::Tree::node(&node, &slot)));
+            }
         }
     }
     let mut found = Vec::new();

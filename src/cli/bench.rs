@@ -24,6 +24,14 @@ pub enum BenchCommand {
         /// Payload bytes per message (at least 8)
         #[arg(long, default_value_t = 100)]
         size: usize,
+        /// Messages per producer batch (two transactions per batch on the native
+        /// protocol; 1 sends one message at a time)
+        #[arg(long, default_value_t = 32)]
+        send_batch: usize,
+        /// Messages a consumer takes per transaction, its acks riding in the next
+        /// one (1: one message at a time, as `zkmq queue take` does)
+        #[arg(long, default_value_t = 16)]
+        take_batch: usize,
         /// Sequential creates for the raw bound (0 skips it)
         #[arg(long, default_value_t = 5000)]
         raw_creates: usize,
@@ -35,7 +43,17 @@ pub enum BenchCommand {
 
 pub async fn run(command: BenchCommand) -> anyhow::Result<u8> {
     match command {
-        BenchCommand::Queue { target, producers, consumers, messages, size, raw_creates, json } => {
+        BenchCommand::Queue {
+            target,
+            producers,
+            consumers,
+            messages,
+            size,
+            send_batch,
+            take_batch,
+            raw_creates,
+            json,
+        } => {
             let config = QueueBenchConfig {
                 access: target.access().await?,
                 queue: target.config(),
@@ -43,6 +61,8 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<u8> {
                 consumers,
                 messages,
                 size,
+                send_batch,
+                take_batch,
                 raw_creates,
                 stall_timeout: Duration::from_secs(30),
             };

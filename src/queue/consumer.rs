@@ -1,10 +1,13 @@
 //! Taking and acknowledging messages.
 
-use std::collections::VecDeque;
+mod batch;
+
+use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 use tokio::time::Instant;
 
+use self::batch::BatchInDoubt;
 use super::envelope::{Envelope, FLAG_FROM_PARTIAL};
 use super::store::{CreateMode, MultiOp, StoreError, StoreResult};
 use super::{
@@ -54,11 +57,19 @@ pub struct Consumer {
     slot_unknown: bool,
     /// Taken and not yet acknowledged: a second take returns it again.
     held: Option<Delivery>,
-    /// An ack whose outcome stayed unknown: the slot and the session it was sent
-    /// in. It outlives the `ack` call (and a re-registration) so that a later ack
-    /// of the same delivery that finds the slot gone says "unknown", never
+    /// Taken by [`Consumer::take_batch`] and not yet acknowledged.
+    batch_held: Vec<Delivery>,
+    /// The number in the next batch slot's name (`message-<n>`): slot names are
+    /// never reused by one consumer id, so reading a slot back after an unknown
+    /// outcome tells which transaction created it.
+    next_slot: u64,
+    /// A batch transaction whose outcome is unknown: settled before the next take.
+    batch_in_doubt: Option<BatchInDoubt>,
+    /// Acks whose outcome stayed unknown: slot -> the session the attempt was
+    /// sent in. It outlives the `ack` call (and a re-registration) so that a later
+    /// ack of the same delivery that finds the slot gone says "unknown", never
     /// "taken back": the first attempt may have deleted it.
-    ack_in_doubt: Option<(String, i64)>,
+    ack_in_doubt: HashMap<String, i64>,
     /// When this consumer last ran a recovery pass.
     last_recovery: Instant,
     /// Names from the last listing of `messages/`, not tried yet: listing the whole
@@ -110,7 +121,10 @@ impl Consumer {
             id: new_id(),
             slot_unknown: false,
             held: None,
-            ack_in_doubt: None,
+            batch_held: Vec::new(),
+            next_slot: 1,
+            batch_in_doubt: None,
+            ack_in_doubt: HashMap::new(),
             last_recovery: Instant::now(),
             pending: VecDeque::new(),
             seen_messages: Vec::new(),
@@ -186,6 +200,9 @@ impl Consumer {
         tracing::info!(old = %old, new = %self.id, "re-registering the consumer");
         self.slot_unknown = false;
         self.held = None;
+        self.batch_held.clear();
+        self.next_slot = 1;
+        self.batch_in_doubt = None;
         self.fold_ack = None;
         self.unknown_fold = None;
         self.register_id().await
@@ -202,7 +219,7 @@ impl Consumer {
     /// queue, or polling on REST). `Ok(None)`: nothing came in time. A message taken
     /// and not acknowledged is returned again.
     pub async fn take(&mut self, timeout: Duration) -> Result<Option<Delivery>, QueueError> {
-        if let Some(held) = &self.held {
+        if let Some(held) = self.held.as_ref().or(self.batch_held.first()) {
             return Ok(Some(held.clone()));
         }
         let deadline = Instant::now() + timeout;
@@ -228,28 +245,35 @@ impl Consumer {
                     continue;
                 }
             }
-            let now = Instant::now();
-            if now >= deadline {
+            if Instant::now() >= deadline {
                 return Ok(None);
             }
-            if now >= self.last_recovery + self.session.config.recovery_interval {
-                self.run_recovery().await;
-                continue;
-            }
-            let mut wait = (deadline - now).min(self.session.config.recovery_interval);
-            if self.saw_unset {
-                wait = wait.min(Duration::from_millis(20));
-            }
-            let store = self.session.store.clone();
-            let (messages, partial) = (self.tree.messages(), self.tree.partial());
-            tokio::select! {
-                _ = store.wait_for_children_change(&messages, Some(&self.seen_messages), wait) => {}
-                _ = store.wait_for_children_change(&partial, Some(&self.seen_partial), wait) => {}
-            }
-            // Whichever fired, look at `partial/` first again.
-            self.partial_listed =
-                Instant::now().checked_sub(PARTIAL_RELIST).unwrap_or(self.partial_listed);
+            self.wait_for_messages(deadline).await;
         }
+    }
+
+    /// Nothing to take: runs a recovery pass when one is due, else waits until the
+    /// queue changes (a watch; polling on REST), the pass is due, or `deadline`.
+    async fn wait_for_messages(&mut self, deadline: Instant) {
+        let now = Instant::now();
+        if now >= self.last_recovery + self.session.config.recovery_interval {
+            self.run_recovery().await;
+            return;
+        }
+        let mut wait =
+            deadline.saturating_duration_since(now).min(self.session.config.recovery_interval);
+        if self.saw_unset {
+            wait = wait.min(Duration::from_millis(20));
+        }
+        let store = self.session.store.clone();
+        let (messages, partial) = (self.tree.messages(), self.tree.partial());
+        tokio::select! {
+            _ = store.wait_for_children_change(&messages, Some(&self.seen_messages), wait) => {}
+            _ = store.wait_for_children_change(&partial, Some(&self.seen_partial), wait) => {}
+        }
+        // Whichever fired, look at `partial/` first again.
+        self.partial_listed =
+            Instant::now().checked_sub(PARTIAL_RELIST).unwrap_or(self.partial_listed);
     }
 
     /// One look at the queue: our own slot if a take's outcome was unknown, then
@@ -414,7 +438,7 @@ impl Consumer {
                 mode: CreateMode::Persistent,
             });
             match self.session.store.multi(&ops).await {
-                Ok(()) => {
+                Ok(_) => {
                     if fold.is_some() {
                         self.fold_result = Some(Ok(()));
                     }
@@ -661,11 +685,7 @@ impl Consumer {
         let deadline = Instant::now() + self.session.config.retry_budget;
         // The session of an attempt whose outcome was unknown: while that session
         // lives, nobody else touches our slot, so a later NoNode means it landed.
-        let mut unknown_in_session: Option<i64> = self
-            .ack_in_doubt
-            .as_ref()
-            .filter(|(slot, _)| *slot == delivery.slot)
-            .map(|(_, session)| *session);
+        let mut unknown_in_session: Option<i64> = self.ack_in_doubt.get(&delivery.slot).copied();
         let result = loop {
             if self.session.store.is_dead() {
                 if let Err(err) = self.reregister().await {
@@ -717,12 +737,13 @@ impl Consumer {
         };
         let settled = result.is_ok() || matches!(result, Err(QueueError::TakenBack));
         if settled {
-            self.ack_in_doubt = None;
+            self.ack_in_doubt.remove(&delivery.slot);
             if self.held.as_ref().is_some_and(|held| held.slot == delivery.slot) {
                 self.held = None;
             }
+            self.batch_held.retain(|held| held.slot != delivery.slot);
         } else if let Some(session) = unknown_in_session {
-            self.ack_in_doubt = Some((delivery.slot.clone(), session));
+            self.ack_in_doubt.insert(delivery.slot.clone(), session);
         }
         result
     }

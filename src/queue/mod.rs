@@ -4,7 +4,8 @@
 //! <chroot>/queue/messages/message-<seq10>         waiting messages
 //! <chroot>/queue/partial/message-<seq10>          taken back from a dead consumer; taken first
 //! <chroot>/queue/consumers/consumer-<id>/status   ephemeral: the consumer is alive
-//! <chroot>/queue/consumers/consumer-<id>/message  the one message the consumer holds
+//! <chroot>/queue/consumers/consumer-<id>/message  the message a single take holds
+//! <chroot>/queue/consumers/consumer-<id>/message-<n>  one per message a batch take holds
 //! <chroot>/queue/janitor                          ephemeral lock: one recovery pass at a time
 //! ```
 //!
@@ -18,6 +19,8 @@
 //! - **take** ([`TakeProtocol::Multi`], native): one `multi` that checks the
 //!   consumer's own `status`, deletes the source at the version read and creates the
 //!   consumer's `message` slot. An unknown outcome is resolved by reading the slot.
+//!   A batch take ([`Consumer::take_batch`]) does the same for many messages in
+//!   one `multi`, each into a slot of its own (`message-<n>`).
 //! - **take** ([`TakeProtocol::Claim`], REST has no `multi`): mark the source with a
 //!   claim token by a versioned set (one winner), create the slot carrying the same
 //!   token, delete the source at the claimed version. Multi consumers skip claimed
@@ -269,8 +272,17 @@ impl Tree {
     pub fn status(&self, id: &str) -> String {
         format!("{}/status", self.consumer(id))
     }
+    /// The slot of a single take (and of the claim protocol and legacy).
     pub fn slot(&self, id: &str) -> String {
         format!("{}/message", self.consumer(id))
+    }
+    /// Slot `n` of a batch take: one per message, numbers never reused by an id.
+    pub fn batch_slot(&self, id: &str, n: u64) -> String {
+        format!("{}/message-{n}", self.consumer(id))
+    }
+    /// True for the names of slots among a consumer node's children.
+    pub fn is_slot(name: &str) -> bool {
+        name == "message" || name.strip_prefix("message-").is_some_and(|n| n.parse::<u64>().is_ok())
     }
     pub fn janitor(&self) -> String {
         format!("{}/janitor", self.root)

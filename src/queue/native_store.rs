@@ -183,7 +183,7 @@ impl Store for NativeStore {
         true
     }
 
-    async fn multi(&self, ops: &[MultiOp]) -> StoreResult<()> {
+    async fn multi(&self, ops: &[MultiOp]) -> StoreResult<Vec<String>> {
         let client = self.client()?;
         let mut writer = client.new_multi_writer();
         let refused = |index: usize, err: zk::Error, path: &str| StoreError::MultiFailed {
@@ -212,7 +212,13 @@ impl Store for NativeStore {
         let what = ops.first().map(op_path).unwrap_or("(empty)");
         let committed = tokio::time::timeout(self.op_timeout, writer.commit()).await;
         match committed {
-            Ok(Ok(_)) => Ok(()),
+            Ok(Ok(results)) => Ok(results
+                .into_iter()
+                .filter_map(|result| match result {
+                    zk::MultiWriteResult::Create { path, .. } => Some(path),
+                    _ => None,
+                })
+                .collect()),
             Ok(Err(zk::MultiWriteError::OperationFailed { index, source })) => {
                 let path = ops.get(index).map(op_path).unwrap_or("?");
                 match map_error(source, path) {

@@ -6,8 +6,17 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::envelope::{Envelope, MAX_PAYLOAD};
-use super::store::{CreateMode, Store, StoreError};
+use super::store::{CreateMode, MultiOp, Store, StoreError};
 use super::{legacy, Access, Algorithm, MessageId, QueueConfig, QueueError, Session, Tree};
+
+/// At most this many messages in one batch `multi`.
+const MULTI_MESSAGES: usize = 256;
+/// At most this many bytes of envelopes in one batch `multi`: the whole request
+/// must stay under `jute.maxbuffer` (about 1 MB), or the server drops the
+/// connection, which looks like an unknown outcome and would be retried forever.
+const MULTI_BYTES: usize = 512 * 1024;
+/// What one `multi` operation adds to its data: header, path, version.
+const OP_OVERHEAD: usize = 128;
 
 /// Sends messages to one queue. Rebuilds its session after expiry.
 pub struct Producer {
@@ -43,17 +52,113 @@ impl Producer {
         self.produce(id, payload).await
     }
 
-    /// Sends many messages at once, each by the same protocol as
-    /// [`Producer::send_with_id`], their requests pipelined on one session: a
-    /// write's latency is paid once per batch rather than once per message.
+    /// Sends many messages at once. Where the store has `multi` (native), a batch
+    /// is two transactions in all, whatever its size: one `multi` creates an empty
+    /// sequential node per message, a second sets them all at version 0. Each
+    /// message keeps the guarantees of [`Producer::send_with_id`]: should either
+    /// `multi` fail or end unknown, every message of the batch is finished by
+    /// itself with the single-message protocol, starting from the node the batch
+    /// created for it. Without `multi` (REST) the single sends are pipelined.
     /// Results come in the order of `messages`; order in the queue is not kept.
     pub async fn send_batch(
         &mut self,
         messages: &[(MessageId, &[u8])],
     ) -> Vec<Result<(), QueueError>> {
         let this = &*self;
-        futures::future::join_all(messages.iter().map(|(id, payload)| this.produce(id, payload)))
-            .await
+        let batched =
+            self.config.algorithm == Algorithm::Safe && self.store().await.supports_multi();
+        if !batched {
+            return futures::future::join_all(
+                messages.iter().map(|(id, payload)| this.produce(id, payload)),
+            )
+            .await;
+        }
+        let mut results: Vec<Option<Result<(), QueueError>>> =
+            messages.iter().map(|_| None).collect();
+        let mut chunks: Vec<Vec<(usize, MessageId, Vec<u8>)>> = vec![Vec::new()];
+        let mut chunk_bytes = 0;
+        for (index, (id, payload)) in messages.iter().enumerate() {
+            if payload.len() > MAX_PAYLOAD {
+                results[index] =
+                    Some(Err(QueueError::TooLarge { size: payload.len(), limit: MAX_PAYLOAD }));
+                continue;
+            }
+            let data = Envelope::new(*id, payload).encode();
+            let cost = data.len() + OP_OVERHEAD;
+            let last = chunks.last().expect("one chunk at least");
+            if !last.is_empty()
+                && (last.len() >= MULTI_MESSAGES || chunk_bytes + cost > MULTI_BYTES)
+            {
+                chunks.push(Vec::new());
+                chunk_bytes = 0;
+            }
+            chunk_bytes += cost;
+            chunks.last_mut().expect("one chunk at least").push((index, *id, data));
+        }
+        let done = futures::future::join_all(
+            chunks.iter().filter(|chunk| !chunk.is_empty()).map(|chunk| this.produce_multi(chunk)),
+        )
+        .await;
+        for (chunk, outcomes) in chunks.iter().filter(|chunk| !chunk.is_empty()).zip(done) {
+            for ((index, _, _), outcome) in chunk.iter().zip(outcomes) {
+                results[*index] = Some(outcome);
+            }
+        }
+        results.into_iter().map(|result| result.expect("every message has an outcome")).collect()
+    }
+
+    /// One batch in two `multi`s; see [`Producer::send_batch`].
+    async fn produce_multi(
+        &self,
+        batch: &[(usize, MessageId, Vec<u8>)],
+    ) -> Vec<Result<(), QueueError>> {
+        let deadline = Instant::now() + self.config.retry_budget;
+        let store = self.store().await;
+        let prefix = format!("{}/message-", self.tree.messages());
+        let creates: Vec<MultiOp> = batch
+            .iter()
+            .map(|_| MultiOp::Create {
+                path: prefix.clone(),
+                data: Vec::new(),
+                mode: CreateMode::PersistentSequential,
+            })
+            .collect();
+        let created = match store.multi(&creates).await {
+            Ok(paths) if paths.len() == batch.len() => Some(paths),
+            Ok(_) => None,
+            Err(err) => {
+                // Unknown: the nodes, if created, are empty orphans, never messages.
+                tracing::debug!("batch create: {err}; sending one by one");
+                None
+            }
+        };
+        let Some(paths) = created else {
+            return futures::future::join_all(
+                batch.iter().map(|(_, id, data)| self.produce_encoded(id, data, None, deadline)),
+            )
+            .await;
+        };
+        let sets: Vec<MultiOp> = batch
+            .iter()
+            .zip(&paths)
+            .map(|((_, _, data), path)| MultiOp::Set {
+                path: path.clone(),
+                data: data.clone(),
+                version: Some(0),
+            })
+            .collect();
+        match store.multi(&sets).await {
+            Ok(_) => batch.iter().map(|_| Ok(())).collect(),
+            Err(err) => {
+                // Definite: no set happened. Unknown: all of them may have.
+                let maybe_set = err.is_unknown_outcome();
+                tracing::debug!("batch set: {err}; finishing one by one");
+                futures::future::join_all(batch.iter().zip(paths).map(|((_, id, data), path)| {
+                    self.produce_encoded(id, data, Some((path, maybe_set)), deadline)
+                }))
+                .await
+            }
+        }
     }
 
     async fn store(&self) -> Arc<dyn Store> {
@@ -88,28 +193,46 @@ impl Producer {
             return legacy::produce(self.store().await.as_ref(), &self.tree, &data).await;
         }
         let deadline = Instant::now() + self.config.retry_budget;
+        self.produce_encoded(id, &data, None, deadline).await
+    }
+
+    /// The single-message protocol for an encoded envelope. `created`: an empty
+    /// node already created for this message (by a batch), and whether a set of it
+    /// may already have landed.
+    async fn produce_encoded(
+        &self,
+        id: &MessageId,
+        data: &[u8],
+        mut created: Option<(String, bool)>,
+        deadline: Instant,
+    ) -> Result<(), QueueError> {
         let prefix = format!("{}/message-", self.tree.messages());
         'create: loop {
-            let store = self.store().await;
-            if store.is_dead() {
-                self.recover_from(&store, &StoreError::SessionExpired("dead".into())).await?;
-                continue 'create;
-            }
-            // A create whose outcome is unknown is simply done again: the first one,
-            // if it happened, left an empty orphan, never a message.
-            let path = match store.create(&prefix, b"", CreateMode::PersistentSequential).await {
-                Ok(path) => path,
-                Err(err) if err.is_unknown_outcome() && Instant::now() < deadline => {
-                    self.recover_from(&store, &err).await?;
-                    continue 'create;
+            let (path, mut retried) = match created.take() {
+                Some(node) => node,
+                None => {
+                    let store = self.store().await;
+                    if store.is_dead() {
+                        let dead = StoreError::SessionExpired("dead".into());
+                        self.recover_from(&store, &dead).await?;
+                        continue 'create;
+                    }
+                    // A create whose outcome is unknown is simply done again: the
+                    // first one, if it happened, left an empty orphan, never a message.
+                    match store.create(&prefix, b"", CreateMode::PersistentSequential).await {
+                        Ok(path) => (path, false),
+                        Err(err) if err.is_unknown_outcome() && Instant::now() < deadline => {
+                            self.recover_from(&store, &err).await?;
+                            continue 'create;
+                        }
+                        Err(err) => return Err(err.into()),
+                    }
                 }
-                Err(err) => return Err(err.into()),
             };
-            let mut retried = false;
             loop {
                 // The node is persistent: after a renewal, the new session sets it.
                 let store = self.store().await;
-                match store.set(&path, &data, Some(0)).await {
+                match store.set(&path, data, Some(0)).await {
                     Ok(_) => return Ok(()),
                     // Recovery deleted the empty node as an orphan before our first
                     // set arrived: nothing was written; start over.

@@ -1,6 +1,7 @@
 //! Recovery (the janitor) and queue statistics.
 //!
-//! A consumer whose `status` is gone is dead. What it held goes back:
+//! A consumer whose `status` is gone is dead. What it held goes back, slot by slot
+//! (`message` from a single take, `message-<n>` from a batch take):
 //!
 //! - its slot holds the only copy (its take completed): move the slot to
 //!   `partial/<original name>`. With `multi`: delete the slot at its version and
@@ -54,7 +55,7 @@ pub struct QueueStats {
     pub messages: u64,
     /// Nodes in `partial/`.
     pub partial: u64,
-    /// Consumers holding a message (taken, not acknowledged).
+    /// Messages held by consumers (taken, not acknowledged): one per slot.
     pub in_flight: u64,
     /// Consumers alive (with a `status`).
     pub consumers: u64,
@@ -82,8 +83,12 @@ pub async fn stats(store: &dyn Store, config: &QueueConfig) -> Result<QueueStats
         if store.exists(&tree.status(id)).await?.is_some() {
             stats.consumers += 1;
         }
-        if store.exists(&tree.slot(id)).await?.is_some() {
-            stats.in_flight += 1;
+        match store.children(&tree.consumer(id)).await {
+            Ok(children) => {
+                stats.in_flight += children.iter().filter(|name| Tree::is_slot(name)).count() as u64
+            }
+            Err(StoreError::NoNode(_)) => {}
+            Err(err) => return Err(err.into()),
         }
     }
     Ok(stats)
@@ -153,26 +158,36 @@ impl Janitor<'_> {
             if self.is_alive(id).await? {
                 continue;
             }
-            let slot = self.tree.slot(id);
-            match self.store.get(&slot).await {
-                Ok((data, stat)) => {
-                    if let Err(err) = self.recover_slot(id, &data, stat.version).await {
-                        self.report.errors.push(format!("{slot}: {err}"));
-                    }
-                }
-                Err(StoreError::NoNode(_)) => {
-                    let node = self.tree.consumer(id);
-                    if let Some(stat) = self.store.exists(&node).await? {
-                        if stat.num_children == 0 && now_ms() - stat.ctime_ms > grace {
-                            match self.store.delete(&node, Some(stat.version)).await {
-                                Ok(()) => self.report.consumers_removed += 1,
-                                Err(err) if err.is_unknown_outcome() => return Err(err),
-                                Err(_) => {}
-                            }
+            // A single take holds `message`, a batch take `message-<n>` each.
+            let node = self.tree.consumer(id);
+            let slots: Vec<String> = match self.store.children(&node).await {
+                Ok(children) => children.into_iter().filter(|name| Tree::is_slot(name)).collect(),
+                Err(StoreError::NoNode(_)) => continue,
+                Err(err) => return Err(err),
+            };
+            if slots.is_empty() {
+                if let Some(stat) = self.store.exists(&node).await? {
+                    if stat.num_children == 0 && now_ms() - stat.ctime_ms > grace {
+                        match self.store.delete(&node, Some(stat.version)).await {
+                            Ok(()) => self.report.consumers_removed += 1,
+                            Err(err) if err.is_unknown_outcome() => return Err(err),
+                            Err(_) => {}
                         }
                     }
                 }
-                Err(err) => return Err(err),
+                continue;
+            }
+            for name in slots {
+                let slot = Tree::node(&node, &name);
+                match self.store.get(&slot).await {
+                    Ok((data, stat)) => {
+                        if let Err(err) = self.recover_slot(id, &slot, &data, stat.version).await {
+                            self.report.errors.push(format!("{slot}: {err}"));
+                        }
+                    }
+                    Err(StoreError::NoNode(_)) => {}
+                    Err(err) => return Err(err),
+                }
             }
         }
         for (dir, limit) in [(self.tree.partial(), usize::MAX), (self.tree.messages(), SCAN_LIMIT)]
@@ -245,8 +260,13 @@ impl Janitor<'_> {
         Ok(())
     }
 
-    async fn recover_slot(&mut self, id: &str, data: &[u8], slot_version: i32) -> StoreResult<()> {
-        let slot = self.tree.slot(id);
+    async fn recover_slot(
+        &mut self,
+        id: &str,
+        slot: &str,
+        data: &[u8],
+        slot_version: i32,
+    ) -> StoreResult<()> {
         let envelope = Envelope::decode(data)
             .map_err(|err| StoreError::Refused(format!("corrupt slot: {err}")))?;
         let name = envelope.source.clone();
@@ -273,14 +293,14 @@ impl Janitor<'_> {
                 match Envelope::decode(&copy) {
                     Ok(copy) if copy.claim == envelope.claim => {
                         return self
-                            .keep_copy(&slot, slot_version, &candidate, &copy, stat.version)
+                            .keep_copy(slot, slot_version, &candidate, &copy, stat.version)
                             .await
                     }
                     _ => continue,
                 }
             }
         }
-        self.move_slot(id, &slot, slot_version, envelope, &partial).await
+        self.move_slot(id, slot, slot_version, envelope, &partial).await
     }
 
     /// The claimed copy at `copy_path` is the message; the slot is a stale duplicate.
@@ -336,7 +356,7 @@ impl Janitor<'_> {
                 ])
                 .await;
             match result {
-                Ok(()) => {}
+                Ok(_) => {}
                 Err(StoreError::MultiFailed { index: 1, cause })
                     if matches!(*cause, StoreError::NodeExists(_)) =>
                 {

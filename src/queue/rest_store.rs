@@ -390,7 +390,7 @@ impl Store for RestStore {
         false
     }
 
-    async fn multi(&self, _ops: &[MultiOp]) -> StoreResult<()> {
+    async fn multi(&self, _ops: &[MultiOp]) -> StoreResult<Vec<String>> {
         Err(StoreError::Refused("the REST interface has no multi".into()))
     }
 

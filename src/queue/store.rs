@@ -126,9 +126,10 @@ pub trait Store: Send + Sync {
     async fn children(&self, path: &str) -> StoreResult<Vec<String>>;
     /// True when [`Store::multi`] is atomic on this backend. REST has no `multi`.
     fn supports_multi(&self) -> bool;
-    /// Runs all operations atomically, or none. Backends without `multi` return
-    /// `StoreError::Refused`.
-    async fn multi(&self, ops: &[MultiOp]) -> StoreResult<()>;
+    /// Runs all operations atomically, or none; returns the paths its
+    /// [`MultiOp::Create`]s created, in order (a batch of sequential creates needs
+    /// its names). Backends without `multi` return `StoreError::Refused`.
+    async fn multi(&self, ops: &[MultiOp]) -> StoreResult<Vec<String>>;
     /// Waits until the children of `path` may have changed, or `timeout` passes.
     /// Native: a one-shot children watch. REST: sleeps the poll interval (no watches).
     async fn wait_for_children(&self, path: &str, timeout: Duration) -> StoreResult<()>;

@@ -1,0 +1,447 @@
+//! Batched takes: many messages in one transaction, each in its own slot.
+//!
+//! A take's cost is its transaction (replicated to every server), not its size, so
+//! [`Consumer::take_batch`] takes up to `max` messages in one `multi`: check our
+//! `status`, delete the acknowledged slots folded in from the last batch, then for
+//! every message delete the source at the version read and create a slot
+//! `consumer-<id>/message-<n>`. It is the single take's protocol, widened:
+//!
+//! - Every message keeps a slot of its own, so every ack is still a versioned
+//!   delete of one slot, and recovery moves each slot of a dead consumer to
+//!   `partial/<original name>` as before: no duplicate past ack, message by message.
+//! - Slot numbers are never reused by one consumer id, so after an unknown outcome
+//!   reading the batch's first slot says whether the whole (atomic) transaction
+//!   happened: it exists with our message, or it does not.
+//! - A source taken by another consumer first fails the `multi` at that source's
+//!   delete; the batch drops it and tries again with the rest.
+//!
+//! Only the native `multi` protocol batches. Under the claim protocol (REST) and
+//! the legacy algorithm a batch is one message taken by [`Consumer::take`].
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::{Consumer, Delivery, LOST_RACE_MEMORY, PARTIAL_RELIST};
+use crate::queue::envelope::Envelope;
+use crate::queue::store::{CreateMode, MultiOp, StoreError, StoreResult};
+use crate::queue::{now_ms, sorted_messages, Algorithm, QueueError, TakeProtocol, Tree};
+
+/// How many blocks of the oldest messages a contended consumer picks its block from.
+const BLOCK_SPREAD: usize = 8;
+
+/// A batch transaction whose outcome is unknown, kept until a read settles it.
+pub(super) struct BatchInDoubt {
+    /// What the batch would have delivered, in the slots it would have created.
+    deliveries: Vec<Delivery>,
+    /// Acks that rode in it: `Some(i)` is still to be reported as result `i` of
+    /// the call that folded it; `None` was already reported as unknown.
+    fold: Vec<(Option<usize>, Delivery)>,
+    /// The session it was sent in: only in that session is our reading of our own
+    /// slots conclusive (after a renewal the old id and its slots are recovery's).
+    session: i64,
+}
+
+/// A waiting message read and chosen for a batch.
+struct Candidate {
+    path: String,
+    name: String,
+    envelope: Envelope,
+    version: i32,
+    from_partial: bool,
+}
+
+type AckResults = Vec<Option<Result<(), QueueError>>>;
+
+impl Consumer {
+    /// Takes up to `max` messages in one transaction, waiting up to `timeout` for
+    /// at least one. Acknowledge each with [`Consumer::ack`], or all of them in the
+    /// next batch's transaction with [`Consumer::ack_and_take_batch`]. Messages
+    /// taken and not yet acknowledged are returned again, without taking more.
+    pub async fn take_batch(
+        &mut self,
+        max: usize,
+        timeout: Duration,
+    ) -> Result<Vec<Delivery>, QueueError> {
+        self.ack_and_take_batch(&[], max, timeout).await.1
+    }
+
+    /// Acknowledges `done` and takes the next batch. The acks of messages from this
+    /// consumer's last batch ride in the take's transaction (one write for the
+    /// whole exchange); each keeps the guarantees of [`Consumer::ack`]. Returns one
+    /// ack result per `done`, in order, and the batch.
+    pub async fn ack_and_take_batch(
+        &mut self,
+        done: &[Delivery],
+        max: usize,
+        timeout: Duration,
+    ) -> (Vec<Result<(), QueueError>>, Result<Vec<Delivery>, QueueError>) {
+        let batches = self.session.config.algorithm == Algorithm::Safe
+            && self.session.take_protocol() == TakeProtocol::Multi
+            && self.held.is_none()
+            && !self.slot_unknown;
+        if !batches {
+            let mut acks = Vec::with_capacity(done.len());
+            for delivery in done {
+                acks.push(self.ack(delivery).await);
+            }
+            let taken = self.take(timeout).await.map(|taken| taken.into_iter().collect());
+            return (acks, taken);
+        }
+        let mut results: AckResults = done.iter().map(|_| None).collect();
+        let mut fold = Vec::new();
+        for (index, delivery) in done.iter().enumerate() {
+            let held = self.batch_held.iter().any(|held| held.slot == delivery.slot);
+            if held && delivery.slot_version.is_some() {
+                self.batch_held.retain(|held| held.slot != delivery.slot);
+                fold.push((Some(index), delivery.clone()));
+            } else {
+                results[index] = Some(self.ack(delivery).await);
+            }
+        }
+        let taken = if self.batch_held.is_empty() {
+            self.take_batch_until(&mut fold, &mut results, max.max(1), timeout).await
+        } else {
+            Ok(self.batch_held.clone())
+        };
+        // Whatever did not ride in a transaction is acknowledged on its own.
+        for (index, delivery) in fold {
+            let result = self.ack(&delivery).await;
+            if let Some(index) = index {
+                results[index] = Some(result);
+            }
+        }
+        // Acks left in a transaction whose outcome is still unknown.
+        if let Some(doubt) = &mut self.batch_in_doubt {
+            for (index, delivery) in &mut doubt.fold {
+                if let Some(index) = index.take() {
+                    results[index] = Some(Err(QueueError::Unknown(format!(
+                        "{}: the ack rode in a take whose outcome is unknown",
+                        delivery.slot
+                    ))));
+                }
+            }
+        }
+        let acks =
+            results.into_iter().map(|result| result.expect("every ack has an outcome")).collect();
+        (acks, taken)
+    }
+
+    async fn take_batch_until(
+        &mut self,
+        fold: &mut Vec<(Option<usize>, Delivery)>,
+        results: &mut AckResults,
+        max: usize,
+        timeout: Duration,
+    ) -> Result<Vec<Delivery>, QueueError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.take_batch_once(fold, results, max).await {
+                Ok(batch) if !batch.is_empty() => {
+                    self.batch_held = batch.clone();
+                    return Ok(batch);
+                }
+                Ok(_) => {
+                    // Nothing to take: the acks must not wait for a message.
+                    for (index, delivery) in std::mem::take(fold) {
+                        let result = self.ack(&delivery).await;
+                        if let Some(index) = index {
+                            results[index] = Some(result);
+                        }
+                    }
+                    if Instant::now() >= deadline {
+                        return Ok(Vec::new());
+                    }
+                    self.wait_for_messages(deadline).await;
+                }
+                Err(err) => {
+                    tracing::debug!(consumer = %self.id, "take batch: {err}");
+                    if Instant::now() >= deadline {
+                        return Err(err.into());
+                    }
+                    if matches!(err, StoreError::SessionExpired(_)) || self.session.store.is_dead()
+                    {
+                        self.reregister_keeping_doubt().await?;
+                    } else {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Re-registers under a new id. A batch in doubt can no longer be read back
+    /// (its slots are recovery's now), but the acks in it stay to be reported.
+    async fn reregister_keeping_doubt(&mut self) -> Result<(), QueueError> {
+        let doubt = self.batch_in_doubt.take();
+        let result = self.reregister().await;
+        self.batch_in_doubt = doubt;
+        result
+    }
+
+    /// One attempt: settle a batch in doubt, else read candidates and take them.
+    async fn take_batch_once(
+        &mut self,
+        fold: &mut Vec<(Option<usize>, Delivery)>,
+        results: &mut AckResults,
+        max: usize,
+    ) -> StoreResult<Vec<Delivery>> {
+        if let Some(doubt) = self.batch_in_doubt.take() {
+            match self.settle_batch(&doubt).await {
+                Ok(Some(happened)) => {
+                    if happened {
+                        for (index, _) in doubt.fold {
+                            if let Some(index) = index {
+                                results[index] = Some(Ok(()));
+                            }
+                        }
+                        return Ok(doubt.deliveries);
+                    }
+                    // Nothing happened: its acks are still to be done.
+                    fold.extend(doubt.fold);
+                }
+                Ok(None) => {
+                    // Another session: the batch, if taken, goes back through
+                    // recovery; its acks stay unknown.
+                    for (index, delivery) in doubt.fold {
+                        if let Some(index) = index {
+                            results[index] = Some(Err(QueueError::Unknown(format!(
+                                "{}: the ack rode in a take whose outcome is unknown, and \
+                                 the session it was sent in is gone",
+                                delivery.slot
+                            ))));
+                        }
+                    }
+                }
+                Err(err) => {
+                    self.batch_in_doubt = Some(doubt);
+                    return Err(err);
+                }
+            }
+        }
+        self.saw_unset = false;
+        let mut chosen = self.choose_partial(max).await?;
+        if chosen.len() < max {
+            let more = self.choose_messages(max - chosen.len()).await?;
+            chosen.extend(more);
+        }
+        self.commit_batch(chosen, fold, results).await
+    }
+
+    /// Reads back the first slot of a batch in doubt: `Some(true)` it happened,
+    /// `Some(false)` it did not, `None` it cannot be told (another session).
+    async fn settle_batch(&mut self, doubt: &BatchInDoubt) -> StoreResult<Option<bool>> {
+        let store = self.session.store.clone();
+        if store.is_dead() || store.session_id() != doubt.session {
+            return Ok(None);
+        }
+        let Some(first) = doubt.deliveries.first() else { return Ok(Some(false)) };
+        match store.get(&first.slot).await {
+            Ok((data, _)) => match Envelope::decode(&data) {
+                Ok(envelope) if envelope.id == first.id => Ok(Some(true)),
+                _ => Err(StoreError::Refused(format!(
+                    "{} holds another message than the batch in doubt",
+                    first.slot
+                ))),
+            },
+            Err(StoreError::NoNode(_)) => Ok(Some(false)),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// Messages from `partial/`, which come first. It is almost always empty: look
+    /// at it when it was not last time, or every PARTIAL_RELIST.
+    async fn choose_partial(&mut self, max: usize) -> StoreResult<Vec<Candidate>> {
+        if self.seen_partial.is_empty() && self.partial_listed.elapsed() < PARTIAL_RELIST {
+            return Ok(Vec::new());
+        }
+        let partial = self.tree.partial();
+        self.seen_partial = self.session.store.children(&partial).await?;
+        self.partial_listed = Instant::now();
+        let names: Vec<String> =
+            sorted_messages(self.seen_partial.clone()).into_iter().take(max).collect();
+        self.read_candidates(&partial, names, true).await
+    }
+
+    /// Up to `max` waiting messages from `messages/`, from the cached listing. A
+    /// lone consumer takes the oldest; once races were lost lately, a block at a
+    /// random place among the oldest few blocks, so that consumers racing for
+    /// the head of the queue mostly take different messages.
+    async fn choose_messages(&mut self, max: usize) -> StoreResult<Vec<Candidate>> {
+        let messages = self.tree.messages();
+        let mut relisted = false;
+        loop {
+            // A cached name that is gone was taken by another consumer; once many
+            // are, the cache is mostly stale: list again (once per look).
+            let stale = self.misses >= super::STALE_MISSES.max(max as u32 / 2);
+            if self.pending.is_empty() || stale {
+                if relisted {
+                    return Ok(Vec::new());
+                }
+                self.seen_messages = self.session.store.children(&messages).await?;
+                self.pending = sorted_messages(self.seen_messages.clone()).into();
+                self.misses = 0;
+                relisted = true;
+                if self.pending.is_empty() {
+                    return Ok(Vec::new());
+                }
+            }
+            // Blocks of `max`, among the oldest BLOCKS_SPREAD of them.
+            let blocks =
+                if self.contention > 0 { (self.pending.len() / max).min(BLOCK_SPREAD) } else { 0 };
+            let start = if blocks > 1 { max * rand::random_range(0..blocks) } else { 0 };
+            let end = (start + max).min(self.pending.len());
+            let names: Vec<String> = self.pending.drain(start..end).collect();
+            let chosen = self.read_candidates(&messages, names, false).await?;
+            if !chosen.is_empty() {
+                return Ok(chosen);
+            }
+        }
+    }
+
+    /// Reads `names` in `dir` (pipelined) and keeps the takeable ones: set, not
+    /// claimed, well formed. Old empty orphans are deleted on the way.
+    async fn read_candidates(
+        &mut self,
+        dir: &str,
+        names: Vec<String>,
+        from_partial: bool,
+    ) -> StoreResult<Vec<Candidate>> {
+        let store = self.session.store.clone();
+        let reads = futures::future::join_all(names.iter().map(|name| {
+            let path = Tree::node(dir, name);
+            let store = store.clone();
+            async move { (store.get(&path).await, path) }
+        }))
+        .await;
+        let grace = self.session.config.orphan_grace.as_millis() as i64;
+        let mut chosen = Vec::new();
+        for ((read, path), name) in reads.into_iter().zip(names) {
+            let (data, stat) = match read {
+                Ok(found) => found,
+                Err(StoreError::NoNode(_)) => {
+                    self.contention = LOST_RACE_MEMORY;
+                    self.misses += 1;
+                    continue;
+                }
+                Err(err) => return Err(err),
+            };
+            if data.is_empty() {
+                if now_ms() - stat.ctime_ms > grace {
+                    // Versioned: if the producer's set lands first, this delete fails.
+                    let _ = store.delete(&path, Some(0)).await;
+                } else {
+                    self.saw_unset = true;
+                }
+                continue;
+            }
+            match Envelope::decode(&data) {
+                // Claimed by a claim-protocol consumer (or a recovery move): not ours.
+                Ok(envelope) if envelope.claimer().is_some() => {}
+                Ok(envelope) => chosen.push(Candidate {
+                    path,
+                    name,
+                    envelope,
+                    version: stat.version,
+                    from_partial,
+                }),
+                Err(err) => tracing::warn!("skipping {path}: {err}"),
+            }
+        }
+        Ok(chosen)
+    }
+
+    /// The batch's transaction. A source another consumer took first is dropped
+    /// and the rest tried again; a folded ack whose slot recovery changed is
+    /// reported taken back and dropped.
+    async fn commit_batch(
+        &mut self,
+        mut chosen: Vec<Candidate>,
+        fold: &mut Vec<(Option<usize>, Delivery)>,
+        results: &mut AckResults,
+    ) -> StoreResult<Vec<Delivery>> {
+        loop {
+            if chosen.is_empty() {
+                return Ok(Vec::new());
+            }
+            let mut deliveries = Vec::with_capacity(chosen.len());
+            let mut ops = vec![MultiOp::Check { path: self.tree.status(&self.id), version: None }];
+            for (_, acked) in fold.iter() {
+                ops.push(MultiOp::Delete { path: acked.slot.clone(), version: acked.slot_version });
+            }
+            let first_source = ops.len();
+            for (offset, candidate) in chosen.iter().enumerate() {
+                let slot = self.tree.batch_slot(&self.id, self.next_slot + offset as u64);
+                let envelope = Self::slot_envelope(
+                    candidate.envelope.clone(),
+                    &candidate.name,
+                    "",
+                    candidate.from_partial,
+                );
+                ops.push(MultiOp::Delete {
+                    path: candidate.path.clone(),
+                    version: Some(candidate.version),
+                });
+                ops.push(MultiOp::Create {
+                    path: slot.clone(),
+                    data: envelope.encode(),
+                    mode: CreateMode::Persistent,
+                });
+                deliveries.push(Delivery::from_slot(&envelope, slot, Some(0)));
+            }
+            match self.session.store.multi(&ops).await {
+                Ok(_) => {
+                    self.next_slot += chosen.len() as u64;
+                    for (index, _) in fold.drain(..) {
+                        if let Some(index) = index {
+                            results[index] = Some(Ok(()));
+                        }
+                    }
+                    self.contention = self.contention.saturating_sub(1);
+                    self.misses = 0;
+                    return Ok(deliveries);
+                }
+                Err(StoreError::MultiFailed { index: 0, cause }) => {
+                    return Err(StoreError::SessionExpired(format!(
+                        "this consumer is no longer registered (batch take: {cause})"
+                    )));
+                }
+                Err(StoreError::MultiFailed { index, .. }) if index < first_source => {
+                    // The old slot is gone or changed: recovery took it back.
+                    let (acked, _) = fold.remove(index - 1);
+                    if let Some(acked) = acked {
+                        results[acked] = Some(Err(QueueError::TakenBack));
+                    }
+                }
+                Err(StoreError::MultiFailed { index, cause }) => {
+                    let which = (index - first_source) / 2;
+                    if (index - first_source) % 2 == 0 {
+                        // Another consumer took this source first.
+                        chosen.remove(which);
+                        self.contention = LOST_RACE_MEMORY;
+                        self.misses += 1;
+                    } else if matches!(*cause, StoreError::NoNode(_)) {
+                        return Err(StoreError::SessionExpired(
+                            "recovery removed this consumer".into(),
+                        ));
+                    } else {
+                        // Our slot name is taken: skip past it and try again.
+                        self.next_slot += chosen.len() as u64;
+                        tracing::warn!("batch slot {} exists: {cause}", deliveries[which].slot);
+                    }
+                }
+                Err(err) => {
+                    if err.is_unknown_outcome() {
+                        self.next_slot += chosen.len() as u64;
+                        self.batch_in_doubt = Some(BatchInDoubt {
+                            deliveries,
+                            fold: std::mem::take(fold),
+                            session: self.session.store.session_id(),
+                        });
+                    }
+                    return Err(err);
+                }
+            }
+        }
+    }
+}
