@@ -3,6 +3,8 @@
 mod common;
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use zkmq::queue::envelope::Envelope;
@@ -412,6 +414,306 @@ async fn batched_sends_and_folded_acks_deliver_each_message_once() {
     }
     assert!(count.values().all(|n| *n == 1), "acknowledged twice");
     assert_eq!(count.keys().cloned().collect::<HashSet<_>>(), sent);
+    let store = connect(&access, &config).await.unwrap();
+    let left = stats(store.as_ref(), &config).await.unwrap();
+    assert_eq!((left.messages, left.partial, left.in_flight), (0, 0, 0));
+}
+
+/// Batched sends and batched takes (acks folded into the next batch's
+/// transaction): 4 producers x 4 consumers, 5,000 messages, each acknowledged
+/// exactly once, and the batch sends leave no empty node behind.
+#[tokio::test]
+async fn batched_sends_and_takes_acknowledge_each_of_5000_messages_once() {
+    let (access, config) = setup("batch-many").await;
+    let total = 5000;
+    let mut sends = Vec::new();
+    for p in 0..4 {
+        let mut producer = Producer::new(access.clone(), config.clone()).await.unwrap();
+        sends.push(tokio::spawn(async move {
+            let mut sent = Vec::new();
+            for chunk in 0..(total / 4 / 50) {
+                let batch: Vec<_> = (0..50)
+                    .map(|n| (zkmq::queue::MessageId::generate(), format!("p{p}-{chunk}-{n}")))
+                    .collect();
+                let borrowed: Vec<_> =
+                    batch.iter().map(|(id, payload)| (*id, payload.as_bytes())).collect();
+                for result in producer.send_batch(&borrowed).await {
+                    result.unwrap();
+                }
+                sent.extend(batch.into_iter().map(|(id, _)| id.to_string()));
+            }
+            sent
+        }));
+    }
+    let mut sent = HashSet::new();
+    for task in sends {
+        sent.extend(task.await.unwrap());
+    }
+    assert_eq!(sent.len(), total);
+    let store = connect(&access, &config).await.unwrap();
+    let waiting = stats(store.as_ref(), &config).await.unwrap();
+    assert_eq!(waiting.messages, total as u64, "one node per message, no empty orphan");
+
+    let mut takes = Vec::new();
+    for _ in 0..4 {
+        let mut consumer = Consumer::register(access.clone(), config.clone()).await.unwrap();
+        takes.push(tokio::spawn(async move {
+            let mut acked = Vec::new();
+            let mut held = consumer.take_batch(16, Duration::from_secs(5)).await.unwrap();
+            while !held.is_empty() {
+                assert!(held.len() <= 16, "a batch holds at most what was asked");
+                let (acks, next) =
+                    consumer.ack_and_take_batch(&held, 16, Duration::from_secs(1)).await;
+                assert_eq!(acks.len(), held.len());
+                for (ack, delivery) in acks.into_iter().zip(&held) {
+                    ack.unwrap();
+                    acked.push(delivery.id.to_string());
+                }
+                held = next.unwrap();
+            }
+            acked
+        }));
+    }
+    let mut count: HashMap<String, usize> = HashMap::new();
+    for task in takes {
+        for id in task.await.unwrap() {
+            *count.entry(id).or_default() += 1;
+        }
+    }
+    let twice: Vec<_> = count.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "acknowledged twice: {twice:?}");
+    assert_eq!(count.keys().cloned().collect::<HashSet<_>>(), sent, "every message acknowledged");
+    let left = stats(store.as_ref(), &config).await.unwrap();
+    assert_eq!((left.messages, left.partial, left.in_flight), (0, 0, 0));
+}
+
+/// A consumer dies holding a batch: recovery moves every slot of it to
+/// `partial/` under its original name, another consumer gets them all first,
+/// and each of the dead consumer's late acks fails.
+#[tokio::test]
+async fn a_dead_consumers_batch_goes_to_partial_slot_by_slot_and_its_late_acks_fail() {
+    let (access, config) = setup("batch-crash").await;
+    let mut producer = Producer::new(access.clone(), config.clone()).await.unwrap();
+    let mut sent = Vec::new();
+    for n in 0..10 {
+        sent.push(producer.send(format!("m{n}").as_bytes()).await.unwrap());
+    }
+    let mut dying = Consumer::register(access.clone(), config.clone()).await.unwrap();
+    let held = dying.take_batch(8, Duration::from_secs(5)).await.unwrap();
+    assert_eq!(held.iter().map(|d| d.id).collect::<Vec<_>>(), sent[..8], "the oldest 8, in order");
+    let store = connect(&access, &config).await.unwrap();
+    let holding = stats(store.as_ref(), &config).await.unwrap();
+    assert_eq!((holding.messages, holding.in_flight), (2, 8), "a slot per message held");
+    dying.crash();
+
+    let mut survivor = Consumer::register(access.clone(), config.clone()).await.unwrap();
+    let rest = survivor.take_batch(8, Duration::from_secs(5)).await.unwrap();
+    assert_eq!(rest.iter().map(|d| d.id).collect::<Vec<_>>(), sent[8..]);
+    let (acks, nothing_yet) = survivor.ack_and_take_batch(&rest, 8, Duration::ZERO).await;
+    assert!(acks.iter().all(Result::is_ok), "{acks:?}");
+    assert!(nothing_yet.unwrap().is_empty(), "the dead consumer's batch is still its own");
+    // After the session timeout a recovery pass takes the batch back; partial first.
+    let back = survivor.take_batch(16, Duration::from_secs(20)).await.unwrap();
+    let mut back_ids: Vec<_> = back.iter().map(|d| d.id).collect();
+    back_ids.sort();
+    let mut held_ids: Vec<_> = held.iter().map(|d| d.id).collect();
+    held_ids.sort();
+    assert_eq!(back_ids, held_ids, "every held message came back, each once");
+    assert!(back.iter().all(|d| d.from_partial));
+    for delivery in &back {
+        let original = held.iter().find(|h| h.id == delivery.id).unwrap();
+        assert_eq!(delivery.source, original.source, "under its original name");
+    }
+    let mut other = Consumer::register(access.clone(), config.clone()).await.unwrap();
+    for late in &held {
+        assert!(
+            matches!(other.ack(late).await, Err(QueueError::TakenBack)),
+            "late ack of {late:?}"
+        );
+    }
+    let (acks, _) = survivor.ack_and_take_batch(&back, 16, Duration::ZERO).await;
+    assert!(acks.iter().all(Result::is_ok), "{acks:?}");
+    let after = stats(store.as_ref(), &config).await.unwrap();
+    assert_eq!((after.messages, after.partial, after.in_flight), (0, 0, 0));
+}
+
+/// A TCP proxy in front of one ZooKeeper node that drops the server's answer to
+/// chosen `multi` requests (opcode 14), letting everything else through: the
+/// crash point "the transaction landed, its answer did not", made exact. The
+/// client then sees no answer within its operation timeout: an unknown outcome.
+struct AnswerDropper {
+    address: String,
+    /// Multis to let through before dropping.
+    pass: Arc<AtomicUsize>,
+    /// Multis whose answers to drop after those.
+    drop: Arc<AtomicUsize>,
+    /// How many answers were dropped so far.
+    dropped: Arc<AtomicUsize>,
+}
+
+impl AnswerDropper {
+    async fn start(upstream: String) -> AnswerDropper {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let proxy = AnswerDropper {
+            address: listener.local_addr().unwrap().to_string(),
+            pass: Arc::default(),
+            drop: Arc::default(),
+            dropped: Arc::default(),
+        };
+        let (pass, drop, dropped) = (proxy.pass.clone(), proxy.drop.clone(), proxy.dropped.clone());
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else { continue };
+                let doomed = Arc::new(std::sync::Mutex::new(HashSet::<i32>::new()));
+                let (client_read, client_write) = client.into_split();
+                let (server_read, server_write) = server.into_split();
+                let (pass, drop, doomed_up) = (pass.clone(), drop.clone(), doomed.clone());
+                // Requests: [len][xid][opcode]..., after the connect request.
+                tokio::spawn(relay_frames(client_read, server_write, move |frame| {
+                    let (xid, opcode) = (be_i32(&frame[4..]), be_i32(&frame[8..]));
+                    let counts = |n: &AtomicUsize| {
+                        n.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| v.checked_sub(1))
+                            .is_ok()
+                    };
+                    if opcode == 14 && !counts(&pass) && counts(&drop) {
+                        doomed_up.lock().unwrap().insert(xid);
+                    }
+                    true
+                }));
+                // Answers: [len][xid]...; the doomed ones are not passed on.
+                let dropped = dropped.clone();
+                tokio::spawn(relay_frames(server_read, client_write, move |frame| {
+                    let forward = !doomed.lock().unwrap().remove(&be_i32(&frame[4..]));
+                    if !forward {
+                        dropped.fetch_add(1, Ordering::SeqCst);
+                    }
+                    forward
+                }));
+            }
+        });
+        proxy
+    }
+
+    /// Drops the answers to `count` multis after letting `pass` through.
+    fn arm(&self, pass: usize, count: usize) {
+        self.pass.store(pass, Ordering::SeqCst);
+        self.drop.store(count, Ordering::SeqCst);
+    }
+}
+
+fn be_i32(bytes: &[u8]) -> i32 {
+    i32::from_be_bytes(bytes[..4].try_into().unwrap())
+}
+
+/// Copies length-prefixed frames, asking `keep` about every frame after the
+/// first (the session handshake). Frames shorter than 12 bytes always pass.
+async fn relay_frames(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    mut keep: impl FnMut(&[u8]) -> bool,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut handshake = true;
+    loop {
+        let mut len = [0u8; 4];
+        if from.read_exact(&mut len).await.is_err() {
+            break;
+        }
+        let mut frame = len.to_vec();
+        frame.resize(4 + i32::from_be_bytes(len).max(0) as usize, 0);
+        if from.read_exact(&mut frame[4..]).await.is_err() {
+            break;
+        }
+        let forward = handshake || frame.len() < 12 || keep(&frame);
+        handshake = false;
+        if forward && to.write_all(&frame).await.is_err() {
+            break;
+        }
+    }
+}
+
+fn quick_timeouts(mut config: QueueConfig) -> QueueConfig {
+    config.op_timeout = Duration::from_secs(1);
+    config.retry_budget = Duration::from_secs(20);
+    config
+}
+
+/// A batch send whose `multi` landed while its answer was lost: the create's
+/// (nodes created, names unknown) leaves empty orphans and sends each message
+/// again; the set's is confirmed message by message. Either way every send ends
+/// ok and every message is stored once.
+#[tokio::test]
+async fn a_batch_send_whose_answer_is_lost_stores_each_message_once() {
+    let (access, config) = setup("batch-send-lost").await;
+    let config = quick_timeouts(config);
+    let cluster = common::shared_ensemble().await;
+    for (lost, orphans) in [("create", 20), ("set", 0)] {
+        let config = QueueConfig { chroot: format!("{}-{lost}", config.chroot), ..config.clone() };
+        let proxy = AnswerDropper::start(cluster.node_address(1)).await;
+        let mut producer =
+            Producer::new(Access::Native { connect: proxy.address.clone() }, config.clone())
+                .await
+                .unwrap();
+        // The batch's first multi creates the nodes, its second sets them.
+        proxy.arm(usize::from(lost == "set"), 1);
+        let batch: Vec<_> = (0..20)
+            .map(|n| (zkmq::queue::MessageId::generate(), format!("{lost}-{n}").into_bytes()))
+            .collect();
+        let borrowed: Vec<_> =
+            batch.iter().map(|(id, payload)| (*id, payload.as_slice())).collect();
+        for result in producer.send_batch(&borrowed).await {
+            result.unwrap_or_else(|err| panic!("lost {lost} answer: a send ended {err}"));
+        }
+        assert_eq!(proxy.dropped.load(Ordering::SeqCst), 1, "the {lost} answer was dropped");
+        let store = connect(&access, &config).await.unwrap();
+        let nodes = stats(store.as_ref(), &config).await.unwrap().messages;
+        assert_eq!(nodes, 20 + orphans, "lost {lost} answer: 20 messages and {orphans} orphans");
+        let mut consumer = Consumer::register(access.clone(), config.clone()).await.unwrap();
+        let got = drain(&mut consumer, 20).await;
+        let mut ids: Vec<_> = got.iter().map(|(id, _)| id.clone()).collect();
+        ids.sort();
+        let mut sent: Vec<_> = batch.iter().map(|(id, _)| id.to_string()).collect();
+        sent.sort();
+        assert_eq!(ids, sent, "lost {lost} answer: each message delivered once");
+        assert!(
+            consumer.take(Duration::from_millis(300)).await.unwrap().is_none(),
+            "orphans are never delivered"
+        );
+    }
+}
+
+/// A batch take whose `multi` landed while its answer was lost is settled by
+/// reading the batch's first slot back; so is one that also carried the acks of
+/// the previous batch. Nothing is delivered twice, nothing is left.
+#[tokio::test]
+async fn a_batch_take_whose_answer_is_lost_is_settled_by_reading_its_slot() {
+    let (access, config) = setup("batch-take-lost").await;
+    let config = quick_timeouts(config);
+    let cluster = common::shared_ensemble().await;
+    let mut producer = Producer::new(access.clone(), config.clone()).await.unwrap();
+    let mut sent = Vec::new();
+    for n in 0..10 {
+        sent.push(producer.send(format!("m{n}").as_bytes()).await.unwrap());
+    }
+    let proxy = AnswerDropper::start(cluster.node_address(1)).await;
+    let mut consumer =
+        Consumer::register(Access::Native { connect: proxy.address.clone() }, config.clone())
+            .await
+            .unwrap();
+    proxy.arm(0, 1);
+    let first = consumer.take_batch(8, Duration::from_secs(10)).await.unwrap();
+    assert_eq!(proxy.dropped.load(Ordering::SeqCst), 1, "the take's answer was dropped");
+    assert_eq!(first.iter().map(|d| d.id).collect::<Vec<_>>(), sent[..8]);
+    // The next take carries the 8 acks; its answer is lost too.
+    proxy.arm(0, 1);
+    let (acks, second) = consumer.ack_and_take_batch(&first, 8, Duration::from_secs(10)).await;
+    assert_eq!(proxy.dropped.load(Ordering::SeqCst), 2, "the folded take's answer was dropped");
+    assert!(acks.iter().all(Result::is_ok), "settled as done: {acks:?}");
+    let second = second.unwrap();
+    assert_eq!(second.iter().map(|d| d.id).collect::<Vec<_>>(), sent[8..]);
+    let (acks, rest) = consumer.ack_and_take_batch(&second, 8, Duration::ZERO).await;
+    assert!(acks.iter().all(Result::is_ok), "{acks:?}");
+    assert!(rest.unwrap().is_empty(), "nothing delivered twice");
     let store = connect(&access, &config).await.unwrap();
     let left = stats(store.as_ref(), &config).await.unwrap();
     assert_eq!((left.messages, left.partial, left.in_flight), (0, 0, 0));
