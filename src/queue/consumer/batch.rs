@@ -42,6 +42,13 @@ pub(super) struct BatchInDoubt {
     session: i64,
 }
 
+impl BatchInDoubt {
+    /// True while acks in it are still to be reported to the call that folded them.
+    fn reports_acks(&self) -> bool {
+        self.fold.iter().any(|(index, _)| index.is_some())
+    }
+}
+
 /// A waiting message read and chosen for a batch.
 struct Candidate {
     path: String,
@@ -99,11 +106,28 @@ impl Consumer {
                 results[index] = Some(self.ack(delivery).await);
             }
         }
-        let taken = if self.batch_held.is_empty() {
+        let mut taken = if self.batch_held.is_empty() {
             self.take_batch_until(&mut fold, &mut results, max.max(1), timeout).await
         } else {
             Ok(self.batch_held.clone())
         };
+        // Acks in a transaction whose outcome is unknown: read the batch's slot
+        // back (as long as an unknown ack is retried) rather than report them
+        // unknown; if it happened, the batch is ours after all.
+        let deadline = Instant::now() + self.session.config.retry_budget;
+        while self.batch_in_doubt.as_ref().is_some_and(|doubt| doubt.reports_acks()) {
+            match self.settle_doubt(&mut fold, &mut results).await {
+                Ok(Some(batch)) => {
+                    self.batch_held = batch.clone();
+                    taken = Ok(batch);
+                }
+                Ok(None) => {}
+                Err(_) if Instant::now() < deadline && !self.session.store.is_dead() => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(_) => break,
+            }
+        }
         // Whatever did not ride in a transaction is acknowledged on its own.
         for (index, delivery) in fold {
             let result = self.ack(&delivery).await;
@@ -186,38 +210,8 @@ impl Consumer {
         results: &mut AckResults,
         max: usize,
     ) -> StoreResult<Vec<Delivery>> {
-        if let Some(doubt) = self.batch_in_doubt.take() {
-            match self.settle_batch(&doubt).await {
-                Ok(Some(happened)) => {
-                    if happened {
-                        for (index, _) in doubt.fold {
-                            if let Some(index) = index {
-                                results[index] = Some(Ok(()));
-                            }
-                        }
-                        return Ok(doubt.deliveries);
-                    }
-                    // Nothing happened: its acks are still to be done.
-                    fold.extend(doubt.fold);
-                }
-                Ok(None) => {
-                    // Another session: the batch, if taken, goes back through
-                    // recovery; its acks stay unknown.
-                    for (index, delivery) in doubt.fold {
-                        if let Some(index) = index {
-                            results[index] = Some(Err(QueueError::Unknown(format!(
-                                "{}: the ack rode in a take whose outcome is unknown, and \
-                                 the session it was sent in is gone",
-                                delivery.slot
-                            ))));
-                        }
-                    }
-                }
-                Err(err) => {
-                    self.batch_in_doubt = Some(doubt);
-                    return Err(err);
-                }
-            }
+        if let Some(batch) = self.settle_doubt(fold, results).await? {
+            return Ok(batch);
         }
         self.saw_unset = false;
         let mut chosen = self.choose_partial(max).await?;
@@ -226,6 +220,49 @@ impl Consumer {
             chosen.extend(more);
         }
         self.commit_batch(chosen, fold, results).await
+    }
+
+    /// Settles the batch in doubt, if any: `Some(batch)` when it happened (its acks
+    /// are done), `None` when it did not (its acks go back into `fold`) or cannot
+    /// be told any more (its acks are unknown). An error leaves it in doubt.
+    async fn settle_doubt(
+        &mut self,
+        fold: &mut Vec<(Option<usize>, Delivery)>,
+        results: &mut AckResults,
+    ) -> StoreResult<Option<Vec<Delivery>>> {
+        let Some(doubt) = self.batch_in_doubt.take() else { return Ok(None) };
+        match self.settle_batch(&doubt).await {
+            Ok(Some(true)) => {
+                for (index, _) in doubt.fold {
+                    if let Some(index) = index {
+                        results[index] = Some(Ok(()));
+                    }
+                }
+                Ok(Some(doubt.deliveries))
+            }
+            Ok(Some(false)) => {
+                fold.extend(doubt.fold);
+                Ok(None)
+            }
+            Ok(None) => {
+                // Another session: the batch, if taken, goes back through
+                // recovery; its acks stay unknown.
+                for (index, delivery) in doubt.fold {
+                    if let Some(index) = index {
+                        results[index] = Some(Err(QueueError::Unknown(format!(
+                            "{}: the ack rode in a take whose outcome is unknown, and the \
+                             session it was sent in is gone",
+                            delivery.slot
+                        ))));
+                    }
+                }
+                Ok(None)
+            }
+            Err(err) => {
+                self.batch_in_doubt = Some(doubt);
+                Err(err)
+            }
+        }
     }
 
     /// Reads back the first slot of a batch in doubt: `Some(true)` it happened,
