@@ -190,6 +190,28 @@ async fn a_payload_over_the_limit_is_refused_before_anything_is_written() {
     let delivery = consumer.take(Duration::from_secs(10)).await.unwrap().unwrap();
     assert_eq!((delivery.id, delivery.payload.len()), (id, MAX_PAYLOAD));
     consumer.ack(&delivery).await.unwrap();
+    // Batches split where one request (jute.maxbuffer) would overflow: two of
+    // the largest messages go in two transactions, sent and taken.
+    let big = vec![9u8; MAX_PAYLOAD];
+    let pair = [
+        (zkmq::queue::MessageId::generate(), big.as_slice()),
+        (zkmq::queue::MessageId::generate(), big.as_slice()),
+    ];
+    for result in producer.send_batch(&pair).await {
+        result.unwrap();
+    }
+    let mut taken = Vec::new();
+    for _ in 0..2 {
+        let batch = consumer.take_batch(4, Duration::from_secs(10)).await.unwrap();
+        assert_eq!(batch.len(), 1, "one message of ~1 MB per transaction");
+        let (acks, _) = consumer.ack_and_take_batch(&batch, 1, Duration::ZERO).await;
+        acks.into_iter().for_each(|ack| ack.unwrap());
+        taken.extend(batch.into_iter().map(|d| (d.id, d.payload.len())));
+    }
+    taken.sort();
+    let mut sent: Vec<_> = pair.iter().map(|(id, p)| (*id, p.len())).collect();
+    sent.sort();
+    assert_eq!(taken, sent);
 }
 
 /// A consumer dies holding a message (session dropped without closing): after

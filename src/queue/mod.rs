@@ -315,6 +315,14 @@ impl Tree {
     }
 }
 
+/// At most this many bytes of envelopes in one batch `multi` (a batch send's sets,
+/// a batch take's slots): the whole request must stay under `jute.maxbuffer`
+/// (about 1 MB), or the server drops the connection, which looks like an unknown
+/// outcome and would be retried forever. A single message is never split.
+pub(crate) const MULTI_BYTES: usize = 512 * 1024;
+/// What one `multi` operation adds to its data: header, path, version.
+pub(crate) const OP_OVERHEAD: usize = 128;
+
 /// The sequence number of a `message-<seq>` name, for ordering.
 pub(crate) fn sequence(name: &str) -> Option<u64> {
     name.strip_prefix("message-").and_then(|digits| digits.parse().ok())

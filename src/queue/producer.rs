@@ -7,16 +7,13 @@ use tokio::time::Instant;
 
 use super::envelope::{Envelope, MAX_PAYLOAD};
 use super::store::{CreateMode, MultiOp, Store, StoreError};
-use super::{legacy, Access, Algorithm, MessageId, QueueConfig, QueueError, Session, Tree};
+use super::{
+    legacy, Access, Algorithm, MessageId, QueueConfig, QueueError, Session, Tree, MULTI_BYTES,
+    OP_OVERHEAD,
+};
 
 /// At most this many messages in one batch `multi`.
 const MULTI_MESSAGES: usize = 256;
-/// At most this many bytes of envelopes in one batch `multi`: the whole request
-/// must stay under `jute.maxbuffer` (about 1 MB), or the server drops the
-/// connection, which looks like an unknown outcome and would be retried forever.
-const MULTI_BYTES: usize = 512 * 1024;
-/// What one `multi` operation adds to its data: header, path, version.
-const OP_OVERHEAD: usize = 128;
 
 /// Sends messages to one queue. Rebuilds its session after expiry.
 pub struct Producer {

@@ -25,7 +25,9 @@ use tokio::time::Instant;
 use super::{Consumer, Delivery, LOST_RACE_MEMORY, PARTIAL_RELIST};
 use crate::queue::envelope::Envelope;
 use crate::queue::store::{CreateMode, MultiOp, StoreError, StoreResult};
-use crate::queue::{now_ms, sorted_messages, Algorithm, QueueError, TakeProtocol, Tree};
+use crate::queue::{
+    now_ms, sorted_messages, Algorithm, QueueError, TakeProtocol, Tree, MULTI_BYTES, OP_OVERHEAD,
+};
 
 /// How many blocks of the oldest messages a contended consumer picks its block from.
 const BLOCK_SPREAD: usize = 8;
@@ -56,6 +58,8 @@ struct Candidate {
     envelope: Envelope,
     version: i32,
     from_partial: bool,
+    /// Bytes of its envelope: a batch's slots must fit one request.
+    size: usize,
 }
 
 type AckResults = Vec<Option<Result<(), QueueError>>>;
@@ -219,6 +223,22 @@ impl Consumer {
             let more = self.choose_messages(max - chosen.len()).await?;
             chosen.extend(more);
         }
+        // What does not fit one request waits for the next batch (the first
+        // always goes: one message always fits).
+        let mut bytes = 0;
+        let fits = chosen
+            .iter()
+            .take_while(|candidate| {
+                bytes += candidate.size + OP_OVERHEAD;
+                bytes <= MULTI_BYTES
+            })
+            .count()
+            .clamp(1.min(chosen.len()), chosen.len());
+        for late in chosen.drain(fits..).rev() {
+            if !late.from_partial {
+                self.pending.push_front(late.name);
+            }
+        }
         self.commit_batch(chosen, fold, results).await
     }
 
@@ -381,6 +401,7 @@ impl Consumer {
                     envelope,
                     version: stat.version,
                     from_partial,
+                    size: data.len(),
                 }),
                 Err(err) => tracing::warn!("skipping {path}: {err}"),
             }
