@@ -279,6 +279,52 @@ fn the_safe_algorithm_survives_the_faults_that_catch_legacy() {
     assert!(!plan["plan"].as_array().unwrap().is_empty());
 }
 
+/// Batched sends and batched takes (8 per transaction, acks folded into the next
+/// take) under legacy's faults plus zombies holding a whole batch: valid, the
+/// batches really were batches, and every late ack of the zombie was refused.
+#[test]
+fn batched_sends_and_takes_survive_leader_kills_crashes_zombies_and_quorum_losses() {
+    let out_dir = tempfile::tempdir().unwrap();
+    let scenario = repo("scenarios/batches.toml");
+    let out = chaos_run(&[scenario.to_str().unwrap(), "--out", out_dir.path().to_str().unwrap()]);
+    let report = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{report}");
+    let dir = run_dir(out_dir.path());
+    let results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("results.json")).unwrap()).unwrap();
+    for invariant in ["lost", "duplicated_past_ack", "unexpected", "corrupt"] {
+        assert_eq!(results["check"]["invariants"][invariant]["count"], 0, "{invariant}: {report}");
+    }
+    let schedule = schedule(&dir);
+    let applied: HashSet<&str> =
+        schedule.faults.iter().filter(|f| f.applied).map(|f| f.fault.as_str()).collect();
+    for fault in ["kill", "quorum-loss", "consumer-crash", "consumer-zombie"] {
+        assert!(applied.contains(fault), "{fault} applied: {:#?}", schedule.faults);
+    }
+    // Takes that delivered more than one message, and the zombie's refused acks.
+    let (mut oks_since_invoke, mut batches) = (HashMap::<String, usize>::new(), 0);
+    let mut refused = 0;
+    for event in history::read(&dir.join("history.jsonl")).unwrap() {
+        let event = event.unwrap();
+        match (event.op.as_str(), event.phase) {
+            ("take", Phase::Invoke) => {
+                oks_since_invoke.insert(event.process.clone(), 0);
+            }
+            ("take", Phase::Ok) if event.msg.is_some() => {
+                let oks = oks_since_invoke.entry(event.process.clone()).or_default();
+                *oks += 1;
+                if *oks == 2 {
+                    batches += 1;
+                }
+            }
+            ("ack", Phase::Fail) => refused += 1,
+            _ => {}
+        }
+    }
+    assert!(batches > 10, "takes delivered batches: {batches} with more than one message");
+    assert!(refused > 0, "the zombie's late acks were refused: {report}");
+}
+
 /// `--replay` repeats a recorded run's faults: same faults, same targets (even the
 /// ones resolved at run time, like the leader), same offsets.
 #[test]

@@ -492,6 +492,8 @@ impl Body<'_> {
             payload_min: s.workload.payload_min,
             payload_max: s.workload.payload_max,
             processing_time: s.workload.processing_time,
+            send_batch: s.workload.send_batch,
+            take_batch: s.workload.take_batch,
             seed: self.seed,
         };
 

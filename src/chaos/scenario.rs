@@ -18,6 +18,8 @@ use serde::{Deserialize, Serialize};
 /// Largest payload a scenario may ask for: ZooKeeper's default `jute.maxbuffer` is
 /// about 1 MB and the envelope needs room of its own.
 pub const MAX_PAYLOAD_BYTES: usize = 1_000_000;
+/// The most messages a scenario may batch per call.
+pub const MAX_BATCH: usize = 256;
 
 /// ZooKeeper versions the harness builds images for (an `image` override lifts this).
 pub const KNOWN_ZK_VERSIONS: &[&str] = &["3.8.0", "3.9.3", "3.9.6"];
@@ -176,6 +178,14 @@ pub struct WorkloadSection {
     /// of consumers whose session expired.
     #[serde(with = "humantime_serde", default = "default_recovery_interval")]
     pub recovery_interval: Duration,
+    /// Messages a producer sends per call (`Producer::send_batch`: two
+    /// transactions per batch on the native path); 1 sends one at a time.
+    #[serde(default = "default_batch")]
+    pub send_batch: usize,
+    /// Messages a native consumer takes per transaction (`take_batch`), acking
+    /// them in the next one; 1 takes one at a time. REST consumers take one.
+    #[serde(default = "default_batch")]
+    pub take_batch: usize,
 }
 
 /// Fault verbs, as plain named operations.
@@ -530,6 +540,9 @@ fn default_poll() -> Duration {
 fn default_retry_budget() -> Duration {
     Duration::from_secs(20)
 }
+fn default_batch() -> usize {
+    1
+}
 fn default_recovery_interval() -> Duration {
     Duration::from_secs(2)
 }
@@ -807,6 +820,16 @@ fn validate(s: &Scenario) -> Result<(), Problem> {
                 w.payload_max
             ),
         ));
+    }
+    for (key, value) in [("send_batch", w.send_batch), ("take_batch", w.take_batch)] {
+        if !(1..=MAX_BATCH).contains(&value) {
+            return Err(problem(
+                "workload",
+                None,
+                key,
+                format!("{value}: messages per call, from 1 (one at a time) to {MAX_BATCH}"),
+            ));
+        }
     }
     if w.retry_budget < w.op_timeout {
         return Err(problem("workload", None, "retry_budget", "at least one op_timeout"));

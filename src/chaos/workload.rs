@@ -51,6 +51,10 @@ pub struct WorkloadConfig {
     pub payload_min: usize,
     pub payload_max: usize,
     pub processing_time: Duration,
+    /// Messages per producer call (1: `send_with_id`, else `send_batch`).
+    pub send_batch: usize,
+    /// Messages per native consumer transaction (1: `take`, else `ack_and_take_batch`).
+    pub take_batch: usize,
     /// Seeds the payloads, so a seed fixes the bytes produced too.
     pub seed: u64,
 }
@@ -135,7 +139,11 @@ impl Workload {
                     config: config.clone(),
                     rng: ChaCha8Rng::seed_from_u64(config.seed.wrapping_add(worker)),
                 };
-                tasks.push(tokio::spawn(ctx.consume(stop.clone(), inbox)));
+                if config.take_batch > 1 && plan.path == "native" {
+                    tasks.push(tokio::spawn(ctx.consume_batches(stop.clone(), inbox)));
+                } else {
+                    tasks.push(tokio::spawn(ctx.consume(stop.clone(), inbox)));
+                }
             }
         }
         Self { tasks, consumers, counters }
@@ -239,9 +247,11 @@ impl Worker {
     async fn produce(mut self, mut stop: watch::Receiver<bool>) {
         let mut producer = None;
         let mut next = tokio::time::Instant::now();
+        let batch = self.config.send_batch.max(1);
         while !*stop.borrow() {
             if let Some(interval) = self.config.send_interval {
-                next += interval;
+                // A batch goes when its last message is due: the rate stays the same.
+                next += interval * batch as u32;
                 // Falling behind (the queue was down) does not cause a burst after.
                 let now = tokio::time::Instant::now();
                 if next < now {
@@ -263,39 +273,52 @@ impl Worker {
                     }
                 },
             };
-            let id = MessageId::generate();
-            let payload = self.payload();
-            let checksum = queue::checksum(&payload);
-            let started = self.invoke("produce", Some(&id), Some(checksum));
-            let result =
-                tokio::time::timeout(self.call_bound(), p.send_with_id(&id, &payload)).await;
-            let outcome = match result {
-                Ok(Ok(())) => {
-                    self.counters.produce_ok.fetch_add(1, Ordering::Relaxed);
-                    Outcome::Ok
+            let messages: Vec<(MessageId, Vec<u8>)> =
+                (0..batch).map(|_| (MessageId::generate(), self.payload())).collect();
+            let checksums: Vec<u32> =
+                messages.iter().map(|(_, payload)| queue::checksum(payload)).collect();
+            // Every send of a batch is invoked before the batch is sent.
+            let started: Vec<Instant> = messages
+                .iter()
+                .zip(&checksums)
+                .map(|((id, _), checksum)| self.invoke("produce", Some(id), Some(*checksum)))
+                .collect();
+            let send = async {
+                if let [(id, payload)] = messages.as_slice() {
+                    vec![p.send_with_id(id, payload).await]
+                } else {
+                    let borrowed: Vec<(MessageId, &[u8])> =
+                        messages.iter().map(|(id, payload)| (*id, payload.as_slice())).collect();
+                    p.send_batch(&borrowed).await
                 }
-                Ok(Err(err)) => {
-                    let outcome = Outcome::of_error(&err);
-                    match outcome {
-                        Outcome::Info(_) => {
-                            self.counters.produce_info.fetch_add(1, Ordering::Relaxed)
-                        }
-                        _ => self.counters.produce_fail.fetch_add(1, Ordering::Relaxed),
-                    };
-                    outcome
+            };
+            let outcomes: Vec<Outcome> = match tokio::time::timeout(self.call_bound(), send).await {
+                Ok(results) => {
+                    results.into_iter().map(|result| self.produce_outcome(result)).collect()
                 }
                 Err(_) => {
-                    self.counters.produce_info.fetch_add(1, Ordering::Relaxed);
                     // The call may still complete in the background of a dropped
                     // future; its producer is not trusted again.
                     producer = None;
-                    Outcome::Info(format!("no answer within {:?}", self.call_bound()))
+                    let bound = self.call_bound();
+                    messages
+                        .iter()
+                        .map(|_| {
+                            self.counters.produce_info.fetch_add(1, Ordering::Relaxed);
+                            Outcome::Info(format!("no answer within {bound:?}"))
+                        })
+                        .collect()
                 }
             };
-            let failed = !matches!(outcome, Outcome::Ok);
-            let mut e = self.complete("produce", started, Some(&id), outcome);
-            e.checksum = Some(checksum);
-            self.record(e);
+            let mut failed = false;
+            for ((((id, _), checksum), started), outcome) in
+                messages.iter().zip(checksums).zip(started).zip(outcomes)
+            {
+                failed |= !matches!(outcome, Outcome::Ok);
+                let mut e = self.complete("produce", started, Some(id), outcome);
+                e.checksum = Some(checksum);
+                self.record(e);
+            }
             if failed {
                 // A fresh session next time: a producer whose session expired may not
                 // renew it by itself (the legacy one does not), and reconnecting after
@@ -306,6 +329,21 @@ impl Worker {
                 tokio::time::sleep(ERROR_BACKOFF).await;
             }
         }
+    }
+
+    /// A send's history outcome, counted.
+    fn produce_outcome(&self, result: Result<(), QueueError>) -> Outcome {
+        let outcome = match result {
+            Ok(()) => Outcome::Ok,
+            Err(err) => Outcome::of_error(&err),
+        };
+        let counter = match outcome {
+            Outcome::Ok => &self.counters.produce_ok,
+            Outcome::Info(_) => &self.counters.produce_info,
+            Outcome::Fail(_) => &self.counters.produce_fail,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        outcome
     }
 
     async fn register(&self, stop: &watch::Receiver<bool>) -> Option<Consumer> {
@@ -474,28 +512,163 @@ impl Worker {
     async fn ack(&self, c: &mut Consumer, delivery: &Delivery) {
         let started = self.invoke("ack", Some(&delivery.id), None);
         let outcome = match tokio::time::timeout(self.call_bound(), c.ack(delivery)).await {
-            Ok(Ok(())) => {
-                self.counters.ack_ok.fetch_add(1, Ordering::Relaxed);
-                Outcome::Ok
-            }
-            Ok(Err(QueueError::TakenBack)) => {
-                self.counters.ack_fail.fetch_add(1, Ordering::Relaxed);
-                Outcome::Fail("taken back: the message will be redelivered".into())
-            }
-            Ok(Err(err)) => {
-                let outcome = Outcome::of_error(&err);
-                match outcome {
-                    Outcome::Info(_) => self.counters.ack_info.fetch_add(1, Ordering::Relaxed),
-                    _ => self.counters.ack_fail.fetch_add(1, Ordering::Relaxed),
-                };
-                outcome
-            }
+            Ok(result) => self.ack_outcome(result),
             Err(_) => {
                 self.counters.ack_info.fetch_add(1, Ordering::Relaxed);
                 Outcome::Info(format!("no answer within {:?}", self.call_bound()))
             }
         };
         self.record(self.complete("ack", started, Some(&delivery.id), outcome));
+    }
+
+    /// An ack's history outcome, counted.
+    fn ack_outcome(&self, result: Result<(), QueueError>) -> Outcome {
+        let outcome = match result {
+            Ok(()) => Outcome::Ok,
+            Err(QueueError::TakenBack) => {
+                Outcome::Fail("taken back: the message will be redelivered".into())
+            }
+            Err(err) => Outcome::of_error(&err),
+        };
+        let counter = match outcome {
+            Outcome::Ok => &self.counters.ack_ok,
+            Outcome::Info(_) => &self.counters.ack_info,
+            Outcome::Fail(_) => &self.counters.ack_fail,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        outcome
+    }
+
+    /// A native consumer that takes `take_batch` messages per transaction and
+    /// acks them in the next one. Its acks and its take run as one transaction, so
+    /// the history has the acks' invokes and the take's invoke before the call,
+    /// then the acks' outcomes and one take `ok` per message delivered. Nemesis
+    /// orders reach it while it holds a batch.
+    async fn consume_batches(
+        self,
+        mut stop: watch::Receiver<bool>,
+        mut orders: mpsc::Receiver<ConsumerOrder>,
+    ) {
+        let max = self.config.take_batch;
+        let mut consumer: Option<Consumer> = None;
+        let mut held: Vec<Delivery> = Vec::new();
+        let mut zombie: Option<(Duration, tokio::sync::oneshot::Sender<String>)> = None;
+        while !*stop.borrow() {
+            while let Ok(order) = orders.try_recv() {
+                match order {
+                    ConsumerOrder::Crash { down, done } => {
+                        let what = match consumer.take() {
+                            Some(c) => {
+                                let id = c.id().to_string();
+                                c.crash();
+                                format!(
+                                    "{} (session {id}) crashed holding {} messages",
+                                    self.name,
+                                    held.len()
+                                )
+                            }
+                            None => format!("{} was not registered; stays down", self.name),
+                        };
+                        held.clear();
+                        let _ = done.send(format!("{what}; down for {down:?}"));
+                        Self::pause(&mut stop, down).await;
+                    }
+                    ConsumerOrder::Zombie { stall, done } => zombie = Some((stall, done)),
+                }
+            }
+            if *stop.borrow() {
+                break;
+            }
+            // A zombie stalls holding its batch past its session, then acks it:
+            // every ack must be refused (see `consume`).
+            if let (Some(c), false) = (consumer.as_ref(), held.is_empty()) {
+                if let Some((stall, done)) = zombie.take() {
+                    let session = c.id().to_string();
+                    consumer.take().expect("checked above").crash();
+                    let _ = done.send(format!(
+                        "{} (session {session}) stalls {stall:?} holding {} messages, then acks them",
+                        self.name,
+                        held.len()
+                    ));
+                    Self::pause(&mut stop, stall).await;
+                    let Some(mut woken) = self.register(&stop).await else { break };
+                    for delivery in held.drain(..) {
+                        self.ack(&mut woken, &delivery).await;
+                    }
+                    consumer = Some(woken);
+                    continue;
+                }
+            }
+            let c = match consumer.as_mut() {
+                Some(c) => c,
+                None => match self.register(&stop).await {
+                    Some(c) => consumer.insert(c),
+                    None => break,
+                },
+            };
+            let ack_started: Vec<Instant> =
+                held.iter().map(|delivery| self.invoke("ack", Some(&delivery.id), None)).collect();
+            let take_started = self.invoke("take", None, None);
+            let call = c.ack_and_take_batch(&held, max, TAKE_WAIT);
+            let (acks, taken) = match tokio::time::timeout(self.call_bound(), call).await {
+                Ok((acks, taken)) => {
+                    (acks.into_iter().map(|ack| self.ack_outcome(ack)).collect(), Some(taken))
+                }
+                Err(_) => {
+                    let bound = self.call_bound();
+                    let acks: Vec<Outcome> = held
+                        .iter()
+                        .map(|_| {
+                            self.counters.ack_info.fetch_add(1, Ordering::Relaxed);
+                            Outcome::Info(format!("no answer within {bound:?}"))
+                        })
+                        .collect();
+                    // Whatever it holds now comes back through the janitor.
+                    if let Some(c) = consumer.take() {
+                        c.crash();
+                    }
+                    (acks, None)
+                }
+            };
+            for ((delivery, started), outcome) in held.drain(..).zip(ack_started).zip(acks) {
+                self.record(self.complete("ack", started, Some(&delivery.id), outcome));
+            }
+            match taken {
+                None => {
+                    let bound = self.call_bound();
+                    let outcome = Outcome::Info(format!("no answer within {bound:?}"));
+                    self.record(self.complete("take", take_started, None, outcome));
+                }
+                Some(Ok(batch)) if batch.is_empty() => {
+                    let outcome = Outcome::Fail("empty".into());
+                    self.record(self.complete("take", take_started, None, outcome));
+                }
+                Some(Ok(batch)) => {
+                    for delivery in &batch {
+                        self.counters.take_ok.fetch_add(1, Ordering::Relaxed);
+                        let mut e =
+                            self.complete("take", take_started, Some(&delivery.id), Outcome::Ok);
+                        e.checksum = Some(delivery.checksum);
+                        e.node = Some(delivery.source.clone());
+                        self.record(e);
+                    }
+                    held = batch;
+                    if !self.config.processing_time.is_zero() {
+                        tokio::time::sleep(self.config.processing_time).await;
+                    }
+                }
+                Some(Err(err)) => {
+                    self.record(self.complete("take", take_started, None, Outcome::of_error(&err)));
+                    tokio::time::sleep(ERROR_BACKOFF).await;
+                }
+            }
+        }
+        if let Some(mut c) = consumer {
+            for delivery in &held {
+                self.ack(&mut c, delivery).await;
+            }
+            c.close().await;
+        }
     }
 }
 
