@@ -68,9 +68,13 @@ impl Target {
     }
 }
 
+/// Messages per `send_batch` of `zkmq queue send`.
+const SEND_CHUNK: usize = 64;
+
 #[derive(Subcommand)]
 pub enum QueueCommand {
-    /// Send messages (one per argument, or one per line of stdin with `-`); prints their ids
+    /// Send messages (one per argument, or one per line of stdin with `-`); prints
+    /// their ids. Over the binary protocol every 64 messages go in two transactions
     Send {
         #[command(flatten)]
         target: Target,
@@ -89,6 +93,11 @@ pub enum QueueCommand {
         /// How many messages to take
         #[arg(long, default_value_t = 1)]
         count: usize,
+        /// Take up to this many per transaction, each acknowledged in the next one
+        /// (binary protocol; REST takes one at a time). Without --ack, one batch is
+        /// taken and held until this process's session ends
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+        batch: u16,
         /// How long to wait for each message before giving up
         #[arg(long, value_parser = humantime::parse_duration, default_value = "5s")]
         timeout: Duration,
@@ -123,30 +132,76 @@ pub async fn run(command: QueueCommand) -> anyhow::Result<u8> {
                     payloads.push(message);
                 }
             }
-            for payload in payloads {
-                let id = producer.send(payload.as_bytes()).await?;
-                println!("{id}");
+            let mut failed = 0;
+            for chunk in payloads.chunks(SEND_CHUNK) {
+                let batch: Vec<_> = chunk
+                    .iter()
+                    .map(|payload| (zkmq::queue::MessageId::generate(), payload.as_bytes()))
+                    .collect();
+                for ((id, _), result) in batch.iter().zip(producer.send_batch(&batch).await) {
+                    match result {
+                        Ok(()) => println!("{id}"),
+                        Err(err) => {
+                            failed += 1;
+                            eprintln!("{id}: {err}");
+                        }
+                    }
+                }
             }
             producer.close().await;
+            if failed > 0 {
+                anyhow::bail!(
+                    "{failed} of {} messages were not (or not surely) sent",
+                    payloads.len()
+                );
+            }
             Ok(0)
         }
-        QueueCommand::Take { target, ack, count, timeout } => {
+        QueueCommand::Take { target, ack, count, batch, timeout } => {
+            let batch = usize::from(batch);
+            if !ack && count > batch {
+                anyhow::bail!(
+                    "--count {count} needs --ack: without it a consumer takes one batch \
+                     (--batch {batch}) and holds it"
+                );
+            }
             let mut consumer = Consumer::register(target.access().await?, target.config()).await?;
             let mut taken = 0;
+            let mut held = Vec::new();
             while taken < count {
-                let Some(delivery) = consumer.take(timeout).await? else {
+                let want = batch.min(count - taken);
+                let next = if batch == 1 {
+                    consumer.take(timeout).await?.into_iter().collect()
+                } else {
+                    // The acks of the batch printed last ride in this take.
+                    let (acks, next) = consumer.ack_and_take_batch(&held, want, timeout).await;
+                    for result in acks {
+                        result.context("acknowledging")?;
+                    }
+                    held.clear();
+                    next?
+                };
+                if next.is_empty() {
                     eprintln!("no message within {timeout:?} ({taken} of {count} taken)");
                     break;
-                };
-                println!("{}\t{}", delivery.id, String::from_utf8_lossy(&delivery.payload));
-                if ack {
-                    consumer.ack(&delivery).await?;
-                } else if count > 1 {
-                    anyhow::bail!(
-                        "--count above 1 needs --ack: a consumer holds one message at a time"
-                    );
                 }
-                taken += 1;
+                for delivery in &next {
+                    println!("{}\t{}", delivery.id, String::from_utf8_lossy(&delivery.payload));
+                }
+                taken += next.len();
+                if !ack {
+                    continue;
+                }
+                if batch == 1 {
+                    for delivery in &next {
+                        consumer.ack(delivery).await.context("acknowledging")?;
+                    }
+                } else {
+                    held = next;
+                }
+            }
+            for delivery in &held {
+                consumer.ack(delivery).await.context("acknowledging")?;
             }
             consumer.close().await;
             Ok(if taken == count { 0 } else { 1 })
