@@ -13,6 +13,9 @@
 //! once against the [`queue::Store`] trait, which has two backends: the native
 //! ZooKeeper client and a client of the REST gateway. It knows nothing of Docker,
 //! chaos or reports. Every outcome is done, definitely not done, or unknown.
+//! Producers send one message at a time or a batch in two transactions; consumers
+//! take one at a time or a batch per transaction (a slot per message), which is
+//! what makes it fast: a message's cost is its share of a replicated transaction.
 //!
 //! **[`rest`]**: our re-implementation of ZooKeeper's contrib REST gateway
 //! (`znodes/v1`, `sessions/v1`), an axum server that talks to the ensemble over the
