@@ -14,8 +14,10 @@ pub enum BenchCommand {
     Queue {
         #[command(flatten)]
         target: Target,
+        /// Producers, each with a session of its own
         #[arg(long, default_value_t = 4)]
         producers: usize,
+        /// Consumers, each with a session of its own
         #[arg(long, default_value_t = 4)]
         consumers: usize,
         /// Messages in total
@@ -29,7 +31,7 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 32)]
         send_batch: usize,
         /// Messages a consumer takes per transaction, its acks riding in the next
-        /// one (1: one message at a time, as `zkmq queue take` does)
+        /// one (1: one message at a time, as `zkmq queue take` does by default)
         #[arg(long, default_value_t = 16)]
         take_batch: usize,
         /// Sequential creates for the raw bound (0 skips it)
