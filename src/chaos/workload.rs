@@ -187,6 +187,27 @@ enum Outcome {
 }
 
 impl Outcome {
+    fn of(result: Result<(), QueueError>) -> Self {
+        match result {
+            Ok(()) => Outcome::Ok,
+            Err(QueueError::TakenBack) => {
+                Outcome::Fail("taken back: the message will be redelivered".into())
+            }
+            Err(err) => Outcome::of_error(&err),
+        }
+    }
+
+    /// Adds one to the counter of its kind: `[ok, fail, info]`.
+    fn counted(self, [ok, fail, info]: [&AtomicU64; 3]) -> Self {
+        let counter = match self {
+            Outcome::Ok => ok,
+            Outcome::Fail(_) => fail,
+            Outcome::Info(_) => info,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        self
+    }
+
     fn of_error(err: &QueueError) -> Self {
         if err.is_unknown_outcome() {
             Outcome::Info(err.to_string())
@@ -293,21 +314,15 @@ impl Worker {
                 }
             };
             let outcomes: Vec<Outcome> = match tokio::time::timeout(self.call_bound(), send).await {
-                Ok(results) => {
-                    results.into_iter().map(|result| self.produce_outcome(result)).collect()
-                }
+                Ok(results) => results
+                    .into_iter()
+                    .map(|result| self.produce_outcome(Outcome::of(result)))
+                    .collect(),
                 Err(_) => {
                     // The call may still complete in the background of a dropped
                     // future; its producer is not trusted again.
                     producer = None;
-                    let bound = self.call_bound();
-                    messages
-                        .iter()
-                        .map(|_| {
-                            self.counters.produce_info.fetch_add(1, Ordering::Relaxed);
-                            Outcome::Info(format!("no answer within {bound:?}"))
-                        })
-                        .collect()
+                    messages.iter().map(|_| self.produce_outcome(self.no_answer())).collect()
                 }
             };
             let mut failed = false;
@@ -332,18 +347,14 @@ impl Worker {
     }
 
     /// A send's history outcome, counted.
-    fn produce_outcome(&self, result: Result<(), QueueError>) -> Outcome {
-        let outcome = match result {
-            Ok(()) => Outcome::Ok,
-            Err(err) => Outcome::of_error(&err),
-        };
-        let counter = match outcome {
-            Outcome::Ok => &self.counters.produce_ok,
-            Outcome::Info(_) => &self.counters.produce_info,
-            Outcome::Fail(_) => &self.counters.produce_fail,
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
-        outcome
+    fn produce_outcome(&self, outcome: Outcome) -> Outcome {
+        let c = &self.counters;
+        outcome.counted([&c.produce_ok, &c.produce_fail, &c.produce_info])
+    }
+
+    /// The outcome of a call that ran past [`Worker::call_bound`].
+    fn no_answer(&self) -> Outcome {
+        Outcome::Info(format!("no answer within {:?}", self.call_bound()))
     }
 
     async fn register(&self, stop: &watch::Receiver<bool>) -> Option<Consumer> {
@@ -436,13 +447,7 @@ impl Worker {
                     continue;
                 }
                 Err(_) => {
-                    let bound = self.call_bound();
-                    self.record(self.complete(
-                        "take",
-                        started,
-                        None,
-                        Outcome::Info(format!("no answer within {bound:?}")),
-                    ));
+                    self.record(self.complete("take", started, None, self.no_answer()));
                     // Whatever it holds now comes back through the janitor.
                     if let Some(c) = consumer.take() {
                         c.crash();
@@ -512,31 +517,17 @@ impl Worker {
     async fn ack(&self, c: &mut Consumer, delivery: &Delivery) {
         let started = self.invoke("ack", Some(&delivery.id), None);
         let outcome = match tokio::time::timeout(self.call_bound(), c.ack(delivery)).await {
-            Ok(result) => self.ack_outcome(result),
-            Err(_) => {
-                self.counters.ack_info.fetch_add(1, Ordering::Relaxed);
-                Outcome::Info(format!("no answer within {:?}", self.call_bound()))
-            }
+            Ok(result) => Outcome::of(result),
+            Err(_) => self.no_answer(),
         };
+        let outcome = self.ack_outcome(outcome);
         self.record(self.complete("ack", started, Some(&delivery.id), outcome));
     }
 
     /// An ack's history outcome, counted.
-    fn ack_outcome(&self, result: Result<(), QueueError>) -> Outcome {
-        let outcome = match result {
-            Ok(()) => Outcome::Ok,
-            Err(QueueError::TakenBack) => {
-                Outcome::Fail("taken back: the message will be redelivered".into())
-            }
-            Err(err) => Outcome::of_error(&err),
-        };
-        let counter = match outcome {
-            Outcome::Ok => &self.counters.ack_ok,
-            Outcome::Info(_) => &self.counters.ack_info,
-            Outcome::Fail(_) => &self.counters.ack_fail,
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
-        outcome
+    fn ack_outcome(&self, outcome: Outcome) -> Outcome {
+        let c = &self.counters;
+        outcome.counted([&c.ack_ok, &c.ack_fail, &c.ack_info])
     }
 
     /// A native consumer that takes `take_batch` messages per transaction and
@@ -611,18 +602,13 @@ impl Worker {
             let take_started = self.invoke("take", None, None);
             let call = c.ack_and_take_batch(&held, max, TAKE_WAIT);
             let (acks, taken) = match tokio::time::timeout(self.call_bound(), call).await {
-                Ok((acks, taken)) => {
-                    (acks.into_iter().map(|ack| self.ack_outcome(ack)).collect(), Some(taken))
-                }
+                Ok((acks, taken)) => (
+                    acks.into_iter().map(|ack| self.ack_outcome(Outcome::of(ack))).collect(),
+                    Some(taken),
+                ),
                 Err(_) => {
-                    let bound = self.call_bound();
-                    let acks: Vec<Outcome> = held
-                        .iter()
-                        .map(|_| {
-                            self.counters.ack_info.fetch_add(1, Ordering::Relaxed);
-                            Outcome::Info(format!("no answer within {bound:?}"))
-                        })
-                        .collect();
+                    let acks: Vec<Outcome> =
+                        held.iter().map(|_| self.ack_outcome(self.no_answer())).collect();
                     // Whatever it holds now comes back through the janitor.
                     if let Some(c) = consumer.take() {
                         c.crash();
@@ -634,11 +620,7 @@ impl Worker {
                 self.record(self.complete("ack", started, Some(&delivery.id), outcome));
             }
             match taken {
-                None => {
-                    let bound = self.call_bound();
-                    let outcome = Outcome::Info(format!("no answer within {bound:?}"));
-                    self.record(self.complete("take", take_started, None, outcome));
-                }
+                None => self.record(self.complete("take", take_started, None, self.no_answer())),
                 Some(Ok(batch)) if batch.is_empty() => {
                     let outcome = Outcome::Fail("empty".into());
                     self.record(self.complete("take", take_started, None, outcome));
