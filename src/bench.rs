@@ -154,7 +154,7 @@ pub async fn bench_queue(config: QueueBenchConfig) -> Result<QueueBenchResult, Q
     for _ in 0..config.consumers {
         let mut consumer = Consumer::register(config.access.clone(), queue.clone()).await?;
         let (acked, errors) = (acked.clone(), errors.clone());
-        let config = config.clone();
+        let take_batch = config.take_batch;
         consumers.push(tokio::spawn(async move {
             let mut latencies =
                 Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds");
@@ -168,7 +168,6 @@ pub async fn bench_queue(config: QueueBenchConfig) -> Result<QueueBenchResult, Q
                     redelivered += 1;
                 }
             };
-            let take_batch = config.take_batch;
             let wait = Duration::from_millis(200);
             let mut current: Vec<crate::queue::Delivery> = Vec::new();
             loop {

@@ -357,20 +357,13 @@ impl Consumer {
         let (data, stat) = match self.session.store.get(&path).await {
             Ok(found) => found,
             Err(StoreError::NoNode(_)) => {
-                self.contention = LOST_RACE_MEMORY;
-                self.misses += 1;
+                self.lost_race();
                 return Ok(None);
             }
             Err(err) => return Err(err),
         };
         if data.is_empty() {
-            let grace = self.session.config.orphan_grace.as_millis() as i64;
-            if now_ms() - stat.ctime_ms > grace {
-                // Versioned: if the producer's set lands first, this delete fails.
-                let _ = self.session.store.delete(&path, Some(0)).await;
-            } else {
-                self.saw_unset = true;
-            }
+            self.pass_unset(&path, stat.ctime_ms).await;
             return Ok(None);
         }
         let envelope = match Envelope::decode(&data) {
@@ -396,6 +389,24 @@ impl Consumer {
                 self.take_claim(&path, name, envelope, stat.version, from_partial).await
             }
             _ => self.take_multi(&path, name, envelope, stat.version, from_partial).await,
+        }
+    }
+
+    /// A listed message was gone when read: another consumer took it.
+    fn lost_race(&mut self) {
+        self.contention = LOST_RACE_MEMORY;
+        self.misses += 1;
+    }
+
+    /// An empty node is a produce between its create and its set: look again
+    /// soon, or delete it once it is older than the orphan grace.
+    async fn pass_unset(&mut self, path: &str, ctime_ms: i64) {
+        let grace = self.session.config.orphan_grace.as_millis() as i64;
+        if now_ms() - ctime_ms > grace {
+            // Versioned: if the producer's set lands first, this delete fails.
+            let _ = self.session.store.delete(path, Some(0)).await;
+        } else {
+            self.saw_unset = true;
         }
     }
 

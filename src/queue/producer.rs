@@ -72,7 +72,7 @@ impl Producer {
         }
         let mut results: Vec<Option<Result<(), QueueError>>> =
             messages.iter().map(|_| None).collect();
-        let mut chunks: Vec<Vec<(usize, MessageId, Vec<u8>)>> = vec![Vec::new()];
+        let mut chunks: Vec<Vec<(usize, MessageId, Vec<u8>)>> = Vec::new();
         let mut chunk_bytes = 0;
         for (index, (id, payload)) in messages.iter().enumerate() {
             if payload.len() > MAX_PAYLOAD {
@@ -82,21 +82,22 @@ impl Producer {
             }
             let data = Envelope::new(*id, payload).encode();
             let cost = data.len() + OP_OVERHEAD;
-            let last = chunks.last().expect("one chunk at least");
-            if !last.is_empty()
-                && (last.len() >= MULTI_MESSAGES || chunk_bytes + cost > MULTI_BYTES)
-            {
-                chunks.push(Vec::new());
-                chunk_bytes = 0;
+            match chunks.last_mut() {
+                Some(chunk)
+                    if chunk.len() < MULTI_MESSAGES && chunk_bytes + cost <= MULTI_BYTES =>
+                {
+                    chunk_bytes += cost;
+                    chunk.push((index, *id, data));
+                }
+                _ => {
+                    chunk_bytes = cost;
+                    chunks.push(vec![(index, *id, data)]);
+                }
             }
-            chunk_bytes += cost;
-            chunks.last_mut().expect("one chunk at least").push((index, *id, data));
         }
-        let done = futures::future::join_all(
-            chunks.iter().filter(|chunk| !chunk.is_empty()).map(|chunk| this.produce_multi(chunk)),
-        )
-        .await;
-        for (chunk, outcomes) in chunks.iter().filter(|chunk| !chunk.is_empty()).zip(done) {
+        let done =
+            futures::future::join_all(chunks.iter().map(|chunk| this.produce_multi(chunk))).await;
+        for (chunk, outcomes) in chunks.iter().zip(done) {
             for ((index, _, _), outcome) in chunk.iter().zip(outcomes) {
                 results[*index] = Some(outcome);
             }

@@ -22,11 +22,11 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::{Consumer, Delivery, LOST_RACE_MEMORY, PARTIAL_RELIST};
+use super::{Consumer, Delivery, PARTIAL_RELIST};
 use crate::queue::envelope::Envelope;
 use crate::queue::store::{CreateMode, MultiOp, StoreError, StoreResult};
 use crate::queue::{
-    now_ms, sorted_messages, Algorithm, QueueError, TakeProtocol, Tree, MULTI_BYTES, OP_OVERHEAD,
+    sorted_messages, Algorithm, QueueError, TakeProtocol, Tree, MULTI_BYTES, OP_OVERHEAD,
 };
 
 /// How many blocks of the oldest messages a contended consumer picks its block from.
@@ -63,6 +63,19 @@ struct Candidate {
 }
 
 type AckResults = Vec<Option<Result<(), QueueError>>>;
+
+/// Reports the acks of `fold` still to be reported as unknown: they rode in a
+/// take whose outcome is unknown (`why` says more).
+fn report_unknown(fold: &mut [(Option<usize>, Delivery)], results: &mut AckResults, why: &str) {
+    for (index, delivery) in fold {
+        if let Some(index) = index.take() {
+            results[index] = Some(Err(QueueError::Unknown(format!(
+                "{}: the ack rode in a take whose outcome is unknown{why}",
+                delivery.slot
+            ))));
+        }
+    }
+}
 
 impl Consumer {
     /// Takes up to `max` messages in one transaction, waiting up to `timeout` for
@@ -102,8 +115,7 @@ impl Consumer {
         let mut results: AckResults = done.iter().map(|_| None).collect();
         let mut fold = Vec::new();
         for (index, delivery) in done.iter().enumerate() {
-            let held = self.batch_held.iter().any(|held| held.slot == delivery.slot);
-            if held && delivery.slot_version.is_some() {
+            if self.batch_held.iter().any(|held| held.slot == delivery.slot) {
                 self.batch_held.retain(|held| held.slot != delivery.slot);
                 fold.push((Some(index), delivery.clone()));
             } else {
@@ -133,22 +145,10 @@ impl Consumer {
             }
         }
         // Whatever did not ride in a transaction is acknowledged on its own.
-        for (index, delivery) in fold {
-            let result = self.ack(&delivery).await;
-            if let Some(index) = index {
-                results[index] = Some(result);
-            }
-        }
+        self.ack_each(fold, &mut results).await;
         // Acks left in a transaction whose outcome is still unknown.
         if let Some(doubt) = &mut self.batch_in_doubt {
-            for (index, delivery) in &mut doubt.fold {
-                if let Some(index) = index.take() {
-                    results[index] = Some(Err(QueueError::Unknown(format!(
-                        "{}: the ack rode in a take whose outcome is unknown",
-                        delivery.slot
-                    ))));
-                }
-            }
+            report_unknown(&mut doubt.fold, &mut results, "");
         }
         let acks =
             results.into_iter().map(|result| result.expect("every ack has an outcome")).collect();
@@ -171,12 +171,7 @@ impl Consumer {
                 }
                 Ok(_) => {
                     // Nothing to take: the acks must not wait for a message.
-                    for (index, delivery) in std::mem::take(fold) {
-                        let result = self.ack(&delivery).await;
-                        if let Some(index) = index {
-                            results[index] = Some(result);
-                        }
-                    }
+                    self.ack_each(std::mem::take(fold), results).await;
                     if Instant::now() >= deadline {
                         return Ok(Vec::new());
                     }
@@ -194,6 +189,16 @@ impl Consumer {
                         tokio::time::sleep(Duration::from_millis(100)).await;
                     }
                 }
+            }
+        }
+    }
+
+    /// Acknowledges each of `fold` on its own, reporting where it is to be reported.
+    async fn ack_each(&mut self, fold: Vec<(Option<usize>, Delivery)>, results: &mut AckResults) {
+        for (index, delivery) in fold {
+            let result = self.ack(&delivery).await;
+            if let Some(index) = index {
+                results[index] = Some(result);
             }
         }
     }
@@ -267,15 +272,8 @@ impl Consumer {
             Ok(None) => {
                 // Another session: the batch, if taken, goes back through
                 // recovery; its acks stay unknown.
-                for (index, delivery) in doubt.fold {
-                    if let Some(index) = index {
-                        results[index] = Some(Err(QueueError::Unknown(format!(
-                            "{}: the ack rode in a take whose outcome is unknown, and the \
-                             session it was sent in is gone",
-                            delivery.slot
-                        ))));
-                    }
-                }
+                let mut fold = doubt.fold;
+                report_unknown(&mut fold, results, ", and it can no longer be read back");
                 Ok(None)
             }
             Err(err) => {
@@ -286,7 +284,9 @@ impl Consumer {
     }
 
     /// Reads back the first slot of a batch in doubt: `Some(true)` it happened,
-    /// `Some(false)` it did not, `None` it cannot be told (another session).
+    /// `Some(false)` it did not, `None` it cannot be told (another session, or a
+    /// slot that holds another message, which should never be: slot numbers are
+    /// not reused; waiting would not change it).
     async fn settle_batch(&mut self, doubt: &BatchInDoubt) -> StoreResult<Option<bool>> {
         let store = self.session.store.clone();
         if store.is_dead() || store.session_id() != doubt.session {
@@ -296,10 +296,10 @@ impl Consumer {
         match store.get(&first.slot).await {
             Ok((data, _)) => match Envelope::decode(&data) {
                 Ok(envelope) if envelope.id == first.id => Ok(Some(true)),
-                _ => Err(StoreError::Refused(format!(
-                    "{} holds another message than the batch in doubt",
-                    first.slot
-                ))),
+                _ => {
+                    tracing::warn!("{} holds another message than the batch in doubt", first.slot);
+                    Ok(None)
+                }
             },
             Err(StoreError::NoNode(_)) => Ok(Some(false)),
             Err(err) => Err(err),
@@ -371,25 +371,18 @@ impl Consumer {
             async move { (store.get(&path).await, path) }
         }))
         .await;
-        let grace = self.session.config.orphan_grace.as_millis() as i64;
         let mut chosen = Vec::new();
         for ((read, path), name) in reads.into_iter().zip(names) {
             let (data, stat) = match read {
                 Ok(found) => found,
                 Err(StoreError::NoNode(_)) => {
-                    self.contention = LOST_RACE_MEMORY;
-                    self.misses += 1;
+                    self.lost_race();
                     continue;
                 }
                 Err(err) => return Err(err),
             };
             if data.is_empty() {
-                if now_ms() - stat.ctime_ms > grace {
-                    // Versioned: if the producer's set lands first, this delete fails.
-                    let _ = store.delete(&path, Some(0)).await;
-                } else {
-                    self.saw_unset = true;
-                }
+                self.pass_unset(&path, stat.ctime_ms).await;
                 continue;
             }
             match Envelope::decode(&data) {
@@ -476,8 +469,7 @@ impl Consumer {
                     if (index - first_source) % 2 == 0 {
                         // Another consumer took this source first.
                         chosen.remove(which);
-                        self.contention = LOST_RACE_MEMORY;
-                        self.misses += 1;
+                        self.lost_race();
                     } else if matches!(*cause, StoreError::NoNode(_)) {
                         return Err(StoreError::SessionExpired(
                             "recovery removed this consumer".into(),
