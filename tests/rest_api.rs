@@ -36,6 +36,15 @@ struct Gateway {
 }
 
 impl Gateway {
+    /// The native client, caught up with the leader first: it may be connected to
+    /// another server than the gateway's, and ZooKeeper orders reads after writes
+    /// only within one session, so without a sync it can miss what the gateway
+    /// just wrote.
+    async fn synced(&self) -> &zk::Client {
+        self.zk.sync("/").await.expect("sync with the leader");
+        &self.zk
+    }
+
     async fn start(test: &str) -> Self {
         Self::start_with(test, |_| {}).await
     }
@@ -157,7 +166,7 @@ async fn read_data_in_every_format() {
     assert_eq!(json["uri"], gw.znode("/a"));
     assert_eq!(json["data64"], base64::engine::general_purpose::STANDARD.encode(b"hello \xff"));
     assert!(json.get("dataUtf8").is_none());
-    let (_, stat) = gw.zk.get_data("/a").await.unwrap();
+    let (_, stat) = gw.synced().await.get_data("/a").await.unwrap();
     assert_eq!(json["czxid"], stat.czxid);
     assert_eq!(json["mzxid"], stat.mzxid);
     assert_eq!(json["ctime"], stat.ctime);
@@ -252,7 +261,7 @@ async fn set_with_and_without_version() {
     let (status, json) = error_object(put("?version=1", b"v3").await.unwrap()).await;
     assert_eq!(status, StatusCode::PRECONDITION_FAILED);
     assert_eq!(json["message"], "bad version");
-    assert_eq!(gw.zk.get_data("/a").await.unwrap().0, b"v2");
+    assert_eq!(gw.synced().await.get_data("/a").await.unwrap().0, b"v2");
     assert_eq!(put("?version=-1", b"v3").await.unwrap().status(), StatusCode::OK);
     let octets = gw
         .http
@@ -265,7 +274,7 @@ async fn set_with_and_without_version() {
         .unwrap();
     assert_eq!(octets.status(), StatusCode::NO_CONTENT);
     assert_eq!(put("?null=true", b"ignored").await.unwrap().status(), StatusCode::OK);
-    assert_eq!(gw.zk.get_data("/a").await.unwrap().0, b"");
+    assert_eq!(gw.synced().await.get_data("/a").await.unwrap().0, b"");
     let (status, _) = error_object(put("/missing", b"x").await.unwrap()).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
@@ -279,7 +288,7 @@ async fn create_plain_sequential_and_ephemeral() {
     let json: Value = response.json().await.unwrap();
     assert_eq!(json["path"], "/plain");
     assert_eq!(json["uri"], gw.znode("/"));
-    assert_eq!(gw.zk.get_data("/plain").await.unwrap().0, b"data");
+    assert_eq!(gw.synced().await.get_data("/plain").await.unwrap().0, b"data");
 
     let json: Value = gw.create("/plain?name=seq-&sequence=true", b"").await.json().await.unwrap();
     let path = json["path"].as_str().unwrap();
@@ -291,7 +300,7 @@ async fn create_plain_sequential_and_ephemeral() {
     let response =
         gw.create(&format!("/plain?name=eph&ephemeral=true&session={session}"), b"").await;
     assert_eq!(response.status(), StatusCode::CREATED);
-    let (_, stat) = gw.zk.get_data("/plain/eph").await.unwrap();
+    let (_, stat) = gw.synced().await.get_data("/plain/eph").await.unwrap();
     assert_ne!(stat.ephemeral_owner, 0);
     assert_ne!(stat.ephemeral_owner, gw.zk.session_id().0);
 
@@ -311,7 +320,7 @@ async fn create_plain_sequential_and_ephemeral() {
     let json: Value =
         gw.create("/?op=create&name=nul&null=true", b"ignored").await.json().await.unwrap();
     assert_eq!(json["path"], "/nul");
-    assert_eq!(gw.zk.get_data("/nul").await.unwrap().0, b"");
+    assert_eq!(gw.synced().await.get_data("/nul").await.unwrap().0, b"");
 }
 
 #[tokio::test]
@@ -328,7 +337,7 @@ async fn delete_with_version() {
         gw.http.delete(gw.znode("/a?version=0")).send().await.unwrap().status(),
         StatusCode::NO_CONTENT
     );
-    assert!(gw.zk.check_stat("/a").await.unwrap().is_none());
+    assert!(gw.synced().await.check_stat("/a").await.unwrap().is_none());
     let (status, json) = error_object(gw.http.delete(gw.znode("/p")).send().await.unwrap()).await;
     assert_eq!(status, StatusCode::CONFLICT);
     assert_eq!(json["message"], "not empty");
@@ -355,7 +364,7 @@ async fn sessions_create_heartbeat_delete() {
     assert_eq!(response.status(), StatusCode::CREATED);
     assert_eq!(gw.http.delete(&session_url).send().await.unwrap().status(), StatusCode::NO_CONTENT);
     // Deleting the session closed its ZooKeeper session: the ephemeral is gone.
-    assert!(gw.zk.check_stat("/eph").await.unwrap().is_none());
+    assert!(gw.synced().await.check_stat("/eph").await.unwrap().is_none());
     assert_eq!(gw.http.delete(&session_url).send().await.unwrap().status(), StatusCode::NO_CONTENT);
     let (status, _) = error_object(gw.http.put(&session_url).send().await.unwrap()).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
@@ -382,7 +391,7 @@ async fn ephemeral_goes_when_its_session_expires() {
     let response = gw.http.get(gw.znode(&format!("/eph?session={id}"))).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while gw.zk.check_stat("/eph").await.unwrap().is_some() {
+    while gw.synced().await.check_stat("/eph").await.unwrap().is_some() {
         assert!(
             tokio::time::Instant::now() < deadline,
             "the ephemeral outlived its session by 10 s"
@@ -426,7 +435,7 @@ async fn wrong_content_type_is_415() {
         gw.http.post(gw.znode("/?name=b")).header(header::CONTENT_TYPE, "text/plain").body("x");
     let (status, _) = error_object(post.send().await.unwrap()).await;
     assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
-    assert!(gw.zk.check_stat("/b").await.unwrap().is_none());
+    assert!(gw.synced().await.check_stat("/b").await.unwrap().is_none());
 }
 
 #[tokio::test]
@@ -534,7 +543,7 @@ async fn bad_input_gets_4xx_with_an_error_object_and_the_gateway_serves_on() {
             serde_json::from_str(&body).unwrap_or_else(|_| panic!("{raw}: not JSON: {body}"));
         assert!(json["message"].is_string(), "{raw}: {json}");
     }
-    assert!(gw.zk.check_stat("/b").await.unwrap().is_none());
+    assert!(gw.synced().await.check_stat("/b").await.unwrap().is_none());
     assert_eq!(gw.http.head(gw.znode("/a")).send().await.unwrap().status(), StatusCode::OK);
 }
 
