@@ -1,6 +1,7 @@
 //! Taking and acknowledging messages.
 
 mod batch;
+mod doubt;
 
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
@@ -8,6 +9,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use self::batch::BatchInDoubt;
+use self::doubt::{judge_gone_slot, SourceFence, TakeOutcome};
 use super::envelope::{Envelope, FLAG_FROM_PARTIAL};
 use super::store::{CreateMode, MultiOp, StoreError, StoreResult};
 use super::{
@@ -93,6 +95,18 @@ pub struct Consumer {
     fold_result: Option<Result<(), QueueError>>,
     /// A folded ack whose transaction ended unknown.
     unknown_fold: Option<Delivery>,
+    /// A single take whose transaction ended unknown: settled by a write on its
+    /// source before our slot is trusted (see [`doubt`]).
+    take_in_doubt: Option<TakeInDoubt>,
+}
+
+/// A single take whose outcome is unknown.
+struct TakeInDoubt {
+    fence: SourceFence,
+    /// The message it would have put in our slot.
+    taken: MessageId,
+    /// The session it was sent in: only there are our slots ours alone.
+    session: i64,
 }
 
 /// How many of the oldest messages a consumer picks its first try from.
@@ -136,6 +150,7 @@ impl Consumer {
             fold_ack: None,
             fold_result: None,
             unknown_fold: None,
+            take_in_doubt: None,
         };
         consumer.register_id().await?;
         consumer.run_recovery().await;
@@ -205,6 +220,7 @@ impl Consumer {
         self.batch_in_doubt = None;
         self.fold_ack = None;
         self.unknown_fold = None;
+        self.take_in_doubt = None;
         self.register_id().await
     }
 
@@ -281,7 +297,14 @@ impl Consumer {
     async fn take_once(&mut self) -> StoreResult<Option<Delivery>> {
         if self.slot_unknown {
             let slot = self.tree.slot(&self.id);
-            match self.session.store.get(&slot).await {
+            let read = match self.settle_take().await? {
+                Some(TakeOutcome::Happened { data, stat }) => Ok((data, stat)),
+                Some(TakeOutcome::DidNotHappen) => Err(StoreError::NoNode(slot.clone())),
+                // No take in doubt (the slot was found to exist by a write), or one
+                // from another session: the slot read as it is.
+                None => self.session.store.get(&slot).await,
+            };
+            match read {
                 Ok((data, stat)) => {
                     self.slot_unknown = false;
                     let envelope = Envelope::decode(&data)
@@ -373,12 +396,20 @@ impl Consumer {
                 return Ok(None);
             }
         };
+        let source = SourceFence { path, version: stat.version, data };
         if let Some(claimer) = envelope.claimer() {
             if claimer == self.id && self.session.take_protocol() == TakeProtocol::Claim {
                 // Our own claim whose take did not finish (its outcome was unknown).
                 let token = envelope.claim.clone();
                 return self
-                    .finish_claim(&path, name, envelope, &token, stat.version, from_partial)
+                    .finish_claim(
+                        &source.path,
+                        name,
+                        envelope,
+                        &token,
+                        source.version,
+                        from_partial,
+                    )
                     .await;
             }
             // Claimed by a claim-protocol consumer (or a recovery move): not ours.
@@ -386,9 +417,9 @@ impl Consumer {
         }
         match self.session.take_protocol() {
             TakeProtocol::Claim => {
-                self.take_claim(&path, name, envelope, stat.version, from_partial).await
+                self.take_claim(&source.path, name, envelope, source.version, from_partial).await
             }
-            _ => self.take_multi(&path, name, envelope, stat.version, from_partial).await,
+            _ => self.take_multi(source, name, envelope, from_partial).await,
         }
     }
 
@@ -422,12 +453,12 @@ impl Consumer {
     /// One `multi`: we are alive, the source is still as read, our slot gets it.
     async fn take_multi(
         &mut self,
-        path: &str,
+        source: SourceFence,
         name: &str,
         envelope: Envelope,
-        version: i32,
         from_partial: bool,
     ) -> StoreResult<Option<Delivery>> {
+        let (path, version) = (source.path.as_str(), source.version);
         let slot_envelope = Self::slot_envelope(envelope, name, "", from_partial);
         let slot = self.tree.slot(&self.id);
         loop {
@@ -455,9 +486,16 @@ impl Consumer {
                     }
                     return Ok(Some(Delivery::from_slot(&slot_envelope, slot, Some(0))));
                 }
-                Err(StoreError::MultiFailed { index: 1, .. }) if fold.is_some() => {
-                    // The old slot is gone or changed: recovery took it back.
-                    self.fold_result = Some(Err(QueueError::TakenBack));
+                Err(StoreError::MultiFailed { index: 1, cause }) if fold.is_some() => {
+                    // The old slot changed (recovery's fence: taken back) or is gone
+                    // (taken back, if recovery's copy says so).
+                    let judged = match (*cause, &fold) {
+                        (StoreError::NoNode(_), Some(previous)) => {
+                            judge_gone_slot(self.session.store.as_ref(), &self.tree, previous).await
+                        }
+                        _ => QueueError::TakenBack,
+                    };
+                    self.fold_result = Some(Err(judged));
                     continue;
                 }
                 Err(StoreError::MultiFailed { index, .. }) if index == source_index => {
@@ -484,8 +522,32 @@ impl Consumer {
                 Err(err) => {
                     self.unknown_fold = fold;
                     self.slot_unknown = true;
+                    self.take_in_doubt = Some(TakeInDoubt {
+                        fence: source.clone(),
+                        taken: slot_envelope.id,
+                        session: self.session.store.session_id(),
+                    });
                     return Err(err);
                 }
+            }
+        }
+    }
+
+    /// Settles the single take in doubt, if any, by a write on its source (see
+    /// [`doubt`]). `None`: there is none, or it was sent in another session. An
+    /// error leaves it in doubt.
+    async fn settle_take(&mut self) -> StoreResult<Option<TakeOutcome>> {
+        let Some(doubt) = self.take_in_doubt.take() else { return Ok(None) };
+        let store = self.session.store.clone();
+        if store.is_dead() || store.session_id() != doubt.session {
+            return Ok(None);
+        }
+        let slot = self.tree.slot(&self.id);
+        match doubt.fence.settle(store.as_ref(), &slot, &doubt.taken).await {
+            Ok(outcome) => Ok(Some(outcome)),
+            Err(err) => {
+                self.take_in_doubt = Some(doubt);
+                Err(err)
             }
         }
     }
@@ -531,30 +593,32 @@ impl Consumer {
         }
     }
 
-    /// A take with an ack folded in ended unknown: our slot says whether it happened.
+    /// A take with an ack folded in ended unknown: a write on its source settles
+    /// whether it happened (see [`doubt`]); if it did not, the ack goes on its own.
     async fn resolve_fold(&mut self, previous: &Delivery) -> Result<(), QueueError> {
         let deadline = Instant::now() + self.session.config.retry_budget;
         loop {
-            match self.session.store.get(&previous.slot).await {
-                Ok((data, stat)) => {
-                    let same = Envelope::decode(&data).is_ok_and(|held| held.id == previous.id);
-                    if same && Some(stat.version) == previous.slot_version {
-                        // The transaction did not happen: the old message is still ours.
-                        self.slot_unknown = false;
-                        return self.ack(previous).await;
-                    }
-                    // It happened: the slot holds the next message (read by the take).
-                    return Ok(());
-                }
-                Err(StoreError::NoNode(_)) => {
+            match self.settle_take().await {
+                // The slot holds the next message now: the take reads it back.
+                Ok(Some(TakeOutcome::Happened { .. })) => return Ok(()),
+                Ok(Some(TakeOutcome::DidNotHappen)) => {
+                    // The old message is still ours, in the slot as it was.
                     self.slot_unknown = false;
+                    return self.ack(previous).await;
+                }
+                Ok(None) => {
                     return Err(QueueError::Unknown(format!(
-                        "{}: the ack folded into a take ended unknown and the slot is gone",
+                        "{}: the ack folded into a take ended unknown, and the take can no \
+                         longer be settled in the session it was sent in",
                         previous.slot
-                    )));
+                    )))
                 }
                 Err(err) if Instant::now() >= deadline || self.session.store.is_dead() => {
-                    return Err(err.into());
+                    return Err(QueueError::Unknown(format!(
+                        "{}: the ack folded into a take ended unknown, and settling it \
+                         failed: {err}",
+                        previous.slot
+                    )));
                 }
                 Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
             }

@@ -9,9 +9,10 @@
 //! - Every message keeps a slot of its own, so every ack is still a versioned
 //!   delete of one slot, and recovery moves each slot of a dead consumer to
 //!   `partial/<original name>` as before: no duplicate past ack, message by message.
-//! - Slot numbers are never reused by one consumer id, so after an unknown outcome
-//!   reading the batch's first slot says whether the whole (atomic) transaction
-//!   happened: it exists with our message, or it does not.
+//! - After an unknown outcome the batch is settled by a write that conflicts with
+//!   it (see [`super::doubt`]): a versioned set of its first source, then a read of
+//!   its first slot. Slot numbers are never reused by one consumer id, so that slot
+//!   holds our message exactly when the whole (atomic) transaction happened.
 //! - A source taken by another consumer first fails the `multi` at that source's
 //!   delete; the batch drops it and tries again with the rest.
 //!
@@ -22,6 +23,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::doubt::{judge_gone_slot, SourceFence, TakeOutcome};
 use super::{Consumer, Delivery, PARTIAL_RELIST};
 use crate::queue::envelope::Envelope;
 use crate::queue::store::{CreateMode, MultiOp, StoreError, StoreResult};
@@ -42,6 +44,8 @@ pub(super) struct BatchInDoubt {
     /// The session it was sent in: only in that session is our reading of our own
     /// slots conclusive (after a renewal the old id and its slots are recovery's).
     session: i64,
+    /// Its first source as read: the write that settles it.
+    fence: SourceFence,
 }
 
 impl BatchInDoubt {
@@ -58,8 +62,9 @@ struct Candidate {
     envelope: Envelope,
     version: i32,
     from_partial: bool,
-    /// Bytes of its envelope: a batch's slots must fit one request.
-    size: usize,
+    /// The node's data as read: a batch's slots must fit one request, and a batch
+    /// in doubt is settled by writing it back (see [`super::doubt`]).
+    data: Vec<u8>,
 }
 
 type AckResults = Vec<Option<Result<(), QueueError>>>;
@@ -115,7 +120,11 @@ impl Consumer {
         let mut results: AckResults = done.iter().map(|_| None).collect();
         let mut fold = Vec::new();
         for (index, delivery) in done.iter().enumerate() {
-            if self.batch_held.iter().any(|held| held.slot == delivery.slot) {
+            // An ack already tried and still in doubt goes through `ack`, which knows
+            // that its own first attempt may be what deleted the slot.
+            if self.batch_held.iter().any(|held| held.slot == delivery.slot)
+                && !self.ack_in_doubt.contains_key(&delivery.slot)
+            {
                 self.batch_held.retain(|held| held.slot != delivery.slot);
                 fold.push((Some(index), delivery.clone()));
             } else {
@@ -234,7 +243,7 @@ impl Consumer {
         let fits = chosen
             .iter()
             .take_while(|candidate| {
-                bytes += candidate.size + OP_OVERHEAD;
+                bytes += candidate.data.len() + OP_OVERHEAD;
                 bytes <= MULTI_BYTES
             })
             .count()
@@ -283,26 +292,18 @@ impl Consumer {
         }
     }
 
-    /// Reads back the first slot of a batch in doubt: `Some(true)` it happened,
-    /// `Some(false)` it did not, `None` it cannot be told (another session, or a
-    /// slot that holds another message, which should never be: slot numbers are
-    /// not reused; waiting would not change it).
+    /// Settles a batch in doubt by a write (see [`super::doubt`]): `Some(true)` it
+    /// happened, `Some(false)` it did not and never will, `None` it cannot be told
+    /// (another session: the old id and its slots are recovery's now).
     async fn settle_batch(&mut self, doubt: &BatchInDoubt) -> StoreResult<Option<bool>> {
         let store = self.session.store.clone();
         if store.is_dead() || store.session_id() != doubt.session {
             return Ok(None);
         }
         let Some(first) = doubt.deliveries.first() else { return Ok(Some(false)) };
-        match store.get(&first.slot).await {
-            Ok((data, _)) => match Envelope::decode(&data) {
-                Ok(envelope) if envelope.id == first.id => Ok(Some(true)),
-                _ => {
-                    tracing::warn!("{} holds another message than the batch in doubt", first.slot);
-                    Ok(None)
-                }
-            },
-            Err(StoreError::NoNode(_)) => Ok(Some(false)),
-            Err(err) => Err(err),
+        match doubt.fence.settle(store.as_ref(), &first.slot, &first.id).await? {
+            TakeOutcome::Happened { .. } => Ok(Some(true)),
+            TakeOutcome::DidNotHappen => Ok(Some(false)),
         }
     }
 
@@ -394,7 +395,7 @@ impl Consumer {
                     envelope,
                     version: stat.version,
                     from_partial,
-                    size: data.len(),
+                    data,
                 }),
                 Err(err) => tracing::warn!("skipping {path}: {err}"),
             }
@@ -457,11 +458,19 @@ impl Consumer {
                         "this consumer is no longer registered (batch take: {cause})"
                     )));
                 }
-                Err(StoreError::MultiFailed { index, .. }) if index < first_source => {
-                    // The old slot is gone or changed: recovery took it back.
-                    let (acked, _) = fold.remove(index - 1);
+                Err(StoreError::MultiFailed { index, cause }) if index < first_source => {
+                    // The old slot changed (recovery's fence: taken back) or is gone
+                    // (taken back, if recovery's copy says so).
+                    let (acked, delivery) = fold.remove(index - 1);
+                    let judged = match *cause {
+                        StoreError::NoNode(_) => {
+                            judge_gone_slot(self.session.store.as_ref(), &self.tree, &delivery)
+                                .await
+                        }
+                        _ => QueueError::TakenBack,
+                    };
                     if let Some(acked) = acked {
-                        results[acked] = Some(Err(QueueError::TakenBack));
+                        results[acked] = Some(Err(judged));
                     }
                 }
                 Err(StoreError::MultiFailed { index, cause }) => {
@@ -483,10 +492,16 @@ impl Consumer {
                 Err(err) => {
                     if err.is_unknown_outcome() {
                         self.next_slot += chosen.len() as u64;
+                        let first = &chosen[0];
                         self.batch_in_doubt = Some(BatchInDoubt {
                             deliveries,
                             fold: std::mem::take(fold),
                             session: self.session.store.session_id(),
+                            fence: SourceFence {
+                                path: first.path.clone(),
+                                version: first.version,
+                                data: first.data.clone(),
+                            },
                         });
                     }
                     return Err(err);
