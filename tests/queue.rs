@@ -3,10 +3,10 @@
 mod common;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use common::zk_proxy::ZkProxy;
 use zkmq::queue::envelope::Envelope;
 use zkmq::queue::{
     connect, recover, stats, Access, Consumer, CreateMode, Producer, QueueConfig, QueueError,
@@ -565,101 +565,6 @@ async fn a_dead_consumers_batch_goes_to_partial_slot_by_slot_and_its_late_acks_f
     assert_eq!((after.messages, after.partial, after.in_flight), (0, 0, 0));
 }
 
-/// A TCP proxy in front of one ZooKeeper node that drops the server's answer to
-/// chosen `multi` requests (opcode 14), letting everything else through: the
-/// crash point "the transaction landed, its answer did not", made exact. The
-/// client then sees no answer within its operation timeout: an unknown outcome.
-struct AnswerDropper {
-    address: String,
-    /// Multis to let through before dropping.
-    pass: Arc<AtomicUsize>,
-    /// Multis whose answers to drop after those.
-    drop: Arc<AtomicUsize>,
-    /// How many answers were dropped so far.
-    dropped: Arc<AtomicUsize>,
-}
-
-impl AnswerDropper {
-    async fn start(upstream: String) -> AnswerDropper {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let proxy = AnswerDropper {
-            address: listener.local_addr().unwrap().to_string(),
-            pass: Arc::default(),
-            drop: Arc::default(),
-            dropped: Arc::default(),
-        };
-        let (pass, drop, dropped) = (proxy.pass.clone(), proxy.drop.clone(), proxy.dropped.clone());
-        tokio::spawn(async move {
-            while let Ok((client, _)) = listener.accept().await {
-                let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else { continue };
-                let doomed = Arc::new(std::sync::Mutex::new(HashSet::<i32>::new()));
-                let (client_read, client_write) = client.into_split();
-                let (server_read, server_write) = server.into_split();
-                let (pass, drop, doomed_up) = (pass.clone(), drop.clone(), doomed.clone());
-                // Requests: [len][xid][opcode]..., after the connect request.
-                tokio::spawn(relay_frames(client_read, server_write, move |frame| {
-                    let (xid, opcode) = (be_i32(&frame[4..]), be_i32(&frame[8..]));
-                    let counts = |n: &AtomicUsize| {
-                        n.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| v.checked_sub(1))
-                            .is_ok()
-                    };
-                    if opcode == 14 && !counts(&pass) && counts(&drop) {
-                        doomed_up.lock().unwrap().insert(xid);
-                    }
-                    true
-                }));
-                // Answers: [len][xid]...; the doomed ones are not passed on.
-                let dropped = dropped.clone();
-                tokio::spawn(relay_frames(server_read, client_write, move |frame| {
-                    let forward = !doomed.lock().unwrap().remove(&be_i32(&frame[4..]));
-                    if !forward {
-                        dropped.fetch_add(1, Ordering::SeqCst);
-                    }
-                    forward
-                }));
-            }
-        });
-        proxy
-    }
-
-    /// Drops the answers to `count` multis after letting `pass` through.
-    fn arm(&self, pass: usize, count: usize) {
-        self.pass.store(pass, Ordering::SeqCst);
-        self.drop.store(count, Ordering::SeqCst);
-    }
-}
-
-fn be_i32(bytes: &[u8]) -> i32 {
-    i32::from_be_bytes(bytes[..4].try_into().unwrap())
-}
-
-/// Copies length-prefixed frames, asking `keep` about every frame after the
-/// first (the session handshake). Frames shorter than 12 bytes always pass.
-async fn relay_frames(
-    mut from: tokio::net::tcp::OwnedReadHalf,
-    mut to: tokio::net::tcp::OwnedWriteHalf,
-    mut keep: impl FnMut(&[u8]) -> bool,
-) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut handshake = true;
-    loop {
-        let mut len = [0u8; 4];
-        if from.read_exact(&mut len).await.is_err() {
-            break;
-        }
-        let mut frame = len.to_vec();
-        frame.resize(4 + i32::from_be_bytes(len).max(0) as usize, 0);
-        if from.read_exact(&mut frame[4..]).await.is_err() {
-            break;
-        }
-        let forward = handshake || frame.len() < 12 || keep(&frame);
-        handshake = false;
-        if forward && to.write_all(&frame).await.is_err() {
-            break;
-        }
-    }
-}
-
 fn quick_timeouts(mut config: QueueConfig) -> QueueConfig {
     config.op_timeout = Duration::from_secs(1);
     config.retry_budget = Duration::from_secs(20);
@@ -677,7 +582,7 @@ async fn a_batch_send_whose_answer_is_lost_stores_each_message_once() {
     let cluster = common::shared_ensemble().await;
     for (lost, orphans) in [("create", 20), ("set", 0)] {
         let config = QueueConfig { chroot: format!("{}-{lost}", config.chroot), ..config.clone() };
-        let proxy = AnswerDropper::start(cluster.node_address(1)).await;
+        let proxy = ZkProxy::start(vec![cluster.node_address(1)]).await;
         let mut producer =
             Producer::new(Access::Native { connect: proxy.address.clone() }, config.clone())
                 .await
@@ -723,7 +628,7 @@ async fn a_batch_take_whose_answer_is_lost_is_settled_by_reading_its_slot() {
     for n in 0..10 {
         sent.push(producer.send(format!("m{n}").as_bytes()).await.unwrap());
     }
-    let proxy = AnswerDropper::start(cluster.node_address(1)).await;
+    let proxy = ZkProxy::start(vec![cluster.node_address(1)]).await;
     let mut consumer =
         Consumer::register(Access::Native { connect: proxy.address.clone() }, config.clone())
             .await

@@ -13,6 +13,8 @@
 //! testcontainers' Ryuk).
 #![allow(dead_code)]
 
+pub mod zk_proxy;
+
 use std::ops::Deref;
 use std::os::unix::process::CommandExt as _;
 use std::path::PathBuf;
