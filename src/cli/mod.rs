@@ -8,6 +8,8 @@ mod queue;
 mod report;
 mod rest;
 
+use std::io::IsTerminal;
+
 use clap::{Parser, Subcommand};
 
 /// The run was valid (or the command succeeded).
@@ -69,7 +71,13 @@ pub fn init_logging(verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    // Colour codes are for a person at a terminal; in a CI log or a redirected
+    // file they are noise that breaks grep.
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
 }
 
 /// Runs one subcommand; returns the process exit code.

@@ -35,6 +35,35 @@
 //! [`Algorithm::Legacy`] swaps in a port of the original 2011 algorithm, which is
 //! **unsafe** (it loses and duplicates messages under faults) and exists only so the
 //! checker can be shown to catch real bugs.
+//!
+//! This module builds without the harness (`default-features = false`). Sending
+//! and taking one message (needs a running ensemble, so it is compiled only):
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use zkmq::queue::{Access, Consumer, Producer, QueueConfig, QueueError};
+//!
+//! async fn hello() -> Result<(), QueueError> {
+//!     // Or Access::Rest { url: "http://127.0.0.1:9998".into() }: the same queue.
+//!     let access = Access::Native { connect: "127.0.0.1:2181".into() };
+//!     let config = QueueConfig { chroot: "/apps/orders".into(), ..QueueConfig::default() };
+//!
+//!     let mut producer = Producer::new(access.clone(), config.clone()).await?;
+//!     // Err(QueueError::Unknown(_)): maybe sent, never twice.
+//!     let id = producer.send(b"hello").await?;
+//!     println!("sent {id}");
+//!     producer.close().await;
+//!
+//!     let mut consumer = Consumer::register(access, config).await?;
+//!     if let Some(delivery) = consumer.take(Duration::from_secs(5)).await? {
+//!         println!("took {}: {:?}", delivery.id, delivery.payload);
+//!         // Err(QueueError::TakenBack): recovery gave it to someone else; it comes again.
+//!         consumer.ack(&delivery).await?;
+//!     }
+//!     consumer.close().await;
+//!     Ok(())
+//! }
+//! ```
 
 mod consumer;
 pub mod envelope;
