@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use zkmq::checker::{self, synthetic};
 use zkmq::report;
+use zkmq::rundir::RunDir;
 
 use super::{EXIT_HARNESS_ERROR, EXIT_OK, EXIT_VIOLATION};
 
@@ -44,7 +45,7 @@ pub async fn run(args: ReportArgs) -> anyhow::Result<u8> {
             move || report::compare(&a, &b)
         })
         .await??;
-        let out = args.out.unwrap_or_else(|| b.join("compare.md"));
+        let out = args.out.unwrap_or_else(|| RunDir::new(b).compare_md_path());
         std::fs::write(&out, &markdown)
             .with_context(|| format!("cannot write {}", out.display()))?;
         println!("{markdown}");

@@ -1,10 +1,10 @@
 //! Text renderings of [`Results`]: Markdown summary, JUnit XML and the HTML page.
 
 use std::fmt::Write as _;
-use std::path::Path;
 
 use super::{plots::PLOTS, ReportError, Results};
 use crate::checker::Finding;
+use crate::rundir::RunDir;
 
 fn percent(value: f64) -> String {
     format!("{:.2}%", value * 100.0)
@@ -247,7 +247,7 @@ fn finding_row(out: &mut String, name: &str, finding: &Finding, required: bool) 
 pub fn html(
     results: &Results,
     scenario: Option<&str>,
-    run_dir: &Path,
+    run_dir: &RunDir,
 ) -> Result<String, ReportError> {
     let check = &results.check;
     let mut out = String::new();
@@ -404,9 +404,7 @@ pub fn html(
 
     out.push_str("<h2>Plots</h2>\n<p class=\"muted\">Shaded bands are fault windows (labelled at their start). PNG and SVG copies are in <code>plots/</code>.</p>\n");
     for (stem, plot_title) in PLOTS {
-        let path = run_dir.join("plots").join(format!("{stem}.svg"));
-        let svg = std::fs::read_to_string(&path)
-            .map_err(|source| ReportError::Read { path: path.clone(), source })?;
+        let svg = run_dir.read_plot_svg(stem)?;
         let svg = match svg.find("<svg") {
             Some(start) => &svg[start..],
             None => svg.as_str(),
@@ -425,7 +423,7 @@ pub fn html(
         out,
         "<p class=\"muted\">Written by zkmq {} from {}.</p>\n</body></html>",
         env!("CARGO_PKG_VERSION"),
-        escape(&run_dir.display().to_string())
+        escape(&run_dir.root().display().to_string())
     );
     Ok(out)
 }
