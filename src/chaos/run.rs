@@ -291,7 +291,7 @@ pub async fn run(scenario: Scenario, options: RunOptions) -> Result<RunOutcome, 
             report::zk_log::scan_dir(&run_dir.logs_dir())
         }
     };
-    let summary = summarize(&result, &truncations);
+    let summary = report::console_summary(&result, &truncations);
     Ok(RunOutcome {
         run_dir: run_dir.root().to_owned(),
         valid: result.valid,
@@ -323,61 +323,6 @@ fn interrupted_error(interrupted: &std::sync::Mutex<Option<String>>, kept: bool)
         .clone()
         .unwrap_or_else(|| "stopped".into());
     ChaosError::Interrupted { signal, kept }
-}
-
-/// The checker's counts, one line per invariant, and any ZooKeeper log truncation
-/// that dropped transactions (the first place to look when a run is violated).
-fn summarize(
-    result: &checker::CheckResult,
-    truncations: &[report::zk_log::Truncation],
-) -> Vec<String> {
-    let m = &result.messages;
-    let mut lines = vec![format!(
-        "messages: {} produced ok ({} unknown, {} failed), {} delivered, {} acknowledged",
-        m.produced_ok, m.produce_unknown, m.produce_failed, m.delivered, m.acknowledged
-    )];
-    let required = result.invariants.required().into_iter().map(|(name, f)| (name, f, true));
-    let reported = result.invariants.reported().into_iter().map(|(name, f)| (name, f, false));
-    for (name, finding, must_be_zero) in required.chain(reported) {
-        let rule = if must_be_zero { " (must be 0)" } else { "" };
-        let examples: Vec<&str> = finding.examples.iter().take(5).map(String::as_str).collect();
-        if finding.count > 0 && !examples.is_empty() {
-            lines.push(format!("{name}{rule}: {} (e.g. {})", finding.count, examples.join(", ")));
-        } else {
-            lines.push(format!("{name}{rule}: {}", finding.count));
-        }
-    }
-    let u = &result.unavailability_summary;
-    let secs = |s: Option<f64>| s.map_or_else(|| "-".to_owned(), |s| format!("{s:.2} s"));
-    let by_fault: Vec<String> =
-        u.median_by_fault.iter().map(|(fault, s)| format!("{fault} {s:.2} s")).collect();
-    lines.push(format!(
-        "unavailability after {} faults: median {}, max {}{}{}",
-        u.faults,
-        secs(u.median_s),
-        secs(u.max_s),
-        if by_fault.is_empty() {
-            String::new()
-        } else {
-            format!(" (median by fault: {})", by_fault.join(", "))
-        },
-        if u.unresolved > 0 {
-            format!(", {} never recovered", u.unresolved)
-        } else {
-            String::new()
-        }
-    ));
-    for t in truncations {
-        lines.push(format!(
-            "ZooKeeper {} truncated its log at {} from {} to {} ({} transactions dropped)",
-            t.node,
-            t.time,
-            t.from_text(),
-            t.to_zxid,
-            t.dropped_text()
-        ));
-    }
-    lines
 }
 
 async fn wait_for_signal() -> String {

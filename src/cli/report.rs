@@ -107,44 +107,12 @@ pub async fn check(args: CheckArgs) -> anyhow::Result<u8> {
             result.events,
             result.duration_s
         );
-        for (name, finding) in result.invariants.required() {
-            println!(
-                "  {:<24} {:>8}  must be 0  {}",
-                name,
-                finding.count,
-                finding.examples.join(" ")
-            );
-        }
-        for (name, finding) in result.invariants.reported() {
-            println!(
-                "  {:<24} {:>8}  reported   {}",
-                name,
-                finding.count,
-                finding.examples.join(" ")
-            );
-        }
-        let m = &result.messages;
-        println!(
-            "  messages: {} produced ok, {} delivered, {} acknowledged; availability {:.2}%",
-            m.produced_ok,
-            m.delivered,
-            m.acknowledged,
-            result.availability * 100.0
-        );
-        let u = &result.unavailability_summary;
-        if u.faults > 0 {
-            println!(
-                "  unavailability after {} faults: median {}, max {}",
-                u.faults,
-                u.median_s.map_or("-".into(), |s| format!("{s:.2} s")),
-                u.max_s.map_or("-".into(), |s| format!("{s:.2} s"))
-            );
-        }
-        if !result.drain.complete {
-            println!("  note: no complete drain recorded; lost may include messages still queued");
-        }
-        if result.truncated_last_line {
-            println!("  note: the last line was truncated and ignored");
+        // The same lines `zkmq chaos run` ended with, from the run directory alone.
+        let truncations = RunDir::locate_history(&args.run)
+            .map(|(run_dir, _)| report::zk_log::scan_dir(&run_dir.logs_dir()))
+            .unwrap_or_default();
+        for line in report::console_summary(&result, &truncations) {
+            println!("  {line}");
         }
         eprintln!(
             "checked {} events in {:.2} s{}",

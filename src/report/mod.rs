@@ -28,6 +28,7 @@ use crate::rundir::{self, FaultRecord, RunDir, RunDirError, RunMeta};
 pub use compare::compare;
 pub use plots::PLOTS;
 pub use progress::{Progress, ProgressSnapshot};
+pub use render::console_summary;
 
 /// Version of the `results.json` layout; bumped only on incompatible changes.
 pub const RESULTS_SCHEMA_VERSION: u32 = 1;
