@@ -15,7 +15,7 @@ use super::nemesis::{self, Nemesis, NemesisError, PlannedFault};
 use super::recorder::Recorder;
 use super::scenario::{AlgorithmChoice, Scenario};
 use super::workload::{self, WorkerPlan, Workload, WorkloadConfig};
-use crate::checker;
+use crate::checker::{self, CheckError};
 use crate::cluster::{self, Cluster, ClusterError, ClusterSpec};
 use crate::history::{Event, HistoryError, Phase};
 use crate::queue::{self, Access, Algorithm, Consumer, QueueConfig, QueueError};
@@ -84,8 +84,10 @@ pub enum ChaosError {
     Interrupted { signal: String, kept: bool },
     #[error("{what} (in {run_dir})")]
     Harness { what: String, run_dir: PathBuf },
+    /// The checker's own error, kept whole so a caller can tell a damaged line
+    /// (which one) from a file that cannot be read.
     #[error("cannot check the history: {0}")]
-    Check(String),
+    Check(#[from] CheckError),
 }
 
 /// Runs a scenario to its verdict.
@@ -282,8 +284,7 @@ pub async fn run(scenario: Scenario, options: RunOptions) -> Result<RunOutcome, 
     body_result?;
 
     // The verdict: read only the run directory.
-    let result = checker::check_history(&run_dir.history_path())
-        .map_err(|e| ChaosError::Check(e.to_string()))?;
+    let result = checker::check_history(&run_dir.history_path())?;
     let truncations = match report::write_reports(run_dir.root()) {
         Ok(reports) => reports.results.zookeeper_truncations,
         Err(err) => {
