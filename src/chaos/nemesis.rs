@@ -907,7 +907,8 @@ fault = "rest-restart"
     fn the_schedule_file_round_trips_and_reads_as_a_plain_schedule() {
         let s = scenario();
         let dir = tempfile::tempdir().unwrap();
-        let path = crate::rundir::RunDir::new(dir.path()).schedule_path();
+        let run_dir = crate::rundir::RunDir::new(dir.path());
+        let path = run_dir.schedule_path();
         let mut p = plan(&s, 1, s.duration);
         p[0].resolved = Some(Resolved { nodes: vec![3], groups: vec![], consumer: None });
         let book = Book {
@@ -928,7 +929,7 @@ fault = "rest-restart"
         book.save().unwrap();
         let (seed, replay) = load_replay(&path).unwrap();
         assert_eq!((seed, &replay), (1, &p));
-        let plain = crate::rundir::RunDir::new(dir.path()).read_schedule().unwrap().unwrap();
+        let plain = run_dir.read_schedule().unwrap().unwrap();
         assert_eq!(plain.faults.len(), 1);
     }
 }
