@@ -44,6 +44,12 @@
 //! **[`history`]**: the operation log, one JSON object per line, appended and flushed
 //! as operations happen.
 //!
+//! **[`rundir`]**: a run directory's files (`scenario.toml`, `run.json`,
+//! `history.jsonl`, `schedule.json`, `samples.jsonl`, `logs/`, `results.json` and the
+//! reports): their names and the typed read and write of each, for the run loop that
+//! writes them and for the checker, the reports and a replay that read them. Plain
+//! files and serde types, nothing of ZooKeeper or Docker.
+//!
 //! **[`checker`]**: the delivery invariants (lost, duplicated past ack, unexpected,
 //! corrupt) and what is only reported (recovered, redelivered before ack, order
 //! inversions, stuck, unavailability), computed by streaming a history with a small
@@ -80,3 +86,4 @@ pub mod queue;
 pub mod report;
 #[cfg(feature = "gateway")]
 pub mod rest;
+pub mod rundir;

@@ -11,7 +11,8 @@ use std::process::{Command, Output, Stdio};
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use zkmq::history::{self, FaultRecord, Phase, Schedule};
+use zkmq::history::{self, Phase};
+use zkmq::rundir::{FaultRecord, Schedule};
 
 const ZKMQ: &str = env!("CARGO_BIN_EXE_zkmq");
 

@@ -8,7 +8,8 @@ use std::process::Command;
 
 use zkmq::checker::synthetic::{self, SyntheticOptions};
 use zkmq::checker::{check_history, CheckError, CheckResult};
-use zkmq::history::{Event, FaultRecord, Phase, Schedule};
+use zkmq::history::{Event, Phase};
+use zkmq::rundir::{FaultRecord, Schedule};
 
 /// A history under construction; time advances 10 ms per line.
 #[derive(Default)]

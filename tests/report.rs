@@ -145,6 +145,20 @@ fn junit_fails_the_violated_invariants_of_a_violating_run() {
     assert!(html.contains("class=\"verdict violated\""));
 }
 
+/// Writes `logs/zk1.log` with a truncation that dropped 0x537 transactions, as
+/// ZooKeeper 3.8.0 logged it in a run that lost acknowledged messages; returns `logs/`.
+fn write_truncating_log(run_dir: &Path) -> std::path::PathBuf {
+    let logs = run_dir.join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    std::fs::write(
+        logs.join("zk1.log"),
+        "02:30:04.111 [WorkerReceiver[myid=1]] INFO o.a.z.s.q.FastLeaderElection - Notification: my state:LOOKING; n.sid:1, n.state:LOOKING, n.leader:1, n.round:0x4, n.peerEpoch:0x3, n.zxid:0x200000538, message format version:0x2\n\
+         02:30:04.457 [QuorumPeer[myid=1](plain=0.0.0.0:2181)(secure=disabled)] WARN o.a.z.s.q.Learner - Truncating log to get in sync with the leader 0x200000001\n",
+    )
+    .unwrap();
+    logs
+}
+
 /// A server that truncated its log past committed work is listed in results.json,
 /// summary.md and report.html: the reader of a violated run sees where to look.
 /// A healthy log lists nothing.
@@ -152,15 +166,7 @@ fn junit_fails_the_violated_invariants_of_a_violating_run() {
 fn log_truncations_of_the_servers_are_reported() {
     let dir = tempfile::tempdir().unwrap();
     run_dir(dir.path(), small(1, 0));
-    let logs = dir.path().join("logs");
-    std::fs::create_dir_all(&logs).unwrap();
-    // As ZooKeeper 3.8.0 logged it in a run that lost acknowledged messages.
-    std::fs::write(
-        logs.join("zk1.log"),
-        "02:30:04.111 [WorkerReceiver[myid=1]] INFO o.a.z.s.q.FastLeaderElection - Notification: my state:LOOKING; n.sid:1, n.state:LOOKING, n.leader:1, n.round:0x4, n.peerEpoch:0x3, n.zxid:0x200000538, message format version:0x2\n\
-         02:30:04.457 [QuorumPeer[myid=1](plain=0.0.0.0:2181)(secure=disabled)] WARN o.a.z.s.q.Learner - Truncating log to get in sync with the leader 0x200000001\n",
-    )
-    .unwrap();
+    let logs = write_truncating_log(dir.path());
     std::fs::write(logs.join("zk2.log"), "02:30:04.000 INFO nothing to see\n").unwrap();
     let reports = report::write_reports(dir.path()).unwrap();
     let truncations = &reports.results.zookeeper_truncations;
@@ -182,6 +188,31 @@ fn log_truncations_of_the_servers_are_reported() {
     assert!(reports.results.zookeeper_truncations.is_empty());
     let summary = std::fs::read_to_string(&reports.summary_md).unwrap();
     assert!(!summary.contains("truncat"), "{summary}");
+}
+
+/// `zkmq check` on a saved run prints the lines `zkmq chaos run` ended with (one
+/// renderer): the invariants with example ids, and the truncations in its logs.
+#[test]
+fn zkmq_check_prints_the_summary_the_chaos_run_ends_with() {
+    let dir = tempfile::tempdir().unwrap();
+    let truth = run_dir(dir.path(), small(1, 0));
+    let logs = write_truncating_log(dir.path());
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_zkmq"))
+        .arg("check")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let printed: Vec<&str> = stdout.lines().skip(1).map(str::trim).collect();
+
+    let check = check_history(dir.path()).unwrap();
+    let truncations = report::zk_log::scan_dir(&logs);
+    assert_eq!(printed, report::console_summary(&check, &truncations), "{stdout}");
+    let lost = format!("lost (must be 0): 1 (e.g. {})", truth.lost[0]);
+    assert!(printed.contains(&lost.as_str()), "{stdout}");
+    assert!(printed.iter().any(|l| l.starts_with("ZooKeeper zk1 truncated its log")), "{stdout}");
+    assert!(printed.iter().any(|l| l.starts_with("unavailability after ")), "{stdout}");
 }
 
 /// Decodes a PNG; returns (width, height, distinct pixel values seen).

@@ -26,7 +26,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::recorder::Recorder;
 use super::scenario::{FaultKind, FaultOrder, PartitionShape, Scenario, Target};
 use crate::cluster::{Cluster, ClusterError};
-use crate::history::{Event, FaultRecord, Phase, Schedule};
+use crate::history::{Event, Phase};
+use crate::rundir::{FaultRecord, RunDirError, Schedule, ScheduleFile};
 
 /// How long a fault aimed at the leader waits for there to be one.
 const LEADER_WAIT: Duration = Duration::from_secs(15);
@@ -99,23 +100,19 @@ impl Resolved {
     }
 }
 
-/// `schedule.json`: the shared [`Schedule`] (what readers need) plus the plan (what
-/// a replay needs). Readers of `Schedule` ignore the extra key.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ScheduleFile {
-    #[serde(flatten)]
-    pub schedule: Schedule,
-    pub plan: Vec<PlannedFault>,
-}
+/// What the nemesis keeps in `schedule.json` beside the shared [`Schedule`]: its
+/// plan, which a replay needs. The plan stays chaos's type (it is made of scenario
+/// types) and [`crate::rundir`] owns the file.
+pub type NemesisScheduleFile = ScheduleFile<Vec<PlannedFault>>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NemesisError {
-    #[error("cannot read the schedule to replay {path}: {source}")]
-    ReadReplay { path: PathBuf, source: std::io::Error },
-    #[error("{path} is not a schedule.json written by `zkmq chaos run`: {source}")]
-    ParseReplay { path: PathBuf, source: serde_json::Error },
-    #[error("cannot write {path}: {source}")]
-    Write { path: PathBuf, source: std::io::Error },
+    #[error("cannot replay: {0}")]
+    Replay(#[source] RunDirError),
+    #[error("{path} has no plan: it is not a schedule.json written by `zkmq chaos run`")]
+    NoPlan { path: PathBuf },
+    #[error(transparent)]
+    Write(RunDirError),
 }
 
 /// Computes the fault schedule of a scenario for a seed.
@@ -187,11 +184,9 @@ fn round_ms(seconds: f64) -> f64 {
 /// Reads a recorded schedule for `--replay`: the plan, with each fault's recorded
 /// targets fixed so it hits the same nodes again.
 pub fn load_replay(path: &Path) -> Result<(u64, Vec<PlannedFault>), NemesisError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|source| NemesisError::ReadReplay { path: path.to_owned(), source })?;
-    let file: ScheduleFile = serde_json::from_str(&text)
-        .map_err(|source| NemesisError::ParseReplay { path: path.to_owned(), source })?;
-    Ok((file.schedule.seed, file.plan))
+    let file = NemesisScheduleFile::read(path).map_err(NemesisError::Replay)?;
+    let plan = file.plan.ok_or_else(|| NemesisError::NoPlan { path: path.to_owned() })?;
+    Ok((file.schedule.seed, plan))
 }
 
 /// Orders the nemesis gives a workload consumer.
@@ -220,15 +215,11 @@ struct Book {
 
 impl Book {
     fn save(&self) -> Result<(), NemesisError> {
-        let file = ScheduleFile {
+        let file = NemesisScheduleFile {
             schedule: Schedule { seed: self.seed, faults: self.records.clone() },
-            plan: self.plan.clone(),
+            plan: Some(self.plan.clone()),
         };
-        let text = serde_json::to_string_pretty(&file).expect("a schedule always serializes");
-        let tmp = self.path.with_extension("json.tmp");
-        std::fs::write(&tmp, text)
-            .and_then(|()| std::fs::rename(&tmp, &self.path))
-            .map_err(|source| NemesisError::Write { path: self.path.clone(), source })
+        file.write(&self.path).map_err(NemesisError::Write)
     }
 }
 
@@ -916,7 +907,8 @@ fault = "rest-restart"
     fn the_schedule_file_round_trips_and_reads_as_a_plain_schedule() {
         let s = scenario();
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("schedule.json");
+        let run_dir = crate::rundir::RunDir::new(dir.path());
+        let path = run_dir.schedule_path();
         let mut p = plan(&s, 1, s.duration);
         p[0].resolved = Some(Resolved { nodes: vec![3], groups: vec![], consumer: None });
         let book = Book {
@@ -937,8 +929,7 @@ fault = "rest-restart"
         book.save().unwrap();
         let (seed, replay) = load_replay(&path).unwrap();
         assert_eq!((seed, &replay), (1, &p));
-        let plain: Schedule =
-            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let plain = run_dir.read_schedule().unwrap().unwrap();
         assert_eq!(plain.faults.len(), 1);
     }
 }

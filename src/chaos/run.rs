@@ -4,7 +4,7 @@
 //! SIGTERM, an internal error) goes through one exit path that undoes every fault
 //! and removes the cluster unless asked to keep it, so a run leaves nothing behind.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,11 +15,12 @@ use super::nemesis::{self, Nemesis, NemesisError, PlannedFault};
 use super::recorder::Recorder;
 use super::scenario::{AlgorithmChoice, Scenario};
 use super::workload::{self, WorkerPlan, Workload, WorkloadConfig};
-use crate::checker;
+use crate::checker::{self, CheckError};
 use crate::cluster::{self, Cluster, ClusterError, ClusterSpec};
-use crate::history::{files, Event, HistoryError, HistoryWriter, Phase, RunMeta};
+use crate::history::{Event, HistoryError, Phase};
 use crate::queue::{self, Access, Algorithm, Consumer, QueueConfig, QueueError};
 use crate::report;
+use crate::rundir::{RunDir, RunDirError, RunMeta};
 
 /// How long the workload's workers may take to finish their last operation.
 const WORKER_STOP_WAIT: Duration = Duration::from_secs(60);
@@ -69,8 +70,8 @@ pub struct RunOutcome {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ChaosError {
-    #[error("cannot create the run directory {path}: {source}")]
-    RunDir { path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    RunDir(#[from] RunDirError),
     #[error(transparent)]
     History(#[from] HistoryError),
     #[error(transparent)]
@@ -83,8 +84,10 @@ pub enum ChaosError {
     Interrupted { signal: String, kept: bool },
     #[error("{what} (in {run_dir})")]
     Harness { what: String, run_dir: PathBuf },
+    /// The checker's own error, kept whole so a caller can tell a damaged line
+    /// (which one) from a file that cannot be read.
     #[error("cannot check the history: {0}")]
-    Check(String),
+    Check(#[from] CheckError),
 }
 
 /// Runs a scenario to its verdict.
@@ -129,20 +132,16 @@ pub async fn run(scenario: Scenario, options: RunOptions) -> Result<RunOutcome, 
     let stamp_text = stamp
         .format(time::macros::format_description!("[year][month][day]T[hour][minute][second]Z"))
         .expect("a fixed format");
-    let run_dir = create_run_dir(
+    let run_dir = RunDir::create_unique(
         &options.out.clone().unwrap_or_else(|| PathBuf::from("reports")),
         &format!("{stamp_text}-{}", scenario.name),
     )?;
-    let write = |name: &str, text: String| {
-        std::fs::write(run_dir.join(name), text)
-            .map_err(|source| ChaosError::RunDir { path: run_dir.join(name), source })
-    };
     let mut as_run = scenario.clone();
     as_run.seed = Some(seed);
     as_run.duration = duration;
     as_run.workload.algorithm = algorithm;
-    write(files::SCENARIO, as_run.to_toml())?;
-    let replay_command = format!("{rerun} --replay {}", run_dir.join(files::SCHEDULE).display());
+    run_dir.write_scenario(&as_run.to_toml())?;
+    let replay_command = format!("{rerun} --replay {}", run_dir.schedule_path().display());
     let meta = RunMeta {
         scenario: scenario.name.clone(),
         seed,
@@ -154,8 +153,8 @@ pub async fn run(scenario: Scenario, options: RunOptions) -> Result<RunOutcome, 
         zkmq_version: env!("CARGO_PKG_VERSION").to_string(),
         replay_command: replay_command.clone(),
     };
-    write(files::RUN, serde_json::to_string_pretty(&meta).expect("RunMeta serializes"))?;
-    say(&format!("run directory {}", run_dir.display()));
+    run_dir.write_run_meta(&meta)?;
+    say(&format!("run directory {}", run_dir.root().display()));
 
     let plan = replay_plan.unwrap_or_else(|| nemesis::plan(&scenario, seed, duration));
     say(&format!(
@@ -228,7 +227,7 @@ pub async fn run(scenario: Scenario, options: RunOptions) -> Result<RunOutcome, 
                         scenario.cluster.nodes,
                         if rest { " and a gateway" } else { "" }
                     ),
-                    run_dir: run_dir.clone(),
+                    run_dir: run_dir.root().to_owned(),
                 });
             }
             Some(Ok(cluster)) => cluster,
@@ -266,7 +265,7 @@ pub async fn run(scenario: Scenario, options: RunOptions) -> Result<RunOutcome, 
     if !problems.is_empty() {
         say(&format!("warning: undoing faults at the end: {}", problems.join("; ")));
     }
-    if let Err(err) = cluster.save_logs(&run_dir.join(files::LOGS_DIR)).await {
+    if let Err(err) = cluster.save_logs(&run_dir.logs_dir()).await {
         say(&format!("warning: cannot save the node logs: {err}"));
     }
     let keep = options.keep_cluster || !owned;
@@ -285,40 +284,21 @@ pub async fn run(scenario: Scenario, options: RunOptions) -> Result<RunOutcome, 
     body_result?;
 
     // The verdict: read only the run directory.
-    let result = checker::check_history(&run_dir.join(files::HISTORY))
-        .map_err(|e| ChaosError::Check(e.to_string()))?;
-    let truncations = match report::write_reports(&run_dir) {
+    let result = checker::check_history(&run_dir.history_path())?;
+    let truncations = match report::write_reports(run_dir.root()) {
         Ok(reports) => reports.results.zookeeper_truncations,
         Err(err) => {
             say(&format!("warning: cannot write the reports: {err}"));
-            report::zk_log::scan_dir(&run_dir.join(files::LOGS_DIR))
+            report::zk_log::scan_dir(&run_dir.logs_dir())
         }
     };
-    let summary = summarize(&result, &truncations);
-    Ok(RunOutcome { run_dir, valid: result.valid, seed, replay_command, summary })
-}
-
-/// Creates `<parent>/<name>` (or `<name>-2`, ... when a run of the same scenario
-/// started in the same second) with its `logs/`.
-fn create_run_dir(parent: &Path, name: &str) -> Result<PathBuf, ChaosError> {
-    std::fs::create_dir_all(parent)
-        .map_err(|source| ChaosError::RunDir { path: parent.to_owned(), source })?;
-    for attempt in 1..100 {
-        let dir =
-            if attempt == 1 { parent.join(name) } else { parent.join(format!("{name}-{attempt}")) };
-        match std::fs::create_dir(&dir) {
-            Ok(()) => {
-                std::fs::create_dir(dir.join(files::LOGS_DIR))
-                    .map_err(|source| ChaosError::RunDir { path: dir.clone(), source })?;
-                return Ok(dir);
-            }
-            Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(source) => return Err(ChaosError::RunDir { path: dir, source }),
-        }
-    }
-    Err(ChaosError::RunDir {
-        path: parent.join(name),
-        source: std::io::Error::new(std::io::ErrorKind::AlreadyExists, "99 runs in one second"),
+    let summary = report::console_summary(&result, &truncations);
+    Ok(RunOutcome {
+        run_dir: run_dir.root().to_owned(),
+        valid: result.valid,
+        seed,
+        replay_command,
+        summary,
     })
 }
 
@@ -346,61 +326,6 @@ fn interrupted_error(interrupted: &std::sync::Mutex<Option<String>>, kept: bool)
     ChaosError::Interrupted { signal, kept }
 }
 
-/// The checker's counts, one line per invariant, and any ZooKeeper log truncation
-/// that dropped transactions (the first place to look when a run is violated).
-fn summarize(
-    result: &checker::CheckResult,
-    truncations: &[report::zk_log::Truncation],
-) -> Vec<String> {
-    let m = &result.messages;
-    let mut lines = vec![format!(
-        "messages: {} produced ok ({} unknown, {} failed), {} delivered, {} acknowledged",
-        m.produced_ok, m.produce_unknown, m.produce_failed, m.delivered, m.acknowledged
-    )];
-    let required = result.invariants.required().into_iter().map(|(name, f)| (name, f, true));
-    let reported = result.invariants.reported().into_iter().map(|(name, f)| (name, f, false));
-    for (name, finding, must_be_zero) in required.chain(reported) {
-        let rule = if must_be_zero { " (must be 0)" } else { "" };
-        let examples: Vec<&str> = finding.examples.iter().take(5).map(String::as_str).collect();
-        if finding.count > 0 && !examples.is_empty() {
-            lines.push(format!("{name}{rule}: {} (e.g. {})", finding.count, examples.join(", ")));
-        } else {
-            lines.push(format!("{name}{rule}: {}", finding.count));
-        }
-    }
-    let u = &result.unavailability_summary;
-    let secs = |s: Option<f64>| s.map_or_else(|| "-".to_owned(), |s| format!("{s:.2} s"));
-    let by_fault: Vec<String> =
-        u.median_by_fault.iter().map(|(fault, s)| format!("{fault} {s:.2} s")).collect();
-    lines.push(format!(
-        "unavailability after {} faults: median {}, max {}{}{}",
-        u.faults,
-        secs(u.median_s),
-        secs(u.max_s),
-        if by_fault.is_empty() {
-            String::new()
-        } else {
-            format!(" (median by fault: {})", by_fault.join(", "))
-        },
-        if u.unresolved > 0 {
-            format!(", {} never recovered", u.unresolved)
-        } else {
-            String::new()
-        }
-    ));
-    for t in truncations {
-        lines.push(format!(
-            "ZooKeeper {} truncated its log at {} from {} to {} ({} transactions dropped)",
-            t.node,
-            t.time,
-            t.from_text(),
-            t.to_zxid,
-            t.dropped_text()
-        ));
-    }
-    lines
-}
-
 async fn wait_for_signal() -> String {
     #[cfg(unix)]
     {
@@ -426,7 +351,7 @@ async fn wait_for_signal() -> String {
 /// The part of a run that needs the cluster.
 struct Body<'a> {
     scenario: &'a Scenario,
-    run_dir: &'a Path,
+    run_dir: &'a RunDir,
     cluster: Cluster,
     seed: u64,
     duration: Duration,
@@ -443,7 +368,7 @@ impl Body<'_> {
             // A chroot of its own, so a reused cluster's old queue cannot leak in.
             chroot: format!(
                 "/zkmq-chaos/{}",
-                self.run_dir.file_name().and_then(|n| n.to_str()).unwrap_or(self.run_id)
+                self.run_dir.root().file_name().and_then(|n| n.to_str()).unwrap_or(self.run_id)
             ),
             algorithm: match self.algorithm {
                 AlgorithmChoice::Safe => Algorithm::Safe,
@@ -460,7 +385,7 @@ impl Body<'_> {
     }
 
     fn harness(&self, what: impl Into<String>) -> ChaosError {
-        ChaosError::Harness { what: what.into(), run_dir: self.run_dir.to_owned() }
+        ChaosError::Harness { what: what.into(), run_dir: self.run_dir.root().to_owned() }
     }
 
     async fn run(self, stop: watch::Receiver<bool>) -> Result<(), ChaosError> {
@@ -499,10 +424,7 @@ impl Body<'_> {
 
         // t = 0: the workload and the schedule start now.
         let progress = report::Progress::new(&s.name, self.duration);
-        let history = Recorder::new(
-            HistoryWriter::create(&self.run_dir.join(files::HISTORY))?,
-            Some(progress.clone()),
-        );
+        let history = Recorder::new(self.run_dir.create_history()?, Some(progress.clone()));
         let (phase_tx, phase_rx) = watch::channel(false);
         let mut combined = combine(stop.clone(), phase_rx.clone());
         let workload = Workload::start(&config, &history, &combined);
@@ -512,7 +434,7 @@ impl Body<'_> {
             workload.consumers.clone(),
             self.seed,
             self.plan.clone(),
-            self.run_dir.join(files::SCHEDULE),
+            self.run_dir.schedule_path(),
             s.cluster.rest,
         )?);
         let nemesis_task = tokio::spawn({
@@ -526,7 +448,7 @@ impl Body<'_> {
             queue_config.clone(),
             history.clone(),
             workload.counters.clone(),
-            self.run_dir.join(files::SAMPLES),
+            self.run_dir.clone(),
             stop.clone(),
         ));
 

@@ -20,10 +20,11 @@ use tokio::task::JoinHandle;
 use super::nemesis::{ConsumerHandle, ConsumerOrder};
 use super::recorder::Recorder;
 use crate::cluster::{Cluster, NodeMode};
-use crate::history::{Event, Phase, Sample};
+use crate::history::{Event, Phase};
 use crate::queue::{
     self, Access, Consumer, Delivery, MessageId, Producer, QueueConfig, QueueError, Store,
 };
+use crate::rundir::{RunDir, Sample};
 
 /// How long one take waits for a message: bounds how late a consumer notices the
 /// stop signal or a nemesis order.
@@ -661,18 +662,18 @@ pub async fn sample(
     queue_config: QueueConfig,
     history: Recorder,
     counters: Arc<Counters>,
-    out: std::path::PathBuf,
+    run_dir: RunDir,
     mut stop: watch::Receiver<bool>,
 ) {
-    use std::io::Write;
-    let file = match std::fs::OpenOptions::new().create(true).append(true).open(&out) {
-        Ok(file) => file,
+    // Without samples the run is still checkable: only the depth and node plots
+    // stay empty.
+    let mut out = match run_dir.create_samples() {
+        Ok(out) => out,
         Err(err) => {
-            tracing::error!("cannot write {}: {err}", out.display());
+            tracing::error!("{err}");
             return;
         }
     };
-    let mut file = std::io::BufWriter::new(file);
     let mut store: Option<Arc<dyn Store>> = None;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -749,11 +750,9 @@ pub async fn sample(
                 version: env!("CARGO_PKG_VERSION").into(),
             });
         }
-        for s in samples {
-            let line = serde_json::to_string(&s).expect("a Sample always serializes");
-            if writeln!(file, "{line}").and_then(|()| file.flush()).is_err() {
-                tracing::error!("cannot write {}", out.display());
-            }
+        let written = samples.iter().try_for_each(|sample| out.append(sample));
+        if let Err(err) = written.and_then(|()| out.flush()) {
+            tracing::error!("{err}");
         }
     }
 }

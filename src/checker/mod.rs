@@ -41,7 +41,8 @@ use std::path::{Path, PathBuf};
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
-use crate::history::{files, Event, Phase, Schedule};
+use crate::history::{Event, Phase};
+use crate::rundir::{self, RunDir, RunDirError, Schedule};
 
 pub mod synthetic;
 
@@ -61,10 +62,9 @@ pub enum CheckError {
         "{path}:{line}: not a history line ({source}); only a truncated last line is tolerated"
     )]
     Parse { path: PathBuf, line: u64, source: serde_json::Error },
-    #[error("cannot read the fault schedule {path}: {source}")]
-    Schedule { path: PathBuf, source: serde_json::Error },
-    #[error("{path} has no {history}: give a run directory or a history.jsonl file", history = files::HISTORY)]
-    NoHistory { path: PathBuf },
+    /// The run directory around the history: no history, or an unreadable schedule.
+    #[error(transparent)]
+    RunDir(#[from] RunDirError),
 }
 
 /// The checker's verdict and every figure it computed. Serialized into `results.json`
@@ -539,7 +539,7 @@ impl Checker {
         faults.sort_by(|a, b| a.start.total_cmp(&b.start));
         let mut checker = Self::new();
         checker.faults_from_history = false;
-        checker.faults_source = files::SCHEDULE.into();
+        checker.faults_source = rundir::SCHEDULE.into();
         checker.windows = faults
             .into_iter()
             .map(|fault| UnavailabilityWindow {
@@ -933,33 +933,14 @@ fn summarise_windows(windows: &[UnavailabilityWindow]) -> UnavailabilitySummary 
     }
 }
 
-/// Where a run's history and schedule are, given a run directory or a history file.
-pub fn locate(path: &Path) -> Result<(PathBuf, Option<PathBuf>), CheckError> {
-    let history = if path.is_dir() { path.join(files::HISTORY) } else { path.to_owned() };
-    if !history.is_file() {
-        return Err(CheckError::NoHistory { path: path.to_owned() });
-    }
-    let schedule = history.parent().map(|dir| dir.join(files::SCHEDULE)).filter(|p| p.is_file());
-    Ok((history, schedule))
-}
-
-/// Reads `schedule.json`.
-pub fn read_schedule(path: &Path) -> Result<Schedule, CheckError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|source| CheckError::Read { path: path.to_owned(), source })?;
-    serde_json::from_str(&text)
-        .map_err(|source| CheckError::Schedule { path: path.to_owned(), source })
-}
-
 /// Checks a run directory or a `history.jsonl` in one streaming pass. A
 /// `schedule.json` beside the history supplies the fault windows.
 pub fn check_history(path: &Path) -> Result<CheckResult, CheckError> {
-    let (history, schedule) = locate(path)?;
-    let checker = match schedule {
-        Some(schedule) => Checker::with_schedule(&read_schedule(&schedule)?),
+    let (run_dir, history) = RunDir::locate_history(path)?;
+    let mut checker = match run_dir.read_schedule()? {
+        Some(schedule) => Checker::with_schedule(&schedule),
         None => Checker::new(),
     };
-    let mut checker = checker;
     let truncated = for_each_line(&history, |view| checker.observe_view(view))?;
     Ok(checker.finish(history, truncated))
 }

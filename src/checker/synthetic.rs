@@ -4,8 +4,9 @@
 //! outcomes while a fault makes the ensemble unavailable), with optional injected
 //! bugs (lost, duplicated, corrupt messages) that the checker must find.
 //!
-//! It writes the same files a chaos run writes, through the same types
-//! ([`crate::history`]), so a test of the reports reads exactly what a real run leaves.
+//! It writes the same files a chaos run writes, through the same types and writers
+//! ([`crate::history`], [`crate::rundir`]), so a test of the reports reads exactly
+//! what a real run leaves.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
@@ -17,7 +18,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::history::{files, Event, FaultRecord, Phase, RunMeta, Sample, Schedule};
+use crate::history::{Event, Phase};
+use crate::rundir::{FaultRecord, RunDir, RunDirError, RunMeta, Sample, Schedule, ScheduleFile};
 
 /// What to simulate.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -403,29 +405,38 @@ pub fn write_history(path: &Path, options: &SyntheticOptions) -> std::io::Result
 /// Writes a complete synthetic run directory: `history.jsonl`, `run.json`,
 /// `schedule.json`, `samples.jsonl` and `scenario.toml`, shaped like a 5-node run
 /// with the REST gateway.
-pub fn write_run_dir(dir: &Path, options: &SyntheticOptions) -> std::io::Result<SyntheticSummary> {
-    std::fs::create_dir_all(dir)?;
+pub fn write_run_dir(
+    dir: &Path,
+    options: &SyntheticOptions,
+) -> Result<SyntheticSummary, RunDirError> {
+    std::fs::create_dir_all(dir)
+        .map_err(|source| RunDirError::Create { path: dir.to_owned(), source })?;
+    let run_dir = RunDir::new(dir);
     let mut rng = ChaCha8Rng::seed_from_u64(options.seed ^ 0xfa17);
     let horizon = horizon(options);
     let faults = schedule_faults(&mut rng, options.fault_every_s, horizon);
 
-    let mut history = BufWriter::new(File::create(dir.join(files::HISTORY))?);
+    // The history is written in bulk, not through the run loop's writer: that one
+    // flushes every line, which a simulation of millions of lines cannot afford.
+    let history_path = run_dir.history_path();
+    let history_error = |source| RunDirError::Write { path: history_path.clone(), source };
+    let mut history = BufWriter::new(File::create(&history_path).map_err(history_error)?);
     let mut depth = Vec::new();
     let summary =
         simulate(options, &faults, &mut history, &mut |t, messages, partial, in_flight| {
             depth.push(Sample::Depth { t, messages, partial, in_flight });
-        })?;
-    history.flush()?;
+        })
+        .map_err(history_error)?;
+    history.flush().map_err(history_error)?;
 
-    let mut samples = BufWriter::new(File::create(dir.join(files::SAMPLES))?);
+    let mut samples = run_dir.create_samples()?;
     let mut depth = depth.into_iter().peekable();
     let mut second = 0.0;
     while second <= summary.duration_s.ceil() {
         while let Some(sample) =
             depth.next_if(|s| matches!(s, Sample::Depth { t, .. } if *t <= second))
         {
-            serde_json::to_writer(&mut samples, &sample)?;
-            samples.write_all(b"\n")?;
+            samples.append(&sample)?;
         }
         let mut leader = 1;
         for fault in faults.iter().filter(|f| f.kind == "kill" && f.start <= second) {
@@ -454,20 +465,21 @@ pub fn write_run_dir(dir: &Path, options: &SyntheticOptions) -> std::io::Result<
                 _ if node == leader => "leader".to_owned(),
                 _ => "follower".to_owned(),
             };
-            let sample = Sample::Node { t: second, node: name, state, version: "3.8.0".into() };
-            serde_json::to_writer(&mut samples, &sample)?;
-            samples.write_all(b"\n")?;
+            samples.append(&Sample::Node {
+                t: second,
+                node: name,
+                state,
+                version: "3.8.0".into(),
+            })?;
         }
         let rest_down =
             faults.iter().any(|f| f.target == "rest" && f.start <= second && second < f.end);
-        let sample = Sample::Node {
+        samples.append(&Sample::Node {
             t: second,
             node: "rest".into(),
             state: if rest_down { "down" } else { "up" }.into(),
             version: env!("CARGO_PKG_VERSION").into(),
-        };
-        serde_json::to_writer(&mut samples, &sample)?;
-        samples.write_all(b"\n")?;
+        })?;
         second += 1.0;
     }
     samples.flush()?;
@@ -489,7 +501,8 @@ pub fn write_run_dir(dir: &Path, options: &SyntheticOptions) -> std::io::Result<
             .filter(|f| f.start < summary.duration_s)
             .collect(),
     };
-    std::fs::write(dir.join(files::SCHEDULE), serde_json::to_vec_pretty(&schedule)?)?;
+    // Nothing can replay a simulation: no plan.
+    run_dir.write_schedule(&ScheduleFile::<()> { schedule, plan: None })?;
     let meta = RunMeta {
         scenario: "synthetic".into(),
         seed: options.seed,
@@ -505,22 +518,20 @@ pub fn write_run_dir(dir: &Path, options: &SyntheticOptions) -> std::io::Result<
         .into(),
         zkmq_version: env!("CARGO_PKG_VERSION").into(),
         replay_command: format!(
-            "zkmq chaos run {dir}/scenario.toml --seed {seed} --replay {dir}/schedule.json",
-            dir = dir.display(),
-            seed = options.seed
+            "zkmq chaos run {} --seed {} --replay {}",
+            run_dir.scenario_path().display(),
+            options.seed,
+            run_dir.schedule_path().display()
         ),
     };
-    std::fs::write(dir.join(files::RUN), serde_json::to_vec_pretty(&meta)?)?;
-    std::fs::write(
-        dir.join(files::SCENARIO),
-        format!(
-            "# A synthetic run (no cluster): written by zkmq::checker::synthetic.\n\
+    run_dir.write_run_meta(&meta)?;
+    run_dir.write_scenario(&format!(
+        "# A synthetic run (no cluster): written by zkmq::checker::synthetic.\n\
              name = \"synthetic\"\nseed = {seed}\nduration = \"{duration}s\"\n\n\
              [expect]\nvalid = {valid}\n",
-            seed = options.seed,
-            duration = summary.duration_s.round(),
-            valid = options.lose + options.duplicate + options.corrupt == 0
-        ),
-    )?;
+        seed = options.seed,
+        duration = summary.duration_s.round(),
+        valid = options.lose + options.duplicate + options.corrupt == 0
+    ))?;
     Ok(summary)
 }

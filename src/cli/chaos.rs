@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 use zkmq::chaos::{self, AlgorithmChoice, RunOptions};
+use zkmq::rundir::RunDir;
 
 use super::{EXIT_HARNESS_ERROR, EXIT_OK, EXIT_VIOLATION};
 
@@ -143,7 +144,8 @@ async fn run_scenario(args: RunArgs) -> anyhow::Result<u8> {
                 println!("VALID: no message lost, none delivered again after its ack");
                 Ok(EXIT_OK)
             } else {
-                println!("VIOLATED: see {}/summary.md", outcome.run_dir.display());
+                let summary = RunDir::new(&outcome.run_dir).summary_md_path();
+                println!("VIOLATED: see {}", summary.display());
                 println!("re-run the same faults with: {}", outcome.replay_command);
                 Ok(EXIT_VIOLATION)
             }

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use zkmq::checker::{self, synthetic};
 use zkmq::report;
+use zkmq::rundir::RunDir;
 
 use super::{EXIT_HARNESS_ERROR, EXIT_OK, EXIT_VIOLATION};
 
@@ -44,7 +45,7 @@ pub async fn run(args: ReportArgs) -> anyhow::Result<u8> {
             move || report::compare(&a, &b)
         })
         .await??;
-        let out = args.out.unwrap_or_else(|| b.join("compare.md"));
+        let out = args.out.unwrap_or_else(|| RunDir::new(b).compare_md_path());
         std::fs::write(&out, &markdown)
             .with_context(|| format!("cannot write {}", out.display()))?;
         println!("{markdown}");
@@ -106,44 +107,12 @@ pub async fn check(args: CheckArgs) -> anyhow::Result<u8> {
             result.events,
             result.duration_s
         );
-        for (name, finding) in result.invariants.required() {
-            println!(
-                "  {:<24} {:>8}  must be 0  {}",
-                name,
-                finding.count,
-                finding.examples.join(" ")
-            );
-        }
-        for (name, finding) in result.invariants.reported() {
-            println!(
-                "  {:<24} {:>8}  reported   {}",
-                name,
-                finding.count,
-                finding.examples.join(" ")
-            );
-        }
-        let m = &result.messages;
-        println!(
-            "  messages: {} produced ok, {} delivered, {} acknowledged; availability {:.2}%",
-            m.produced_ok,
-            m.delivered,
-            m.acknowledged,
-            result.availability * 100.0
-        );
-        let u = &result.unavailability_summary;
-        if u.faults > 0 {
-            println!(
-                "  unavailability after {} faults: median {}, max {}",
-                u.faults,
-                u.median_s.map_or("-".into(), |s| format!("{s:.2} s")),
-                u.max_s.map_or("-".into(), |s| format!("{s:.2} s"))
-            );
-        }
-        if !result.drain.complete {
-            println!("  note: no complete drain recorded; lost may include messages still queued");
-        }
-        if result.truncated_last_line {
-            println!("  note: the last line was truncated and ignored");
+        // The same lines `zkmq chaos run` ended with, from the run directory alone.
+        let truncations = RunDir::locate_history(&args.run)
+            .map(|(run_dir, _)| report::zk_log::scan_dir(&run_dir.logs_dir()))
+            .unwrap_or_default();
+        for line in report::console_summary(&result, &truncations) {
+            println!("  {line}");
         }
         eprintln!(
             "checked {} events in {:.2} s{}",

@@ -23,11 +23,12 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::checker::{self, CheckError, CheckResult};
-use crate::history::{files, FaultRecord, RunMeta};
+use crate::rundir::{self, FaultRecord, RunDir, RunDirError, RunMeta};
 
 pub use compare::compare;
 pub use plots::PLOTS;
 pub use progress::{Progress, ProgressSnapshot};
+pub use render::console_summary;
 
 /// Version of the `results.json` layout; bumped only on incompatible changes.
 pub const RESULTS_SCHEMA_VERSION: u32 = 1;
@@ -36,15 +37,16 @@ pub const RESULTS_SCHEMA_VERSION: u32 = 1;
 pub enum ReportError {
     #[error(transparent)]
     Check(#[from] CheckError),
-    #[error("cannot read {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
-    #[error("{path}: {message}")]
-    Parse { path: PathBuf, message: String },
+    #[error(transparent)]
+    RunDir(#[from] RunDirError),
+    /// A `results.json` this version cannot read: older reports can be written again.
+    #[error("{source} (regenerate it with `zkmq report {}`)", run_dir.display())]
+    StaleResults { run_dir: PathBuf, source: RunDirError },
     #[error("cannot write {path}: {source}")]
     Write { path: PathBuf, source: std::io::Error },
     #[error("cannot draw {path}: {message}")]
     Plot { path: PathBuf, message: String },
-    #[error("{path} is not a run directory (it has no {history})", history = files::HISTORY)]
+    #[error("{path} is not a run directory (it has no {history})", history = rundir::HISTORY)]
     NotARun { path: PathBuf },
 }
 
@@ -110,30 +112,6 @@ pub struct Reports {
     pub hdr_logs: Vec<PathBuf>,
 }
 
-fn read_optional(path: &Path) -> Result<Option<String>, ReportError> {
-    match std::fs::read_to_string(path) {
-        Ok(text) => Ok(Some(text)),
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(ReportError::Read { path: path.to_owned(), source }),
-    }
-}
-
-fn write_file(path: &Path, contents: &[u8]) -> Result<(), ReportError> {
-    std::fs::write(path, contents)
-        .map_err(|source| ReportError::Write { path: path.to_owned(), source })
-}
-
-/// Reads `run.json` if present.
-pub fn read_run_meta(run_dir: &Path) -> Result<Option<RunMeta>, ReportError> {
-    let path = run_dir.join(files::RUN);
-    read_optional(&path)?
-        .map(|text| {
-            serde_json::from_str(&text)
-                .map_err(|err| ReportError::Parse { path, message: err.to_string() })
-        })
-        .transpose()
-}
-
 /// Evaluates the scenario's `[expect]` table; `expect.valid` defaults to true, as in
 /// the scenario schema.
 fn expectations(scenario: Option<&str>, check: &CheckResult) -> Vec<Expectation> {
@@ -169,17 +147,18 @@ fn expectations(scenario: Option<&str>, check: &CheckResult) -> Vec<Expectation>
 
 /// Checks the run directory's history and writes every report into the directory.
 pub fn write_reports(run_dir: &Path) -> Result<Reports, ReportError> {
-    if !run_dir.join(files::HISTORY).is_file() {
+    let dir = RunDir::new(run_dir);
+    if !dir.has_history() {
         return Err(ReportError::NotARun { path: run_dir.to_owned() });
     }
     let check = checker::check_history(run_dir)?;
-    let run = read_run_meta(run_dir)?;
-    let scenario = read_optional(&run_dir.join(files::SCENARIO))?;
-    let schedule = series::read_schedule(run_dir)?;
+    let run = dir.read_run_meta()?;
+    let scenario = dir.read_scenario()?;
+    let schedule = dir.read_schedule()?;
 
     let started = run.as_ref().and_then(|run| series::parse_rfc3339(&run.started_at));
-    let (series, hdr_logs) = series::collect(run_dir, check.duration_s, started)?;
-    let plots = plots::write_plots(run_dir, &series)?;
+    let (series, hdr_logs) = series::collect(&dir, schedule.as_ref(), check.duration_s, started)?;
+    let plots = plots::write_plots(&dir, &series)?;
 
     let duration = check.duration_s.max(f64::MIN_POSITIVE);
     let completed: u64 = check.operations.values().map(|o| o.ok + o.fail + o.info).sum();
@@ -191,13 +170,13 @@ pub fn write_reports(run_dir: &Path) -> Result<Reports, ReportError> {
         produced_per_s: check.messages.produced_ok as f64 / duration,
         acknowledged_per_s: check.messages.acknowledged as f64 / duration,
     };
-    let relative = |path: &Path| path.strip_prefix(run_dir).unwrap_or(path).display().to_string();
-    let mut file_names: Vec<String> = ["results.json", "summary.md", "report.html", "junit.xml"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    file_names.extend(hdr_logs.iter().map(|p| relative(p)));
-    file_names.extend(plots.iter().map(|p| relative(p)));
+    let mut file_names: Vec<String> =
+        [rundir::RESULTS, rundir::SUMMARY_MD, rundir::REPORT_HTML, rundir::JUNIT_XML]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+    file_names.extend(hdr_logs.iter().map(|p| dir.relative(p)));
+    file_names.extend(plots.iter().map(|p| dir.relative(p)));
 
     let results = Results {
         schema_version: RESULTS_SCHEMA_VERSION,
@@ -209,19 +188,13 @@ pub fn write_reports(run_dir: &Path) -> Result<Reports, ReportError> {
         faults: schedule.map(|s| s.faults).unwrap_or_default(),
         check,
         files: file_names,
-        zookeeper_truncations: zk_log::scan_dir(&run_dir.join(files::LOGS_DIR)),
+        zookeeper_truncations: zk_log::scan_dir(&dir.logs_dir()),
     };
 
-    let results_json = run_dir.join(files::RESULTS);
-    let json = serde_json::to_vec_pretty(&results).expect("results always serialize");
-    write_file(&results_json, &json)?;
-    let summary_md = run_dir.join("summary.md");
-    write_file(&summary_md, render::summary_markdown(&results).as_bytes())?;
-    let junit_xml = run_dir.join("junit.xml");
-    write_file(&junit_xml, render::junit(&results).as_bytes())?;
-    let report_html = run_dir.join("report.html");
-    let html = render::html(&results, scenario.as_deref(), run_dir)?;
-    write_file(&report_html, html.as_bytes())?;
+    let results_json = dir.write_results(&results)?;
+    let summary_md = dir.write_summary_md(&render::summary_markdown(&results))?;
+    let junit_xml = dir.write_junit_xml(&render::junit(&results))?;
+    let report_html = dir.write_report_html(&render::html(&results, scenario.as_deref(), &dir)?)?;
 
     Ok(Reports {
         dir: run_dir.to_owned(),
@@ -237,12 +210,12 @@ pub fn write_reports(run_dir: &Path) -> Result<Reports, ReportError> {
 
 /// Reads a run's `results.json`, writing the reports first if it has none.
 pub fn load_results(run_dir: &Path) -> Result<Results, ReportError> {
-    let path = run_dir.join(files::RESULTS);
-    match read_optional(&path)? {
-        Some(text) => serde_json::from_str(&text).map_err(|err| ReportError::Parse {
-            path,
-            message: format!("{err} (regenerate it with `zkmq report {}`)", run_dir.display()),
-        }),
-        None => Ok(write_reports(run_dir)?.results),
+    match RunDir::new(run_dir).read_results() {
+        Ok(Some(results)) => Ok(results),
+        Ok(None) => Ok(write_reports(run_dir)?.results),
+        Err(source @ RunDirError::Parse { .. }) => {
+            Err(ReportError::StaleResults { run_dir: run_dir.to_owned(), source })
+        }
+        Err(other) => Err(other.into()),
     }
 }

@@ -13,6 +13,7 @@ use plotters::prelude::*;
 
 use super::series::{FaultSpan, LatencyPoint, Series};
 use super::ReportError;
+use crate::rundir::RunDir;
 
 static FONT: &[u8] = include_bytes!("../../assets/DejaVuSans.ttf");
 static REGISTER: Once = Once::new();
@@ -519,15 +520,13 @@ where
 }
 
 /// Writes `plots/<name>.png` and `plots/<name>.svg` for every plot; returns the paths.
-pub fn write_plots(run_dir: &Path, series: &Series) -> Result<Vec<PathBuf>, ReportError> {
+pub fn write_plots(run_dir: &RunDir, series: &Series) -> Result<Vec<PathBuf>, ReportError> {
     register_font();
-    let dir = run_dir.join("plots");
-    std::fs::create_dir_all(&dir)
-        .map_err(|source| ReportError::Write { path: dir.clone(), source })?;
+    run_dir.create_plots_dir()?;
     let mut written = Vec::new();
     for (stem, _) in PLOTS {
         let size = (WIDTH, height(stem, series));
-        let png = dir.join(format!("{stem}.png"));
+        let png = run_dir.plot_path(stem, "png");
         let plot_error = |path: &Path, err: Box<dyn Error>| ReportError::Plot {
             path: path.to_owned(),
             message: err.to_string(),
@@ -537,7 +536,7 @@ pub fn write_plots(run_dir: &Path, series: &Series) -> Result<Vec<PathBuf>, Repo
             draw(stem, &root, series).map_err(|err| plot_error(&png, err))?;
             root.present().map_err(|err| plot_error(&png, err.into()))?;
         }
-        let svg = dir.join(format!("{stem}.svg"));
+        let svg = run_dir.plot_path(stem, "svg");
         {
             let root = SVGBackend::new(&svg, size).into_drawing_area();
             draw(stem, &root, series).map_err(|err| plot_error(&svg, err))?;

@@ -1,10 +1,11 @@
 //! Text renderings of [`Results`]: Markdown summary, JUnit XML and the HTML page.
 
 use std::fmt::Write as _;
-use std::path::Path;
 
+use super::zk_log::Truncation;
 use super::{plots::PLOTS, ReportError, Results};
-use crate::checker::Finding;
+use crate::checker::{CheckResult, Finding};
+use crate::rundir::RunDir;
 
 fn percent(value: f64) -> String {
     format!("{:.2}%", value * 100.0)
@@ -130,6 +131,80 @@ pub fn summary_markdown(results: &Results) -> String {
     out
 }
 
+/// What `zkmq chaos run` prints at its end and `zkmq check` prints for a run: the
+/// message counts, one line per invariant with example ids (what a person looks up
+/// first), unavailability, the ZooKeeper log truncations that dropped transactions
+/// (the first place to look when a run is violated) and what makes the counts
+/// uncertain. One line each, without the verdict: each command says that its own way.
+pub fn console_summary(check: &CheckResult, truncations: &[Truncation]) -> Vec<String> {
+    /// Enough ids to start looking, few enough for one console line.
+    const CONSOLE_EXAMPLES: usize = 5;
+    let m = &check.messages;
+    let mut lines = vec![format!(
+        "messages: {} produced ok ({} unknown, {} failed), {} delivered, {} acknowledged; availability {}",
+        m.produced_ok,
+        m.produce_unknown,
+        m.produce_failed,
+        m.delivered,
+        m.acknowledged,
+        percent(check.availability)
+    )];
+    let required = check.invariants.required().into_iter().map(|(name, f)| (name, f, true));
+    let reported = check.invariants.reported().into_iter().map(|(name, f)| (name, f, false));
+    for (name, finding, must_be_zero) in required.chain(reported) {
+        let rule = if must_be_zero { " (must be 0)" } else { "" };
+        let examples: Vec<&str> =
+            finding.examples.iter().take(CONSOLE_EXAMPLES).map(String::as_str).collect();
+        if finding.count > 0 && !examples.is_empty() {
+            lines.push(format!("{name}{rule}: {} (e.g. {})", finding.count, examples.join(", ")));
+        } else {
+            lines.push(format!("{name}{rule}: {}", finding.count));
+        }
+    }
+    let u = &check.unavailability_summary;
+    if u.faults > 0 {
+        let secs = |s: Option<f64>| s.map_or_else(|| "-".to_owned(), |s| format!("{s:.2} s"));
+        let by_fault: Vec<String> =
+            u.median_by_fault.iter().map(|(fault, s)| format!("{fault} {s:.2} s")).collect();
+        lines.push(format!(
+            "unavailability after {} faults: median {}, max {}{}{}",
+            u.faults,
+            secs(u.median_s),
+            secs(u.max_s),
+            if by_fault.is_empty() {
+                String::new()
+            } else {
+                format!(" (median by fault: {})", by_fault.join(", "))
+            },
+            if u.unresolved > 0 {
+                format!(", {} never recovered", u.unresolved)
+            } else {
+                String::new()
+            }
+        ));
+    }
+    for t in truncations {
+        lines.push(format!(
+            "ZooKeeper {} truncated its log at {} from {} to {} ({} transactions dropped)",
+            t.node,
+            t.time,
+            t.from_text(),
+            t.to_zxid,
+            t.dropped_text()
+        ));
+    }
+    if !check.drain.complete {
+        lines.push(format!(
+            "note: the final drain {}: lost may include messages still queued",
+            if check.drain.recorded { "did not empty the queue" } else { "is not in the history" }
+        ));
+    }
+    if check.truncated_last_line {
+        lines.push("note: the last line of the history was truncated and ignored".to_owned());
+    }
+    lines
+}
+
 /// Escapes text for XML and HTML.
 pub fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
@@ -247,7 +322,7 @@ fn finding_row(out: &mut String, name: &str, finding: &Finding, required: bool) 
 pub fn html(
     results: &Results,
     scenario: Option<&str>,
-    run_dir: &Path,
+    run_dir: &RunDir,
 ) -> Result<String, ReportError> {
     let check = &results.check;
     let mut out = String::new();
@@ -404,9 +479,7 @@ pub fn html(
 
     out.push_str("<h2>Plots</h2>\n<p class=\"muted\">Shaded bands are fault windows (labelled at their start). PNG and SVG copies are in <code>plots/</code>.</p>\n");
     for (stem, plot_title) in PLOTS {
-        let path = run_dir.join("plots").join(format!("{stem}.svg"));
-        let svg = std::fs::read_to_string(&path)
-            .map_err(|source| ReportError::Read { path: path.clone(), source })?;
+        let svg = run_dir.read_plot_svg(stem)?;
         let svg = match svg.find("<svg") {
             Some(start) => &svg[start..],
             None => svg.as_str(),
@@ -425,7 +498,7 @@ pub fn html(
         out,
         "<p class=\"muted\">Written by zkmq {} from {}.</p>\n</body></html>",
         env!("CARGO_PKG_VERSION"),
-        escape(&run_dir.display().to_string())
+        escape(&run_dir.root().display().to_string())
     );
     Ok(out)
 }

@@ -7,8 +7,8 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{BufRead, BufReader, BufWriter, Write};
-use std::path::{Path, PathBuf};
+use std::io::{BufWriter, Write};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use hdrhistogram::serialization::interval_log::{IntervalLogWriterBuilder, Tag};
@@ -17,7 +17,8 @@ use hdrhistogram::Histogram;
 
 use super::ReportError;
 use crate::checker::{for_each_line, latency_histogram, Kind};
-use crate::history::{files, Phase, Sample, Schedule};
+use crate::history::Phase;
+use crate::rundir::{RunDir, Sample, Schedule};
 
 /// Outcome columns of [`Series::ops`].
 pub const OUTCOMES: [&str; 3] = ["ok", "fail", "info"];
@@ -85,12 +86,14 @@ struct KindLog {
 }
 
 /// Reads the run directory's history (the pass that fills the time series and
-/// writes `latency-<kind>.hlog`), samples and schedule.
+/// writes `latency-<kind>.hlog`) and samples; the fault windows come from its
+/// schedule, read once by the caller.
 ///
 /// `started`: when the run started (from `run.json`), the logs' StartTime and
 /// BaseTime, so interval timestamps are seconds since the run started.
 pub fn collect(
-    run_dir: &Path,
+    run_dir: &RunDir,
+    schedule: Option<&Schedule>,
     duration_s: f64,
     started: Option<std::time::SystemTime>,
 ) -> Result<(Series, Vec<PathBuf>), ReportError> {
@@ -105,17 +108,14 @@ pub fn collect(
 
     let mut logs = Vec::new();
     for kind in Kind::ALL {
-        let path = run_dir.join(format!("latency-{}.hlog", kind.name()));
-        let file = File::create(&path)
-            .map_err(|source| ReportError::Write { path: path.clone(), source })?;
+        let (file, path) = run_dir.create_latency_log(kind.name())?;
         logs.push(KindLog { file: BufWriter::new(file), path, current: latency_histogram() });
     }
     let mut pending: BTreeMap<String, f64> = BTreeMap::new();
     let mut bucket_now = 0usize;
     let mut results: Vec<Vec<(usize, Histogram<u64>)>> = vec![Vec::new(), Vec::new(), Vec::new()];
 
-    let history = run_dir.join(files::HISTORY);
-    for_each_line(&history, |event| {
+    for_each_line(&run_dir.history_path(), |event| {
         let Some(kind) = Kind::parse(event.op) else { return };
         if event.phase == Phase::Invoke {
             match pending.get_mut(event.process) {
@@ -200,37 +200,16 @@ pub fn collect(
     }
 
     read_samples(run_dir, &mut series)?;
-    series.faults = read_faults(run_dir)?;
+    series.faults = schedule.map(fault_spans).unwrap_or_default();
     for fault in &mut series.faults {
         fault.end = fault.end.min(series.end_s);
     }
     Ok((series, logs.into_iter().map(|log| log.path).collect()))
 }
 
-fn read_samples(run_dir: &Path, series: &mut Series) -> Result<(), ReportError> {
-    let path = run_dir.join(files::SAMPLES);
-    let Ok(file) = File::open(&path) else { return Ok(()) };
+fn read_samples(run_dir: &RunDir, series: &mut Series) -> Result<(), ReportError> {
     let mut nodes: BTreeMap<String, Vec<StateSpan>> = BTreeMap::new();
-    let lines: Vec<String> = BufReader::new(file)
-        .lines()
-        .collect::<Result<_, _>>()
-        .map_err(|source| ReportError::Read { path: path.clone(), source })?;
-    let last = lines.iter().rposition(|line| !line.trim().is_empty());
-    for (number, line) in lines.iter().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let sample: Sample = match serde_json::from_str(line) {
-            Ok(sample) => sample,
-            // Like the history, a sampler killed mid-line leaves a truncated last line.
-            Err(_) if Some(number) == last => break,
-            Err(err) => {
-                return Err(ReportError::Parse {
-                    path,
-                    message: format!("line {}: {err}", number + 1),
-                })
-            }
-        };
+    for sample in run_dir.read_samples()? {
         match sample {
             Sample::Depth { t, messages, partial, in_flight } => {
                 series.depth.push((t, messages, partial, in_flight))
@@ -265,37 +244,22 @@ fn read_samples(run_dir: &Path, series: &mut Series) -> Result<(), ReportError> 
     Ok(())
 }
 
-/// The schedule's applied faults as labelled spans (empty without `schedule.json`).
-pub fn read_faults(run_dir: &Path) -> Result<Vec<FaultSpan>, ReportError> {
-    Ok(read_schedule(run_dir)?
-        .map(|schedule| {
-            schedule
-                .faults
-                .iter()
-                .filter(|fault| fault.applied)
-                .map(|fault| FaultSpan {
-                    label: format!(
-                        "{} {}",
-                        fault.fault,
-                        fault.resolved.as_deref().unwrap_or(&fault.target)
-                    ),
-                    start: fault.start,
-                    end: fault.end.unwrap_or(f64::INFINITY),
-                })
-                .collect()
+/// The schedule's applied faults as labelled spans.
+pub fn fault_spans(schedule: &Schedule) -> Vec<FaultSpan> {
+    schedule
+        .faults
+        .iter()
+        .filter(|fault| fault.applied)
+        .map(|fault| FaultSpan {
+            label: format!(
+                "{} {}",
+                fault.fault,
+                fault.resolved.as_deref().unwrap_or(&fault.target)
+            ),
+            start: fault.start,
+            end: fault.end.unwrap_or(f64::INFINITY),
         })
-        .unwrap_or_default())
-}
-
-pub fn read_schedule(run_dir: &Path) -> Result<Option<Schedule>, ReportError> {
-    let path = run_dir.join(files::SCHEDULE);
-    match std::fs::read_to_string(&path) {
-        Ok(text) => serde_json::from_str(&text)
-            .map(Some)
-            .map_err(|err| ReportError::Parse { path, message: err.to_string() }),
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(ReportError::Read { path, source }),
-    }
+        .collect()
 }
 
 /// Parses an RFC 3339 UTC-or-offset timestamp (`2026-01-01T12:00:00.123Z`,
