@@ -86,4 +86,5 @@ pub mod queue;
 pub mod report;
 #[cfg(feature = "gateway")]
 pub mod rest;
+#[cfg(feature = "harness")]
 pub mod rundir;
