@@ -18,9 +18,20 @@
 //!   `BadVersion` is read back and confirmed by message id.
 //! - **take** ([`TakeProtocol::Multi`], native): one `multi` that checks the
 //!   consumer's own `status`, deletes the source at the version read and creates the
-//!   consumer's `message` slot. An unknown outcome is resolved by reading the slot.
-//!   A batch take ([`Consumer::take_batch`]) does the same for many messages in
-//!   one `multi`, each into a slot of its own (`message-<n>`).
+//!   consumer's `message` slot. A batch take ([`Consumer::take_batch`]) does the
+//!   same for many messages in one `multi`, each into a slot of its own
+//!   (`message-<n>`). An unknown outcome is settled by a write that conflicts with
+//!   the take (a versioned set of its source with the data it holds), then a read
+//!   of the slot that the write's answer orders; never by a read alone, which a
+//!   lagging server answers stale (see `consumer/doubt.rs`).
+//!
+//! Reads that settle an outcome elsewhere come after a write of ours in the same
+//! session, whose answer orders them: the producer's confirm after `BadVersion`,
+//! the claim protocol's slot read after `NodeExists` and after a retried source
+//! delete's `NoNode`, recovery's reads after `NodeExists`. The one read-back that
+//! follows no such write, the claim protocol's after an unknown claim, can only
+//! miss our own claim: the message then waits until a later look finds our token
+//! and finishes the take (liveness, never a loss or a duplicate).
 //! - **take** ([`TakeProtocol::Claim`], REST has no `multi`): mark the source with a
 //!   claim token by a versioned set (one winner), create the slot carrying the same
 //!   token, delete the source at the claimed version. Multi consumers skip claimed
