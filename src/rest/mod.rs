@@ -15,6 +15,7 @@
 //! object (not an empty body); null data reads as empty data (the client library
 //! cannot tell them apart). Extensions live under `/zkmq/v1/` (`/zkmq/v1/health`).
 
+mod body;
 pub mod config;
 mod endpoint;
 mod server;

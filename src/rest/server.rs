@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -16,6 +16,7 @@ use base64::Engine as _;
 use serde::Serialize;
 use zookeeper_client as zk;
 
+use super::body::{ReadError, RequestBody};
 use super::config::GatewayConfig;
 use super::endpoint::{Endpoint, Unavailable};
 use crate::queue::rest_store::encode_path;
@@ -187,9 +188,20 @@ fn json_response(status: StatusCode, body: &impl Serialize, callback: Option<&st
     }
 }
 
-/// The single handler behind every URL.
+/// The single handler behind every URL. Whatever the answer, the body the handler
+/// left unread is drained before it goes out (see [`super::body`]).
 pub(crate) async fn handle(State(gateway): State<Arc<Gateway>>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
+    let mut body = RequestBody::new(body, &parts.headers);
+    let response = route(&gateway, parts, &mut body).await;
+    body.finish(response).await
+}
+
+async fn route(
+    gateway: &Gateway,
+    parts: axum::http::request::Parts,
+    body: &mut RequestBody,
+) -> Response {
     let host = parts
         .headers
         .get(header::HOST)
@@ -210,7 +222,7 @@ pub(crate) async fn handle(State(gateway): State<Arc<Gateway>>, request: Request
     let raw_path = parts.uri.path();
 
     if let Some(extension) = raw_path.strip_prefix(EXTENSION_PREFIX) {
-        return extension_route(&gateway, &ctx, &parts.method, extension);
+        return extension_route(gateway, &ctx, &parts.method, extension);
     }
     let Some((endpoint, rest)) = gateway.endpoint_for(raw_path) else {
         return ctx.error(StatusCode::NOT_FOUND, format!("no endpoint serves {raw_path}"));
@@ -242,7 +254,7 @@ pub(crate) async fn handle(State(gateway): State<Arc<Gateway>>, request: Request
         request.serve(&zk_path, body, max_body).await
     } else if rest == "/sessions/v1" || rest.starts_with("/sessions/v1/") {
         let id = rest.trim_start_matches("/sessions/v1").trim_start_matches('/');
-        sessions_route(&gateway, &endpoint, &ctx, &parts.method, id).await
+        sessions_route(gateway, &endpoint, &ctx, &parts.method, id).await
     } else {
         ctx.error(
             StatusCode::NOT_FOUND,
@@ -406,14 +418,14 @@ struct ZnodeRequest<'a> {
 type Answer<T> = Result<T, Box<Response>>;
 
 impl ZnodeRequest<'_> {
-    async fn serve(&self, path: &str, body: Body, max_body: usize) -> Response {
+    async fn serve(&self, path: &str, body: &mut RequestBody, max_body: usize) -> Response {
         match self.run(path, body, max_body).await {
             Ok(response) => response,
             Err(response) => *response,
         }
     }
 
-    async fn run(&self, path: &str, body: Body, max_body: usize) -> Answer<Response> {
+    async fn run(&self, path: &str, body: &mut RequestBody, max_body: usize) -> Answer<Response> {
         let ctx = self.ctx;
         validate_path(path).map_err(|why| ctx.reject(StatusCode::BAD_REQUEST, why))?;
         match *self.method {
@@ -532,7 +544,12 @@ impl ZnodeRequest<'_> {
         }
     }
 
-    async fn create(&self, parent: &str, body: Body, max_body: usize) -> Answer<Response> {
+    async fn create(
+        &self,
+        parent: &str,
+        body: &mut RequestBody,
+        max_body: usize,
+    ) -> Answer<Response> {
         let ctx = self.ctx;
         if let Some(op) = ctx.param("op") {
             if op != "create" {
@@ -688,23 +705,24 @@ impl ZnodeRequest<'_> {
         }
     }
 
-    async fn body(&self, body: Body, max_body: usize) -> Answer<Bytes> {
+    async fn body(&self, body: &mut RequestBody, max_body: usize) -> Answer<Bytes> {
         let too_large = || {
             self.ctx.reject(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!("request body over the limit of {max_body} bytes (ZooKeeper's znode limit is about 1 MB)"),
             )
         };
-        let declared = self
-            .ctx
-            .headers
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > max_body as u64) {
+        // Refused from the head, before the body is polled: a client that sent
+        // `Expect: 100-continue` then never sends it.
+        if body.declared_len().is_some_and(|n| n > max_body as u64) {
             return Err(too_large());
         }
-        axum::body::to_bytes(body, max_body).await.map_err(|_| too_large())
+        body.read(max_body).await.map_err(|err| match err {
+            ReadError::TooLarge => too_large(),
+            ReadError::Broken => self
+                .ctx
+                .reject(StatusCode::BAD_REQUEST, "the request body broke off before its end"),
+        })
     }
 }
 
