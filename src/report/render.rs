@@ -4,8 +4,8 @@ use std::fmt::Write as _;
 
 use super::zk_log::Truncation;
 use super::{plots::PLOTS, ReportError, Results};
-use crate::checker::{CheckResult, Finding};
-use crate::rundir::RunDir;
+use crate::checker::{CheckResult, Finding, UnavailabilityWindow};
+use crate::rundir::{FaultRecord, RunDir};
 
 fn percent(value: f64) -> String {
     format!("{:.2}%", value * 100.0)
@@ -324,7 +324,6 @@ pub fn html(
     scenario: Option<&str>,
     run_dir: &RunDir,
 ) -> Result<String, ReportError> {
-    let check = &results.check;
     let mut out = String::new();
     let page_title = format!("zkmq chaos — {}", title(results));
     let _ = writeln!(
@@ -333,6 +332,26 @@ pub fn html(
         escape(&page_title)
     );
     let _ = writeln!(out, "<h1>{}</h1>", escape(&page_title));
+    html_verdict(&mut out, results);
+    html_invariants(&mut out, results);
+    html_run(&mut out, results);
+    html_operations(&mut out, &results.check);
+    html_faults(&mut out, results);
+    html_truncations(&mut out, &results.zookeeper_truncations);
+    html_plots(&mut out, run_dir)?;
+    html_scenario(&mut out, scenario);
+    let _ = writeln!(
+        out,
+        "<p class=\"muted\">Written by zkmq {} from {}.</p>\n</body></html>",
+        env!("CARGO_PKG_VERSION"),
+        escape(&run_dir.root().display().to_string())
+    );
+    Ok(out)
+}
+
+/// The verdict, and what makes it less than certain.
+fn html_verdict(out: &mut String, results: &Results) {
+    let check = &results.check;
     let (class, verdict) = if results.valid {
         ("valid", "VALID: nothing acknowledged was lost, nothing was delivered again after its ack")
     } else {
@@ -349,13 +368,17 @@ pub fn html(
     if check.truncated_last_line {
         let _ = writeln!(out, "<p class=\"warn\">The history's last line was truncated (the harness stopped mid-write) and was ignored.</p>");
     }
+}
 
+/// The invariants and the scenario's expectations.
+fn html_invariants(out: &mut String, results: &Results) {
+    let check = &results.check;
     out.push_str("<h2>Invariants</h2>\n<table><tr><th>invariant</th><th>rule</th><th>count</th><th>first message ids</th></tr>\n");
     for (name, finding) in check.invariants.required() {
-        finding_row(&mut out, name, finding, true);
+        finding_row(out, name, finding, true);
     }
     for (name, finding) in check.invariants.reported() {
-        finding_row(&mut out, name, finding, false);
+        finding_row(out, name, finding, false);
     }
     out.push_str("</table>\n");
     if !results.expectations.is_empty() {
@@ -377,7 +400,11 @@ pub fn html(
         }
         out.push_str("</table>\n");
     }
+}
 
+/// Run facts: scenario, seed, ensemble, replay command, messages, throughput.
+fn html_run(out: &mut String, results: &Results) {
+    let check = &results.check;
     out.push_str("<h2>Run</h2>\n<table>\n");
     if let Some(run) = &results.run {
         let rows = [
@@ -413,7 +440,10 @@ pub fn html(
         let _ = writeln!(out, "<tr><th>{key}</th><td>{}</td></tr>", escape(&value));
     }
     out.push_str("</table>\n");
+}
 
+/// Per operation kind: outcomes, availability and latency.
+fn html_operations(out: &mut String, check: &CheckResult) {
     out.push_str("<h2>Operations</h2>\n<table><tr><th>kind</th><th>invoked</th><th>ok</th><th>fail</th><th>info (unknown)</th><th>empty takes</th><th>availability</th><th>p50</th><th>p90</th><th>p99</th><th>p99.9</th><th>max</th></tr>\n");
     for (kind, o) in &check.operations {
         let l = &o.latency_ms;
@@ -425,7 +455,11 @@ pub fn html(
         );
     }
     out.push_str("</table>\n<p class=\"muted\">Latency of ok outcomes; ok includes takes that found the queue empty (excluded from latency: their time is mostly waiting). HdrHistogram interval logs: <code>latency-produce.hlog</code>, <code>latency-take.hlog</code>, <code>latency-ack.hlog</code>.</p>\n");
+}
 
+/// The fault windows and how long the queue was unavailable in each.
+fn html_faults(out: &mut String, results: &Results) {
+    let check = &results.check;
     out.push_str("<h2>Faults and unavailability</h2>\n");
     let u = &check.unavailability_summary;
     let _ = writeln!(
@@ -440,10 +474,7 @@ pub fn html(
     if !results.faults.is_empty() {
         out.push_str("<table><tr><th>start</th><th>end</th><th>fault</th><th>target</th><th>hit</th><th>applied</th><th>unavailable</th></tr>\n");
         for fault in &results.faults {
-            let window = check
-                .unavailability
-                .iter()
-                .find(|w| w.fault == fault.fault && (w.start - fault.start).abs() < 1e-6)
+            let window = fault_window(fault, &check.unavailability)
                 .map(|w| seconds(w.duration_s))
                 .unwrap_or_else(|| "–".into());
             let _ = writeln!(
@@ -460,10 +491,13 @@ pub fn html(
         }
         out.push_str("</table>\n");
     }
+}
 
-    if !results.zookeeper_truncations.is_empty() {
+/// Servers that dropped transactions to follow a leader.
+fn html_truncations(out: &mut String, truncations: &[Truncation]) {
+    if !truncations.is_empty() {
         out.push_str("<h2>ZooKeeper log truncations</h2>\n<p>Servers that dropped transactions from their log to follow a new leader (from <code>logs/zk*.log</code>). A crashed leader's uncommitted proposals go this way; committed ones must not, and a message lost or delivered again after its ack in the same run points here (ZooKeeper's sync bugs ZOOKEEPER-4785, -4643, -4925).</p>\n<table><tr><th>server</th><th>time</th><th>last zxid</th><th>truncated to</th><th>transactions dropped</th></tr>\n");
-        for t in &results.zookeeper_truncations {
+        for t in truncations {
             let _ = writeln!(
                 out,
                 "<tr class=\"bad\"><td>{}</td><td>{}</td><td><code>{}</code></td><td><code>{}</code></td><td class=\"n\">{}</td></tr>",
@@ -476,7 +510,24 @@ pub fn html(
         }
         out.push_str("</table>\n");
     }
+}
 
+/// The unavailability window of a fault. Windows open when the fault took effect
+/// (`applied_at`), not when the nemesis began it, and carry the target it hit.
+fn fault_window<'a>(
+    fault: &FaultRecord,
+    windows: &'a [UnavailabilityWindow],
+) -> Option<&'a UnavailabilityWindow> {
+    let took_effect = fault.applied_at.unwrap_or(fault.start);
+    windows
+        .iter()
+        .filter(|w| w.fault == fault.fault && w.start >= fault.start - 1e-3)
+        .filter(|w| fault.end.is_none_or(|end| w.start <= end + 1e-3))
+        .min_by(|a, b| (a.start - took_effect).abs().total_cmp(&(b.start - took_effect).abs()))
+}
+
+/// The plots, inline.
+fn html_plots(out: &mut String, run_dir: &RunDir) -> Result<(), ReportError> {
     out.push_str("<h2>Plots</h2>\n<p class=\"muted\">Shaded bands are fault windows (labelled at their start). PNG and SVG copies are in <code>plots/</code>.</p>\n");
     for (stem, plot_title) in PLOTS {
         let svg = run_dir.read_plot_svg(stem)?;
@@ -487,6 +538,11 @@ pub fn html(
         let _ = writeln!(out, "<h3>{plot_title}</h3>\n<div class=\"plot\">{svg}</div>");
     }
 
+    Ok(())
+}
+
+/// The scenario as run.
+fn html_scenario(out: &mut String, scenario: Option<&str>) {
     out.push_str("<h2>Scenario</h2>\n");
     match scenario {
         Some(text) => {
@@ -494,11 +550,46 @@ pub fn html(
         }
         None => out.push_str("<p class=\"muted\">no scenario.toml in this run directory</p>\n"),
     }
-    let _ = writeln!(
-        out,
-        "<p class=\"muted\">Written by zkmq {} from {}.</p>\n</body></html>",
-        env!("CARGO_PKG_VERSION"),
-        escape(&run_dir.root().display().to_string())
-    );
-    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn window(fault: &str, start: f64, duration_s: f64) -> UnavailabilityWindow {
+        UnavailabilityWindow {
+            fault: fault.into(),
+            target: "zk2".into(),
+            start,
+            end: Some(start + duration_s),
+            duration_s: Some(duration_s),
+        }
+    }
+
+    fn fault(name: &str, start: f64, applied_at: Option<f64>, end: f64) -> FaultRecord {
+        FaultRecord {
+            fault: name.into(),
+            target: "random".into(),
+            resolved: Some("zk2".into()),
+            start,
+            applied_at,
+            end: Some(end),
+            applied: true,
+            error: None,
+        }
+    }
+
+    /// A real run's windows open when the fault took effect, seconds after the
+    /// nemesis began it: matched by the planned start, every row showed "–".
+    #[test]
+    fn a_fault_finds_the_window_that_opened_when_it_took_effect() {
+        let windows =
+            [window("kill", 4.0, 0.5), window("kill", 11.25, 2.5), window("pause", 11.3, 0.7)];
+        let kill = fault("kill", 10.0, Some(11.25), 20.0);
+        assert_eq!(fault_window(&kill, &windows).and_then(|w| w.duration_s), Some(2.5));
+        let pause = fault("pause", 11.0, None, 12.0);
+        assert_eq!(fault_window(&pause, &windows).and_then(|w| w.duration_s), Some(0.7));
+        let never = fault("partition", 10.0, Some(10.5), 12.0);
+        assert!(fault_window(&never, &windows).is_none());
+    }
 }
