@@ -148,67 +148,21 @@ fn simulate(
     out: &mut dyn Write,
     on_second: &mut dyn FnMut(f64, u64, u64, u64),
 ) -> std::io::Result<SyntheticSummary> {
-    let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
-    let mut summary = SyntheticSummary::default();
-    let mut processes: Vec<Process> = Vec::new();
-    for p in 0..options.producers {
-        let path = if p % 2 == 0 { "native" } else { "rest" };
-        processes.push(Process {
-            name: format!("producer-{path}-{}", p / 2 + 1),
-            path,
-            producer: true,
-            pending: None,
-            holding: None,
-        });
-    }
-    for c in 0..options.consumers {
-        let path = if c % 2 == 0 { "native" } else { "rest" };
-        processes.push(Process {
-            name: format!("consumer-{path}-{}", c / 2 + 1),
-            path,
-            producer: false,
-            pending: None,
-            holding: None,
-        });
-    }
-    let mut queue: VecDeque<u64> = VecDeque::new();
-    let mut partial: VecDeque<u64> = VecDeque::new();
-    let mut next_id = 0u64;
-    let mut heap: BinaryHeap<Reverse<(u64, usize)>> = BinaryHeap::new();
-    let micros = |t: f64| (t * 1e6) as u64;
-    for index in 0..processes.len() {
-        heap.push(Reverse((micros(rng.random_range(0.0..options.think_s)), index)));
-    }
-    let mut written = 0u64;
-    let mut write = |out: &mut dyn Write, event: &Event| -> std::io::Result<()> {
-        serde_json::to_writer(&mut *out, event)?;
-        out.write_all(b"\n")?;
-        written += 1;
-        Ok(())
-    };
+    let mut sim = Simulation::new(options, out);
     let mut fault_cursor = 0usize;
     let mut next_second = 0.0f64;
     let mut operations = 0u64;
-    let (mut to_lose, mut to_duplicate, mut to_corrupt) =
-        (options.lose, options.duplicate, options.corrupt);
     let mut t = 0.0;
-
     while operations < options.operations {
-        let Some(Reverse((at, index))) = heap.pop() else { break };
+        let Some(Reverse((at, index))) = sim.heap.pop() else { break };
         t = at as f64 / 1e6;
         while next_second <= t {
-            let in_flight = processes.iter().filter(|p| p.holding.is_some()).count() as u64;
-            on_second(next_second, queue.len() as u64, partial.len() as u64, in_flight);
+            let in_flight = sim.processes.iter().filter(|p| p.holding.is_some()).count() as u64;
+            on_second(next_second, sim.queue.len() as u64, sim.partial.len() as u64, in_flight);
             next_second += 1.0;
         }
         while fault_cursor < faults.len() && faults[fault_cursor].start <= t {
-            let fault = &faults[fault_cursor];
-            let mut event = Event::new(fault.start, "nemesis", fault.kind, Phase::Invoke);
-            event.target = Some(fault.target.clone());
-            write(out, &event)?;
-            event.phase = Phase::Ok;
-            event.detail = Some(format!("{} {}", fault.kind, fault.target));
-            write(out, &event)?;
+            sim.begin_fault(&faults[fault_cursor])?;
             fault_cursor += 1;
         }
         let unavailable_until = faults
@@ -216,171 +170,282 @@ fn simulate(
             .filter(|f| f.start <= t && t < f.unavailable_until)
             .map(|f| f.unavailable_until)
             .reduce(f64::max);
-
-        let process = &mut processes[index];
-        match process.pending.take() {
-            None => {
-                let op = if process.producer {
-                    next_id += 1;
-                    Op::Produce { id: next_id }
-                } else if let Some(id) = process.holding {
-                    Op::Ack { id }
-                } else {
-                    Op::Take
-                };
-                let mut event = Event::new(t, process.name.clone(), "", Phase::Invoke);
-                event.path = Some(process.path.into());
-                match op {
-                    Op::Produce { id } => {
-                        event.op = "produce".into();
-                        event.msg = Some(message_id(id));
-                        event.checksum = Some(checksum(id));
-                    }
-                    Op::Take => event.op = "take".into(),
-                    Op::Ack { id } => {
-                        event.op = "ack".into();
-                        event.msg = Some(message_id(id));
-                    }
-                }
-                write(out, &event)?;
-                let base = 0.0015 + rng.random::<f64>().powi(3) * 0.03;
-                let base = if process.path == "rest" { base * 1.8 } else { base };
-                let done = match unavailable_until {
-                    Some(until) => (until + base).min(t + 5.0),
-                    None => t + base,
-                };
-                process.pending = Some((op, t));
-                heap.push(Reverse((micros(done), index)));
-            }
+        match sim.processes[index].pending.take() {
+            None => sim.invoke(index, t, unavailable_until)?,
             Some((op, invoked)) => {
                 operations += 1;
-                let timed_out = unavailable_until.is_some() && t - invoked >= 4.999;
-                let roll: f64 = rng.random();
-                let phase = if timed_out || roll < 0.01 {
-                    Phase::Info
-                } else if roll < 0.015 {
-                    Phase::Fail
-                } else {
-                    Phase::Ok
-                };
-                let mut event = Event::new(t, process.name.clone(), "", phase);
-                event.path = Some(process.path.into());
-                event.latency_ms = Some((t - invoked) * 1000.0);
-                if phase != Phase::Ok {
-                    event.error = Some(if phase == Phase::Info {
-                        "connection loss: outcome unknown".into()
-                    } else {
-                        "definite: node exists".into()
-                    });
-                }
-                match op {
-                    Op::Produce { id } => {
-                        event.op = "produce".into();
-                        event.msg = Some(message_id(id));
-                        let exists =
-                            phase == Phase::Ok || (phase == Phase::Info && rng.random_bool(0.5));
-                        if exists {
-                            if phase == Phase::Ok && to_lose > 0 && rng.random_bool(0.05) {
-                                to_lose -= 1;
-                                summary.lost.push(message_id(id));
-                            } else {
-                                queue.push_back(id);
-                            }
-                        }
-                        if phase == Phase::Ok {
-                            summary.produced_ok += 1;
-                        }
-                    }
-                    Op::Take => {
-                        event.op = "take".into();
-                        let source = if partial.is_empty() { &mut queue } else { &mut partial };
-                        match (phase, source.pop_front()) {
-                            (Phase::Ok, Some(id)) => {
-                                event.msg = Some(message_id(id));
-                                let mut sum = checksum(id);
-                                if to_corrupt > 0 && rng.random_bool(0.01) {
-                                    to_corrupt -= 1;
-                                    sum ^= 0x5a5a;
-                                    summary.corrupt.push(message_id(id));
-                                }
-                                event.checksum = Some(sum);
-                                event.node = Some(format!("message-{id:010}"));
-                                process.holding = Some(id);
-                            }
-                            // Taken, but the consumer does not know: the janitor
-                            // moves it to partial.
-                            (Phase::Info, Some(id)) => partial.push_back(id),
-                            (_, Some(id)) => source.push_front(id),
-                            (_, None) => {}
-                        }
-                    }
-                    Op::Ack { id } => {
-                        event.op = "ack".into();
-                        event.msg = Some(message_id(id));
-                        process.holding = None;
-                        let deleted =
-                            phase == Phase::Ok || (phase == Phase::Info && rng.random_bool(0.5));
-                        if deleted {
-                            summary.acked += 1;
-                            if phase == Phase::Ok && to_duplicate > 0 && rng.random_bool(0.02) {
-                                to_duplicate -= 1;
-                                summary.duplicated.push(message_id(id));
-                                queue.push_front(id);
-                            }
-                        } else {
-                            partial.push_back(id);
-                        }
-                    }
-                }
-                write(out, &event)?;
-                let think = rng.random_range(0.0..2.0 * options.think_s);
-                heap.push(Reverse((micros(t + think), index)));
+                sim.complete(index, op, invoked, t, unavailable_until.is_some())?;
             }
         }
     }
-
     // Undo every fault, then drain what is left, as the run loop does.
     for fault in &faults[..fault_cursor] {
         let undo = if fault.kind == "kill" || fault.kind == "rest-kill" { "start" } else { "heal" };
         let mut event = Event::new(fault.end.min(t), "nemesis", undo, Phase::Ok);
         event.target = Some(fault.target.clone());
-        write(out, &event)?;
+        sim.write(&event)?;
     }
-    let mut t = t + 0.5;
-    let held: Vec<u64> = processes.iter_mut().filter_map(|p| p.holding.take()).collect();
-    partial.extend(held);
-    let drained: Vec<u64> = partial.drain(..).chain(queue.drain(..)).collect();
-    write(out, &Event::new(t, "drain", "drain", Phase::Invoke))?;
-    for id in drained {
-        for (op, phase) in [
-            ("take", Phase::Invoke),
-            ("take", Phase::Ok),
-            ("ack", Phase::Invoke),
-            ("ack", Phase::Ok),
-        ] {
-            t += 0.0005;
-            let mut event = Event::new(t, "drain", op, phase);
-            event.path = Some("native".into());
-            if op == "ack" || phase == Phase::Ok {
-                event.msg = Some(message_id(id));
+    let end = sim.drain(t + 0.5)?;
+    on_second(end.ceil(), 0, 0, 0);
+    sim.summary.events = sim.written;
+    sim.summary.duration_s = end + 0.01;
+    Ok(sim.summary)
+}
+
+/// The simulated queue and its processes, and the history being written.
+struct Simulation<'a> {
+    options: &'a SyntheticOptions,
+    out: &'a mut dyn Write,
+    rng: ChaCha8Rng,
+    summary: SyntheticSummary,
+    processes: Vec<Process>,
+    queue: VecDeque<u64>,
+    partial: VecDeque<u64>,
+    next_id: u64,
+    /// When each process acts next (microseconds), earliest first.
+    heap: BinaryHeap<Reverse<(u64, usize)>>,
+    written: u64,
+    /// Injected bugs still to inject: lost, duplicated, corrupt.
+    to_lose: usize,
+    to_duplicate: usize,
+    to_corrupt: usize,
+}
+
+fn micros(t: f64) -> u64 {
+    (t * 1e6) as u64
+}
+
+impl<'a> Simulation<'a> {
+    fn new(options: &'a SyntheticOptions, out: &'a mut dyn Write) -> Self {
+        let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
+        let mut processes: Vec<Process> = Vec::new();
+        for (count, producer) in [(options.producers, true), (options.consumers, false)] {
+            for n in 0..count {
+                let path = if n % 2 == 0 { "native" } else { "rest" };
+                let role = if producer { "producer" } else { "consumer" };
+                processes.push(Process {
+                    name: format!("{role}-{path}-{}", n / 2 + 1),
+                    path,
+                    producer,
+                    pending: None,
+                    holding: None,
+                });
             }
-            if op == "take" && phase == Phase::Ok {
+        }
+        let mut heap = BinaryHeap::new();
+        for index in 0..processes.len() {
+            heap.push(Reverse((micros(rng.random_range(0.0..options.think_s)), index)));
+        }
+        Simulation {
+            options,
+            out,
+            rng,
+            summary: SyntheticSummary::default(),
+            processes,
+            queue: VecDeque::new(),
+            partial: VecDeque::new(),
+            next_id: 0,
+            heap,
+            written: 0,
+            to_lose: options.lose,
+            to_duplicate: options.duplicate,
+            to_corrupt: options.corrupt,
+        }
+    }
+
+    fn write(&mut self, event: &Event) -> std::io::Result<()> {
+        serde_json::to_writer(&mut *self.out, event)?;
+        self.out.write_all(b"\n")?;
+        self.written += 1;
+        Ok(())
+    }
+
+    fn begin_fault(&mut self, fault: &Fault) -> std::io::Result<()> {
+        let mut event = Event::new(fault.start, "nemesis", fault.kind, Phase::Invoke);
+        event.target = Some(fault.target.clone());
+        self.write(&event)?;
+        event.phase = Phase::Ok;
+        event.detail = Some(format!("{} {}", fault.kind, fault.target));
+        self.write(&event)
+    }
+
+    /// A process starts its next operation; it completes after a latency that a
+    /// fault making the ensemble unavailable stretches (up to the 5 s timeout).
+    fn invoke(
+        &mut self,
+        index: usize,
+        t: f64,
+        unavailable_until: Option<f64>,
+    ) -> std::io::Result<()> {
+        let process = &self.processes[index];
+        let op = if process.producer {
+            self.next_id += 1;
+            Op::Produce { id: self.next_id }
+        } else if let Some(id) = process.holding {
+            Op::Ack { id }
+        } else {
+            Op::Take
+        };
+        let mut event = Event::new(t, process.name.clone(), "", Phase::Invoke);
+        event.path = Some(process.path.into());
+        match op {
+            Op::Produce { id } => {
+                event.op = "produce".into();
+                event.msg = Some(message_id(id));
                 event.checksum = Some(checksum(id));
             }
-            if phase == Phase::Ok {
-                event.latency_ms = Some(2.0);
+            Op::Take => event.op = "take".into(),
+            Op::Ack { id } => {
+                event.op = "ack".into();
+                event.msg = Some(message_id(id));
             }
-            write(out, &event)?;
         }
-        summary.acked += 1;
+        let rest = process.path == "rest";
+        self.write(&event)?;
+        let base = 0.0015 + self.rng.random::<f64>().powi(3) * 0.03;
+        let base = if rest { base * 1.8 } else { base };
+        let done = match unavailable_until {
+            Some(until) => (until + base).min(t + 5.0),
+            None => t + base,
+        };
+        self.processes[index].pending = Some((op, t));
+        self.heap.push(Reverse((micros(done), index)));
+        Ok(())
     }
-    let mut done = Event::new(t + 0.01, "drain", "drain", Phase::Ok);
-    done.detail = Some("messages and partial empty".into());
-    write(out, &done)?;
-    on_second(t.ceil(), 0, 0, 0);
-    summary.events = written;
-    summary.duration_s = t + 0.01;
-    Ok(summary)
+
+    /// A process's operation ends: its outcome, and what it did to the queue.
+    fn complete(
+        &mut self,
+        index: usize,
+        op: Op,
+        invoked: f64,
+        t: f64,
+        unavailable: bool,
+    ) -> std::io::Result<()> {
+        let timed_out = unavailable && t - invoked >= 4.999;
+        let roll: f64 = self.rng.random();
+        let phase = if timed_out || roll < 0.01 {
+            Phase::Info
+        } else if roll < 0.015 {
+            Phase::Fail
+        } else {
+            Phase::Ok
+        };
+        let process = &self.processes[index];
+        let mut event = Event::new(t, process.name.clone(), "", phase);
+        event.path = Some(process.path.into());
+        event.latency_ms = Some((t - invoked) * 1000.0);
+        if phase != Phase::Ok {
+            event.error = Some(if phase == Phase::Info {
+                "connection loss: outcome unknown".into()
+            } else {
+                "definite: node exists".into()
+            });
+        }
+        match op {
+            Op::Produce { id } => self.produced(&mut event, id, phase),
+            Op::Take => self.took(&mut event, index, phase),
+            Op::Ack { id } => self.acked(&mut event, index, id, phase),
+        }
+        self.write(&event)?;
+        let think = self.rng.random_range(0.0..2.0 * self.options.think_s);
+        self.heap.push(Reverse((micros(t + think), index)));
+        Ok(())
+    }
+
+    fn produced(&mut self, event: &mut Event, id: u64, phase: Phase) {
+        event.op = "produce".into();
+        event.msg = Some(message_id(id));
+        let exists = phase == Phase::Ok || (phase == Phase::Info && self.rng.random_bool(0.5));
+        if exists {
+            if phase == Phase::Ok && self.to_lose > 0 && self.rng.random_bool(0.05) {
+                self.to_lose -= 1;
+                self.summary.lost.push(message_id(id));
+            } else {
+                self.queue.push_back(id);
+            }
+        }
+        if phase == Phase::Ok {
+            self.summary.produced_ok += 1;
+        }
+    }
+
+    fn took(&mut self, event: &mut Event, index: usize, phase: Phase) {
+        event.op = "take".into();
+        let from_partial = !self.partial.is_empty();
+        let source = if from_partial { &mut self.partial } else { &mut self.queue };
+        match (phase, source.pop_front()) {
+            (Phase::Ok, Some(id)) => {
+                event.msg = Some(message_id(id));
+                let mut sum = checksum(id);
+                if self.to_corrupt > 0 && self.rng.random_bool(0.01) {
+                    self.to_corrupt -= 1;
+                    sum ^= 0x5a5a;
+                    self.summary.corrupt.push(message_id(id));
+                }
+                event.checksum = Some(sum);
+                event.node = Some(format!("message-{id:010}"));
+                self.processes[index].holding = Some(id);
+            }
+            // Taken, but the consumer does not know: the janitor moves it to partial.
+            (Phase::Info, Some(id)) => self.partial.push_back(id),
+            (_, Some(id)) => source.push_front(id),
+            (_, None) => {}
+        }
+    }
+
+    fn acked(&mut self, event: &mut Event, index: usize, id: u64, phase: Phase) {
+        event.op = "ack".into();
+        event.msg = Some(message_id(id));
+        self.processes[index].holding = None;
+        let deleted = phase == Phase::Ok || (phase == Phase::Info && self.rng.random_bool(0.5));
+        if deleted {
+            self.summary.acked += 1;
+            if phase == Phase::Ok && self.to_duplicate > 0 && self.rng.random_bool(0.02) {
+                self.to_duplicate -= 1;
+                self.summary.duplicated.push(message_id(id));
+                self.queue.push_front(id);
+            }
+        } else {
+            self.partial.push_back(id);
+        }
+    }
+
+    /// The final drain from `t`: what consumers held, then partial, then messages,
+    /// each taken and acknowledged. Returns when it ended.
+    fn drain(&mut self, mut t: f64) -> std::io::Result<f64> {
+        let held: Vec<u64> = self.processes.iter_mut().filter_map(|p| p.holding.take()).collect();
+        self.partial.extend(held);
+        let drained: Vec<u64> = self.partial.drain(..).chain(self.queue.drain(..)).collect();
+        self.write(&Event::new(t, "drain", "drain", Phase::Invoke))?;
+        for id in drained {
+            for (op, phase) in [
+                ("take", Phase::Invoke),
+                ("take", Phase::Ok),
+                ("ack", Phase::Invoke),
+                ("ack", Phase::Ok),
+            ] {
+                t += 0.0005;
+                let mut event = Event::new(t, "drain", op, phase);
+                event.path = Some("native".into());
+                if op == "ack" || phase == Phase::Ok {
+                    event.msg = Some(message_id(id));
+                }
+                if op == "take" && phase == Phase::Ok {
+                    event.checksum = Some(checksum(id));
+                }
+                if phase == Phase::Ok {
+                    event.latency_ms = Some(2.0);
+                }
+                self.write(&event)?;
+            }
+            self.summary.acked += 1;
+        }
+        let mut done = Event::new(t + 0.01, "drain", "drain", Phase::Ok);
+        done.detail = Some("messages and partial empty".into());
+        self.write(&done)?;
+        Ok(t)
+    }
 }
 
 /// A generous bound on the simulated duration (an operation costs its think time plus
