@@ -16,8 +16,8 @@ use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
 use crate::queue::{
-    connect, Access, Consumer, CreateMode, MessageId, Producer, QueueConfig, QueueError, Store,
-    StoreError,
+    connect, Access, Consumer, CreateMode, Delivery, MessageId, Producer, QueueConfig, QueueError,
+    Store, StoreError,
 };
 
 /// What to run.
@@ -92,18 +92,10 @@ impl std::fmt::Display for QueueBenchResult {
     }
 }
 
+/// Runs the benchmark: producers and consumers on a fresh chroot until every
+/// message was produced, taken and acknowledged.
 pub async fn bench_queue(config: QueueBenchConfig) -> Result<QueueBenchResult, QueueError> {
-    if config.size < 8 {
-        return Err(QueueError::Config(
-            "--size must be at least 8 bytes (the send time rides in the payload)".into(),
-        ));
-    }
-    if config.producers == 0 || config.consumers == 0 {
-        return Err(QueueError::Config("need at least one producer and one consumer".into()));
-    }
-    if config.send_batch == 0 || config.take_batch == 0 {
-        return Err(QueueError::Config("--send-batch and --take-batch must be at least 1".into()));
-    }
+    validate(&config)?;
     let mut queue = config.queue.clone();
     queue.chroot =
         format!("{}/bench-{}", queue.chroot, &uuid::Uuid::new_v4().simple().to_string()[..8]);
@@ -119,126 +111,31 @@ pub async fn bench_queue(config: QueueBenchConfig) -> Result<QueueBenchResult, Q
     };
 
     let total = config.messages as u64;
-    let acked = Arc::new(AtomicU64::new(0));
-    let errors = Arc::new(AtomicU64::new(0));
+    let progress = Progress::default();
     let started = Instant::now();
     let mut producers = Vec::new();
     for index in 0..config.producers {
         let share = config.messages / config.producers
             + usize::from(index < config.messages % config.producers);
-        let mut producer = Producer::new(config.access.clone(), queue.clone()).await?;
-        let errors = errors.clone();
-        let size = config.size;
-        let send_batch = config.send_batch;
-        producers.push(tokio::spawn(async move {
-            // Sends go out in pipelined batches: one write latency per batch.
-            let mut left = share;
-            while left > 0 {
-                let batch = left.min(send_batch);
-                left -= batch;
-                let sent_at = started.elapsed().as_nanos() as u64;
-                let mut payload = vec![0u8; size];
-                payload[..8].copy_from_slice(&sent_at.to_be_bytes());
-                let messages: Vec<_> =
-                    (0..batch).map(|_| (MessageId::generate(), payload.as_slice())).collect();
-                for result in producer.send_batch(&messages).await {
-                    if result.is_err() {
-                        errors.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-            }
-            producer.close().await;
-        }));
+        let producer = Producer::new(config.access.clone(), queue.clone()).await?;
+        producers.push(tokio::spawn(produce(producer, share, &config, started, progress.clone())));
     }
     let mut consumers = Vec::new();
     for _ in 0..config.consumers {
-        let mut consumer = Consumer::register(config.access.clone(), queue.clone()).await?;
-        let (acked, errors) = (acked.clone(), errors.clone());
-        let take_batch = config.take_batch;
-        consumers.push(tokio::spawn(async move {
-            let mut latencies =
-                Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds");
-            let mut seen = std::collections::HashSet::new();
-            let mut redelivered = 0u64;
-            let mut record = |delivery: &crate::queue::Delivery| {
-                let now = started.elapsed().as_nanos() as u64;
-                let sent = u64::from_be_bytes(delivery.payload[..8].try_into().expect("8 bytes"));
-                latencies.saturating_record(now.saturating_sub(sent) / 1_000);
-                if !seen.insert(delivery.id) {
-                    redelivered += 1;
-                }
-            };
-            let wait = Duration::from_millis(200);
-            let mut current: Vec<crate::queue::Delivery> = Vec::new();
-            loop {
-                if current.is_empty() && acked.load(Ordering::Relaxed) >= total {
-                    break;
-                }
-                // The acks ride in the next take's transaction.
-                let (acks, next) = if take_batch == 1 {
-                    match current.pop() {
-                        Some(delivery) => {
-                            let (ack, next) = consumer.ack_and_take(&delivery, wait).await;
-                            (vec![ack], next.map(|next| next.into_iter().collect()))
-                        }
-                        None => (
-                            Vec::new(),
-                            consumer.take(wait).await.map(|next| next.into_iter().collect()),
-                        ),
-                    }
-                } else {
-                    consumer
-                        .ack_and_take_batch(&std::mem::take(&mut current), take_batch, wait)
-                        .await
-                };
-                for ack in acks {
-                    match ack {
-                        Ok(()) => acked.fetch_add(1, Ordering::Relaxed),
-                        Err(_) => errors.fetch_add(1, Ordering::Relaxed),
-                    };
-                }
-                match next {
-                    Ok(batch) => {
-                        batch.iter().for_each(&mut record);
-                        current = batch;
-                    }
-                    Err(_) => {
-                        errors.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-            }
-            consumer.close().await;
-            (latencies, redelivered)
-        }));
+        let consumer = Consumer::register(config.access.clone(), queue.clone()).await?;
+        let task = consume(consumer, config.take_batch, total, started, progress.clone());
+        consumers.push(tokio::spawn(task));
     }
-    // Watch for a stall rather than hanging forever.
-    let mut last = 0;
-    let mut last_progress = Instant::now();
-    while acked.load(Ordering::Relaxed) < total {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        let now = acked.load(Ordering::Relaxed);
-        if now != last {
-            last = now;
-            last_progress = Instant::now();
-        } else if last_progress.elapsed() > config.stall_timeout {
-            for task in &producers {
-                task.abort();
-            }
-            for task in &consumers {
-                task.abort();
-            }
-            return Err(QueueError::Unknown(format!(
-                "benchmark stalled: {now} of {total} messages acknowledged, none for {:?}",
-                config.stall_timeout
-            )));
-        }
+    if let Err(err) = wait_for_acks(&progress, total, config.stall_timeout).await {
+        producers.iter().for_each(|task| task.abort());
+        consumers.iter().for_each(|task| task.abort());
+        return Err(err);
     }
     let elapsed = started.elapsed();
     for task in producers {
         let _ = task.await;
     }
-    let mut latencies =
-        Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds");
+    let mut latencies = latency_histogram();
     let mut redelivered = 0;
     for task in consumers {
         if let Ok((histogram, count)) = task.await {
@@ -257,12 +154,151 @@ pub async fn bench_queue(config: QueueBenchConfig) -> Result<QueueBenchResult, Q
         latency_p99_ms: ms(latencies.value_at_quantile(0.99)),
         latency_p999_ms: ms(latencies.value_at_quantile(0.999)),
         latency_max_ms: ms(latencies.max()),
-        errors: errors.load(Ordering::Relaxed),
+        errors: progress.errors.load(Ordering::Relaxed),
         redelivered,
         raw_creates_per_s,
         write_latency_ms,
         read_latency_ms,
     })
+}
+
+fn validate(config: &QueueBenchConfig) -> Result<(), QueueError> {
+    if config.size < 8 {
+        return Err(QueueError::Config(
+            "--size must be at least 8 bytes (the send time rides in the payload)".into(),
+        ));
+    }
+    if config.producers == 0 || config.consumers == 0 {
+        return Err(QueueError::Config("need at least one producer and one consumer".into()));
+    }
+    if config.send_batch == 0 || config.take_batch == 0 {
+        return Err(QueueError::Config("--send-batch and --take-batch must be at least 1".into()));
+    }
+    Ok(())
+}
+
+/// Counters the workers share with the stall watch.
+#[derive(Clone, Default)]
+struct Progress {
+    acked: Arc<AtomicU64>,
+    errors: Arc<AtomicU64>,
+}
+
+fn latency_histogram() -> Histogram<u64> {
+    Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds")
+}
+
+/// One producer's share, in pipelined batches (one write latency per batch); the
+/// send time rides in the first 8 bytes of the payload.
+fn produce(
+    mut producer: Producer,
+    share: usize,
+    config: &QueueBenchConfig,
+    started: Instant,
+    progress: Progress,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
+    let (size, send_batch) = (config.size, config.send_batch);
+    async move {
+        let mut left = share;
+        while left > 0 {
+            let batch = left.min(send_batch);
+            left -= batch;
+            let sent_at = started.elapsed().as_nanos() as u64;
+            let mut payload = vec![0u8; size];
+            payload[..8].copy_from_slice(&sent_at.to_be_bytes());
+            let messages: Vec<_> =
+                (0..batch).map(|_| (MessageId::generate(), payload.as_slice())).collect();
+            for result in producer.send_batch(&messages).await {
+                if result.is_err() {
+                    progress.errors.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        producer.close().await;
+    }
+}
+
+/// One consumer until every message is acknowledged; its acks ride in the next
+/// take's transaction. Returns its latencies (send to taken) and redeliveries.
+async fn consume(
+    mut consumer: Consumer,
+    take_batch: usize,
+    total: u64,
+    started: Instant,
+    progress: Progress,
+) -> (Histogram<u64>, u64) {
+    let mut latencies = latency_histogram();
+    let mut seen = std::collections::HashSet::new();
+    let mut redelivered = 0u64;
+    let mut record = |delivery: &Delivery| {
+        let now = started.elapsed().as_nanos() as u64;
+        let sent = u64::from_be_bytes(delivery.payload[..8].try_into().expect("8 bytes"));
+        latencies.saturating_record(now.saturating_sub(sent) / 1_000);
+        if !seen.insert(delivery.id) {
+            redelivered += 1;
+        }
+    };
+    let wait = Duration::from_millis(200);
+    let mut current: Vec<Delivery> = Vec::new();
+    loop {
+        if current.is_empty() && progress.acked.load(Ordering::Relaxed) >= total {
+            break;
+        }
+        let (acks, next) = if take_batch == 1 {
+            match current.pop() {
+                Some(delivery) => {
+                    let (ack, next) = consumer.ack_and_take(&delivery, wait).await;
+                    (vec![ack], next.map(|next| next.into_iter().collect()))
+                }
+                None => {
+                    (Vec::new(), consumer.take(wait).await.map(|next| next.into_iter().collect()))
+                }
+            }
+        } else {
+            consumer.ack_and_take_batch(&std::mem::take(&mut current), take_batch, wait).await
+        };
+        for ack in acks {
+            match ack {
+                Ok(()) => progress.acked.fetch_add(1, Ordering::Relaxed),
+                Err(_) => progress.errors.fetch_add(1, Ordering::Relaxed),
+            };
+        }
+        match next {
+            Ok(batch) => {
+                batch.iter().for_each(&mut record);
+                current = batch;
+            }
+            Err(_) => {
+                progress.errors.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+    consumer.close().await;
+    (latencies, redelivered)
+}
+
+/// Waits until `total` messages are acknowledged, or fails when none was for
+/// `stall_timeout` (rather than hanging forever).
+async fn wait_for_acks(
+    progress: &Progress,
+    total: u64,
+    stall_timeout: Duration,
+) -> Result<(), QueueError> {
+    let mut last = 0;
+    let mut last_progress = Instant::now();
+    while progress.acked.load(Ordering::Relaxed) < total {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let now = progress.acked.load(Ordering::Relaxed);
+        if now != last {
+            last = now;
+            last_progress = Instant::now();
+        } else if last_progress.elapsed() > stall_timeout {
+            return Err(QueueError::Unknown(format!(
+                "benchmark stalled: {now} of {total} messages acknowledged, none for {stall_timeout:?}"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Pipelined sequential creates (up to 512 in flight) on one session, per second.
