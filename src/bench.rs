@@ -42,6 +42,17 @@ pub struct QueueBenchConfig {
     /// Give up when no message was acknowledged for this long.
     #[serde(with = "humantime_serde")]
     pub stall_timeout: Duration,
+    /// Open loop: send this many messages per second in all (split between the
+    /// producers) on a fixed schedule, whatever the consumers do, as the
+    /// OpenMessaging Benchmark does. Latency then counts from when a message was
+    /// due, so a producer that falls behind shows in it. `None`: closed loop, each
+    /// producer sends as fast as its sends come back.
+    #[serde(default)]
+    pub rate: Option<f64>,
+    /// Messages put in the queue before the clock starts, so that takes and acks
+    /// are measured with the queue this deep. Their latency is not counted.
+    #[serde(default)]
+    pub prefill: usize,
 }
 
 /// What it measured.
@@ -51,7 +62,9 @@ pub struct QueueBenchResult {
     pub elapsed_s: f64,
     /// Produced, taken and acknowledged per second.
     pub messages_per_s: f64,
-    /// Send start to take end, milliseconds.
+    /// Messages whose latency was measured (not prefilled, taken before the end).
+    pub latency_samples: u64,
+    /// Send start (open loop: when it was due) to take end, milliseconds.
     pub latency_p50_ms: f64,
     pub latency_p99_ms: f64,
     pub latency_p999_ms: f64,
@@ -67,6 +80,24 @@ pub struct QueueBenchResult {
     pub write_latency_ms: Option<f64>,
     /// One read (a get), mean milliseconds.
     pub read_latency_ms: Option<f64>,
+    /// Messages waiting when the clock started (`--prefill`).
+    pub prefilled: u64,
+    /// Open loop only: what was asked and what the producers did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate: Option<RateHeld>,
+}
+
+/// How well the producers of an open-loop run kept to their schedule.
+#[derive(Debug, Clone, Serialize)]
+pub struct RateHeld {
+    /// Messages per second asked for.
+    pub asked_per_s: f64,
+    /// Messages per second sent, from the first send to the last one answered.
+    pub sent_per_s: f64,
+    /// How far the furthest-behind send started after it was due, milliseconds.
+    pub max_behind_ms: f64,
+    /// Sent at least 99% of the asked rate and never more than a second behind.
+    pub held: bool,
 }
 
 impl std::fmt::Display for QueueBenchResult {
@@ -76,12 +107,34 @@ impl std::fmt::Display for QueueBenchResult {
             "end to end: {} messages in {:.2} s = {:.0} msgs/s (produce + take + ack)",
             self.messages, self.elapsed_s, self.messages_per_s
         )?;
-        writeln!(
-            f,
-            "latency (send start -> taken): p50 {:.2} ms  p99 {:.2} ms  p999 {:.2} ms  max {:.2} ms",
-            self.latency_p50_ms, self.latency_p99_ms, self.latency_p999_ms, self.latency_max_ms
-        )?;
+        if self.latency_samples == 0 {
+            writeln!(f, "latency: no timed message was taken (only prefilled ones)")?;
+        } else {
+            writeln!(
+                f,
+                "latency ({} -> taken, {} messages): p50 {:.2} ms  p99 {:.2} ms  p999 {:.2} ms  max {:.2} ms",
+                if self.rate.is_some() { "send due" } else { "send start" },
+                self.latency_samples,
+                self.latency_p50_ms,
+                self.latency_p99_ms,
+                self.latency_p999_ms,
+                self.latency_max_ms
+            )?;
+        }
         writeln!(f, "errors: {}  redelivered before ack: {}", self.errors, self.redelivered)?;
+        if self.prefilled > 0 {
+            writeln!(f, "queue depth at the start: {} messages (prefilled)", self.prefilled)?;
+        }
+        if let Some(rate) = &self.rate {
+            writeln!(
+                f,
+                "open loop at {:.0} msgs/s: sent {:.1} msgs/s, at most {:.0} ms behind schedule: rate {}",
+                rate.asked_per_s,
+                rate.sent_per_s,
+                rate.max_behind_ms,
+                if rate.held { "held" } else { "NOT held (latency is not that of this rate)" }
+            )?;
+        }
         if let Some(raw) = self.raw_creates_per_s {
             writeln!(f, "raw bound: {raw:.0} pipelined sequential creates/s on one session")?;
         }
@@ -110,6 +163,9 @@ pub async fn bench_queue(config: QueueBenchConfig) -> Result<QueueBenchResult, Q
         (None, None, None)
     };
 
+    if config.prefill > 0 {
+        prefill(&config, &queue).await?;
+    }
     let total = config.messages as u64;
     let progress = Progress::default();
     let started = Instant::now();
@@ -118,7 +174,9 @@ pub async fn bench_queue(config: QueueBenchConfig) -> Result<QueueBenchResult, Q
         let share = config.messages / config.producers
             + usize::from(index < config.messages % config.producers);
         let producer = Producer::new(config.access.clone(), queue.clone()).await?;
-        producers.push(tokio::spawn(produce(producer, share, &config, started, progress.clone())));
+        let schedule = config.rate.map(|rate| rate / config.producers as f64);
+        let task = produce(producer, share, &config, schedule, started, progress.clone());
+        producers.push(tokio::spawn(task));
     }
     let mut consumers = Vec::new();
     for _ in 0..config.consumers {
@@ -132,8 +190,11 @@ pub async fn bench_queue(config: QueueBenchConfig) -> Result<QueueBenchResult, Q
         return Err(err);
     }
     let elapsed = started.elapsed();
+    let mut sends = SendTimes::default();
     for task in producers {
-        let _ = task.await;
+        if let Ok(times) = task.await {
+            sends.merge(times);
+        }
     }
     let mut latencies = latency_histogram();
     let mut redelivered = 0;
@@ -150,6 +211,7 @@ pub async fn bench_queue(config: QueueBenchConfig) -> Result<QueueBenchResult, Q
         messages: total,
         elapsed_s: elapsed.as_secs_f64(),
         messages_per_s: total as f64 / elapsed.as_secs_f64(),
+        latency_samples: latencies.len(),
         latency_p50_ms: ms(latencies.value_at_quantile(0.5)),
         latency_p99_ms: ms(latencies.value_at_quantile(0.99)),
         latency_p999_ms: ms(latencies.value_at_quantile(0.999)),
@@ -159,6 +221,10 @@ pub async fn bench_queue(config: QueueBenchConfig) -> Result<QueueBenchResult, Q
         raw_creates_per_s,
         write_latency_ms,
         read_latency_ms,
+        prefilled: config.prefill as u64,
+        rate: config
+            .rate
+            .map(|asked| sends.held(asked, total, config.send_batch * config.producers)),
     })
 }
 
@@ -174,6 +240,9 @@ fn validate(config: &QueueBenchConfig) -> Result<(), QueueError> {
     if config.send_batch == 0 || config.take_batch == 0 {
         return Err(QueueError::Config("--send-batch and --take-batch must be at least 1".into()));
     }
+    if config.rate.is_some_and(|rate| !(rate.is_finite() && rate > 0.0)) {
+        return Err(QueueError::Config("--rate must be a positive number of messages/s".into()));
+    }
     Ok(())
 }
 
@@ -188,24 +257,112 @@ fn latency_histogram() -> Histogram<u64> {
     Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds")
 }
 
-/// One producer's share, in pipelined batches (one write latency per batch); the
-/// send time rides in the first 8 bytes of the payload.
+/// The first 8 bytes of a prefilled message: not timed.
+const NOT_TIMED: u64 = u64::MAX;
+
+/// Fills the queue with `config.prefill` messages before the clock starts, with
+/// as many producers as the benchmark has.
+async fn prefill(config: &QueueBenchConfig, queue: &QueueConfig) -> Result<(), QueueError> {
+    let mut tasks = Vec::new();
+    for index in 0..config.producers {
+        let share = config.prefill / config.producers
+            + usize::from(index < config.prefill % config.producers);
+        let mut producer = Producer::new(config.access.clone(), queue.clone()).await?;
+        let (size, send_batch) = (config.size, config.send_batch);
+        tasks.push(tokio::spawn(async move {
+            let mut payload = vec![0u8; size];
+            payload[..8].copy_from_slice(&NOT_TIMED.to_be_bytes());
+            let mut left = share;
+            while left > 0 {
+                let batch = left.min(send_batch);
+                left -= batch;
+                let messages: Vec<_> =
+                    (0..batch).map(|_| (MessageId::generate(), payload.as_slice())).collect();
+                if let Some(Err(err)) =
+                    producer.send_batch(&messages).await.into_iter().find(Result::is_err)
+                {
+                    producer.close().await;
+                    return Err(err);
+                }
+            }
+            producer.close().await;
+            Ok(())
+        }));
+    }
+    for task in tasks {
+        task.await.map_err(|err| QueueError::Unknown(format!("prefill task: {err}")))??;
+    }
+    Ok(())
+}
+
+/// When a producer's sends went out, against when they were due.
+#[derive(Debug, Default)]
+struct SendTimes {
+    first: Option<Duration>,
+    last_answered: Option<Duration>,
+    max_behind: Duration,
+}
+
+impl SendTimes {
+    fn merge(&mut self, other: SendTimes) {
+        self.first = match (self.first, other.first) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self.last_answered = self.last_answered.max(other.last_answered);
+        self.max_behind = self.max_behind.max(other.max_behind);
+    }
+
+    fn held(&self, asked_per_s: f64, sent: u64, batch: usize) -> RateHeld {
+        let span = match (self.first, self.last_answered) {
+            (Some(first), Some(last)) if last > first => (last - first).as_secs_f64(),
+            _ => 0.0,
+        };
+        // A producer's last batch is due one batch interval before its share would
+        // be over: that interval belongs to the span at the asked rate.
+        let span = span + batch as f64 / asked_per_s;
+        let sent_per_s = sent as f64 / span;
+        let max_behind_ms = self.max_behind.as_secs_f64() * 1000.0;
+        RateHeld {
+            asked_per_s,
+            sent_per_s,
+            max_behind_ms,
+            held: sent_per_s >= 0.99 * asked_per_s && max_behind_ms <= 1000.0,
+        }
+    }
+}
+
+/// One producer's share, in pipelined batches (one write latency per batch). Closed
+/// loop: each batch as soon as the last is answered. Open loop (`per_s`): each
+/// batch when it is due, and the due time, not the send time, rides in the first 8
+/// bytes of the payload, so that falling behind counts as latency.
 fn produce(
     mut producer: Producer,
     share: usize,
     config: &QueueBenchConfig,
+    per_s: Option<f64>,
     started: Instant,
     progress: Progress,
-) -> impl std::future::Future<Output = ()> + Send + 'static {
+) -> impl std::future::Future<Output = SendTimes> + Send + 'static {
     let (size, send_batch) = (config.size, config.send_batch);
     async move {
-        let mut left = share;
-        while left > 0 {
-            let batch = left.min(send_batch);
-            left -= batch;
-            let sent_at = started.elapsed().as_nanos() as u64;
+        let mut times = SendTimes::default();
+        let mut sent = 0usize;
+        while sent < share {
+            let batch = (share - sent).min(send_batch);
+            let due = match per_s {
+                Some(per_s) => {
+                    let due = Duration::from_secs_f64(sent as f64 / per_s);
+                    tokio::time::sleep_until((started + due).into()).await;
+                    times.max_behind = times.max_behind.max(started.elapsed().saturating_sub(due));
+                    due
+                }
+                None => started.elapsed(),
+            };
+            times.first.get_or_insert(started.elapsed());
+            sent += batch;
             let mut payload = vec![0u8; size];
-            payload[..8].copy_from_slice(&sent_at.to_be_bytes());
+            payload[..8].copy_from_slice(&(due.as_nanos() as u64).to_be_bytes());
             let messages: Vec<_> =
                 (0..batch).map(|_| (MessageId::generate(), payload.as_slice())).collect();
             for result in producer.send_batch(&messages).await {
@@ -213,8 +370,10 @@ fn produce(
                     progress.errors.fetch_add(1, Ordering::Relaxed);
                 }
             }
+            times.last_answered = Some(started.elapsed());
         }
         producer.close().await;
+        times
     }
 }
 
@@ -233,7 +392,9 @@ async fn consume(
     let mut record = |delivery: &Delivery| {
         let now = started.elapsed().as_nanos() as u64;
         let sent = u64::from_be_bytes(delivery.payload[..8].try_into().expect("8 bytes"));
-        latencies.saturating_record(now.saturating_sub(sent) / 1_000);
+        if sent != NOT_TIMED {
+            latencies.saturating_record(now.saturating_sub(sent) / 1_000);
+        }
         if !seen.insert(delivery.id) {
             redelivered += 1;
         }
@@ -241,7 +402,12 @@ async fn consume(
     let wait = Duration::from_millis(200);
     let mut current: Vec<Delivery> = Vec::new();
     loop {
-        if current.is_empty() && progress.acked.load(Ordering::Relaxed) >= total {
+        if progress.acked.load(Ordering::Relaxed) >= total {
+            // Enough acknowledged: ack what is held and take no more (a prefilled
+            // queue would otherwise be drained to the end).
+            for delivery in current {
+                let _ = consumer.ack(&delivery).await;
+            }
             break;
         }
         let (acks, next) = if take_batch == 1 {

@@ -37,6 +37,15 @@ pub enum BenchCommand {
         /// Sequential creates for the raw bound (0 skips it)
         #[arg(long, default_value_t = 5000)]
         raw_creates: usize,
+        /// Open loop: send this many messages per second in all, on a fixed
+        /// schedule, and count latency from when each was due; prints whether the
+        /// rate was held (default: closed loop, as fast as sends come back)
+        #[arg(long)]
+        rate: Option<f64>,
+        /// Put this many messages in the queue first, then measure take and ack
+        /// with the queue that deep (their own latency is not counted)
+        #[arg(long, default_value_t = 0)]
+        prefill: usize,
         /// Print JSON
         #[arg(long)]
         json: bool,
@@ -54,8 +63,13 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<u8> {
             send_batch,
             take_batch,
             raw_creates,
+            rate,
+            prefill,
             json,
         } => {
+            if prefill > 0 {
+                eprintln!("prefilling the queue with {prefill} messages before the clock starts");
+            }
             let config = QueueBenchConfig {
                 access: target.access().await?,
                 queue: target.config(),
@@ -67,6 +81,8 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<u8> {
                 take_batch,
                 raw_creates,
                 stall_timeout: Duration::from_secs(30),
+                rate,
+                prefill,
             };
             let result = bench_queue(config).await?;
             if json {
