@@ -13,8 +13,9 @@ use tokio::sync::watch;
 
 use super::nemesis::{self, Nemesis, NemesisError, PlannedFault};
 use super::recorder::Recorder;
+use super::sampler;
 use super::scenario::{AlgorithmChoice, Scenario};
-use super::workload::{self, WorkerPlan, Workload, WorkloadConfig};
+use super::workload::{WorkerPlan, Workload, WorkloadConfig};
 use crate::checker::{self, CheckError};
 use crate::cluster::{self, Cluster, ClusterError, ClusterSpec};
 use crate::history::{Event, HistoryError, Phase};
@@ -442,7 +443,7 @@ impl Body<'_> {
             let stop = combined.clone();
             async move { nemesis.run(stop).await }
         });
-        let sampler = tokio::spawn(workload::sample(
+        let sampler = tokio::spawn(sampler::sample(
             self.cluster.clone(),
             native.clone(),
             queue_config.clone(),
