@@ -521,37 +521,6 @@ impl Body<'_> {
     }
 }
 
-/// The ids of the messages still in the tree (waiting, in `partial`, held by a
-/// consumer), so the checker can call them stuck rather than lost. Best effort:
-/// what cannot be read is left out.
-async fn leftovers(store: &dyn queue::Store, config: &QueueConfig) -> Vec<(String, String)> {
-    let tree = queue::Tree::new(config);
-    let mut paths = Vec::new();
-    for dir in [tree.messages(), tree.partial()] {
-        if let Ok(children) = store.children(&dir).await {
-            paths.extend(children.into_iter().map(|name| queue::Tree::node(&dir, &name)));
-        }
-    }
-    if let Ok(consumers) = store.children(&tree.consumers()).await {
-        for consumer in consumers {
-            let node = queue::Tree::node(&tree.consumers(), &consumer);
-            if let Ok(children) = store.children(&node).await {
-                let slots = children.into_iter().filter(|name| queue::Tree::is_slot(name));
-                paths.extend(slots.map(|slot| queue::Tree::node(&node, &slot)));
-            }
-        }
-    }
-    let mut found = Vec::new();
-    for path in paths {
-        if let Ok((data, _)) = store.get(&path).await {
-            if let Ok(envelope) = queue::envelope::Envelope::decode(&data) {
-                found.push((envelope.id.to_string(), path));
-            }
-        }
-    }
-    found
-}
-
 /// A receiver that turns true when either turns true.
 fn combine(a: watch::Receiver<bool>, b: watch::Receiver<bool>) -> watch::Receiver<bool> {
     let (tx, rx) = watch::channel(false);
@@ -651,10 +620,10 @@ async fn drain(
     }
     let mut listed = 0;
     if let Some(s) = &store {
-        for (id, place) in leftovers(s.as_ref(), config).await {
+        for leftover in queue::leftovers(s.as_ref(), config).await.messages {
             let mut e = Event::new(history.now(), "drain", "leftover", Phase::Info);
-            e.msg = Some(id);
-            e.node = Some(place);
+            e.msg = Some(leftover.id.to_string());
+            e.node = Some(leftover.path);
             record(history, e);
             listed += 1;
         }
