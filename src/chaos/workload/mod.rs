@@ -1,9 +1,9 @@
 //! The workload: producers and consumers on each access path, recording every
 //! operation in the history before it starts (`invoke`) and when it ends (`ok`,
 //! `fail` when it definitely did not happen, `info` when its outcome is unknown).
-//! The producers are in [`producer`], the consumers (one loop, single or batch
-//! takes) in [`consumer`], and the channel through which the nemesis orders a
-//! consumer to crash or turn zombie in [`orders`].
+//! The producers are in `producer`, the consumers (one loop, single or batch takes)
+//! in `consumer`, and the channel through which the nemesis orders a consumer to
+//! crash or turn zombie ([`ConsumerOrder`], [`ConsumerHandle`]) in `orders`.
 //!
 //! The history is the evidence the checker judges, so the rules are strict: an
 //! invoke is written before the operation is issued (a late invoke could make a
