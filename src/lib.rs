@@ -19,9 +19,10 @@
 //!   **`report`**, **`bench`**, and the CLI's dependencies.
 //!
 //! **[`queue`]**: the system under test and a library users embed. The tree layout,
-//! the message envelope, producers, consumers and the recovery janitor, all written
-//! once against the [`queue::Store`] trait, which has two backends: the native
-//! ZooKeeper client and a client of the REST gateway. It knows nothing of Docker,
+//! the message envelope, producers, consumers, the recovery janitor and the list of
+//! what is left in the tree ([`queue::leftovers`]), all written once against the
+//! [`queue::Store`] trait, which has two backends: the native ZooKeeper client and a
+//! client of the REST gateway. It knows nothing of Docker,
 //! chaos or reports. Every outcome is done, definitely not done, or unknown.
 //! Producers send one message at a time or a batch in two transactions; consumers
 //! take one at a time or a batch per transaction (a slot per message), which is
@@ -38,8 +39,10 @@
 //! partition, heal, upgrade.
 //!
 //! **[`chaos`]**: a run. The scenario schema (TOML), the seeded fault schedule (the
-//! nemesis), the workload of producers and consumers, and the run loop that ends by
-//! healing every fault, draining the queue and checking the history.
+//! nemesis), the workload of producers and consumers (one consumer loop, single or
+//! batch takes, and the channel through which the nemesis orders a consumer to crash
+//! or turn zombie), the cluster sampler, and the run loop that ends by healing every
+//! fault, draining the queue and checking the history.
 //!
 //! **[`history`]**: the operation log, one JSON object per line, appended and flushed
 //! as operations happen.

@@ -9,8 +9,8 @@ use std::time::Duration;
 use common::zk_proxy::ZkProxy;
 use zkmq::queue::envelope::Envelope;
 use zkmq::queue::{
-    connect, recover, stats, Access, Consumer, CreateMode, Producer, QueueConfig, QueueError,
-    TakeProtocol, Tree, MAX_PAYLOAD,
+    connect, leftovers, recover, stats, Access, Consumer, CreateMode, LeftoverPlace, Producer,
+    QueueConfig, QueueError, TakeProtocol, Tree, MAX_PAYLOAD,
 };
 
 async fn setup(test: &str) -> (Access, QueueConfig) {
@@ -650,4 +650,81 @@ async fn a_batch_take_whose_answer_is_lost_is_settled_by_reading_its_slot() {
     let store = connect(&access, &config).await.unwrap();
     let left = stats(store.as_ref(), &config).await.unwrap();
     assert_eq!((left.messages, left.partial, left.in_flight), (0, 0, 0));
+}
+
+/// `leftovers` names every message left and where: waiting, in `partial/`, held
+/// in a single slot or in a batch's slots; a produce not set yet is no message.
+#[tokio::test]
+async fn leftovers_lists_waiting_partial_and_held_messages_with_their_place() {
+    let (access, config) = setup("leftovers").await;
+    let mut producer = Producer::new(access.clone(), config.clone()).await.unwrap();
+    let mut sent = Vec::new();
+    for n in 0..5 {
+        sent.push(producer.send(format!("m{n}").as_bytes()).await.unwrap());
+    }
+    // sent[0] goes back to partial: its consumer closes holding it.
+    let mut closing = Consumer::register(access.clone(), config.clone()).await.unwrap();
+    assert_eq!(closing.take(Duration::from_secs(5)).await.unwrap().unwrap().id, sent[0]);
+    closing.close().await;
+    let store = connect(&access, &config).await.unwrap();
+    let report = recover(store.as_ref(), &config).await.unwrap();
+    assert_eq!(report.moved_to_partial.len(), 1, "{report:?}");
+    // sent[1] and sent[2] in a batch; the partial one is taken first, so batch past it.
+    let mut single = Consumer::register(access.clone(), config.clone()).await.unwrap();
+    let from_partial = single.take(Duration::from_secs(5)).await.unwrap().unwrap();
+    assert_eq!(from_partial.id, sent[0]);
+    let mut batch = Consumer::register(access.clone(), config.clone()).await.unwrap();
+    let held = batch.take_batch(2, Duration::from_secs(5)).await.unwrap();
+    assert_eq!(held.iter().map(|d| d.id).collect::<Vec<_>>(), sent[1..3]);
+    // A produce not set yet: an empty node in messages/.
+    let tree = Tree::new(&config);
+    store
+        .create(&Tree::node(&tree.messages(), "unset"), b"", CreateMode::Persistent)
+        .await
+        .unwrap();
+
+    let left = leftovers(store.as_ref(), &config).await;
+    assert!(left.unreadable.is_empty(), "{left:?}");
+    let place_of = |id| {
+        let found: Vec<_> = left.messages.iter().filter(|l| l.id == id).collect();
+        assert_eq!(found.len(), 1, "{id:?} listed once: {left:?}");
+        found[0].place.clone()
+    };
+    assert_eq!(place_of(sent[3]), LeftoverPlace::Waiting);
+    assert_eq!(place_of(sent[4]), LeftoverPlace::Waiting);
+    assert_eq!(place_of(sent[0]), LeftoverPlace::Held { consumer: single.id().to_owned() });
+    for delivery in &held {
+        assert_eq!(place_of(delivery.id), LeftoverPlace::Held { consumer: batch.id().to_owned() });
+    }
+    assert_eq!(left.messages.len(), 5, "the unset produce is no message: {left:?}");
+    for leftover in &left.messages {
+        let (data, _) = store.get(&leftover.path).await.unwrap();
+        assert_eq!(Envelope::decode(&data).unwrap().id, leftover.id, "its path holds it");
+    }
+
+    // Acked and taken back again: the held single goes, partial is listed as such.
+    single.ack(&from_partial).await.unwrap();
+    let kept = batch.take_batch(2, Duration::from_secs(5)).await.unwrap();
+    batch.close().await;
+    // Another janitor (a consumer's own pass) may hold the lock for a moment.
+    let mut kept_ids: Vec<_> = kept.iter().map(|d| d.id).collect();
+    kept_ids.sort();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let left = loop {
+        recover(store.as_ref(), &config).await.unwrap();
+        let left = leftovers(store.as_ref(), &config).await;
+        let mut partial: Vec<_> = left
+            .messages
+            .iter()
+            .filter(|l| l.place == LeftoverPlace::Partial)
+            .map(|l| l.id)
+            .collect();
+        partial.sort();
+        if partial == kept_ids {
+            break left;
+        }
+        assert!(std::time::Instant::now() < deadline, "never in partial: {left:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(!left.messages.iter().any(|l| l.id == sent[0]), "acked: gone");
 }

@@ -21,10 +21,11 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{oneshot, watch};
 
 use super::recorder::Recorder;
 use super::scenario::{FaultKind, FaultOrder, PartitionShape, Scenario, Target};
+use super::workload::{ConsumerHandle, ConsumerOrder};
 use crate::cluster::{Cluster, ClusterError};
 use crate::history::{Event, Phase};
 use crate::rundir::{FaultRecord, RunDirError, Schedule, ScheduleFile};
@@ -187,22 +188,6 @@ pub fn load_replay(path: &Path) -> Result<(u64, Vec<PlannedFault>), NemesisError
     let file = NemesisScheduleFile::read(path).map_err(NemesisError::Replay)?;
     let plan = file.plan.ok_or_else(|| NemesisError::NoPlan { path: path.to_owned() })?;
     Ok((file.schedule.seed, plan))
-}
-
-/// Orders the nemesis gives a workload consumer.
-#[derive(Debug)]
-pub enum ConsumerOrder {
-    /// Drop the session without closing, stay dead for `down`, then register anew.
-    Crash { down: Duration, done: oneshot::Sender<String> },
-    /// Hold the next message taken for `stall` (past the session timeout), then ack.
-    Zombie { stall: Duration, done: oneshot::Sender<String> },
-}
-
-/// A workload consumer the nemesis can aim at.
-#[derive(Clone)]
-pub struct ConsumerHandle {
-    pub name: String,
-    pub orders: mpsc::Sender<ConsumerOrder>,
 }
 
 /// The schedule as it runs: plan plus records, persisted after each change.

@@ -10,11 +10,13 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 use super::nemesis::{self, Nemesis, NemesisError, PlannedFault};
 use super::recorder::Recorder;
+use super::sampler;
 use super::scenario::{AlgorithmChoice, Scenario};
-use super::workload::{self, WorkerPlan, Workload, WorkloadConfig};
+use super::workload::{WorkerPlan, Workload, WorkloadConfig};
 use crate::checker::{self, CheckError};
 use crate::cluster::{self, Cluster, ClusterError, ClusterSpec};
 use crate::history::{Event, HistoryError, Phase};
@@ -92,68 +94,22 @@ pub enum ChaosError {
 
 /// Runs a scenario to its verdict.
 pub async fn run(scenario: Scenario, options: RunOptions) -> Result<RunOutcome, ChaosError> {
-    let say = {
-        let say = options.say.clone();
-        move |line: &str| match &say {
-            Some(say) => say(line),
-            None => tracing::info!("{line}"),
-        }
-    };
-    let (mut seed, replay_plan) = match &options.replay {
-        Some(path) => {
-            let (recorded, plan) = nemesis::load_replay(path)?;
-            if let Some(asked) = options.seed.filter(|&s| s != recorded) {
-                return Err(ChaosError::ReplaySeed { path: path.clone(), recorded, asked });
-            }
-            (recorded, Some(plan))
-        }
-        None => (0, None),
-    };
-    if replay_plan.is_none() {
-        seed = options.seed.or(scenario.seed).unwrap_or_else(rand::random);
-    }
+    let say = console(&options);
+    let (seed, replay_plan) = choose_seed(&scenario, &options)?;
     let duration = options.duration.unwrap_or(scenario.duration);
     let algorithm = options.algorithm.unwrap_or(scenario.workload.algorithm);
-    let scenario_path = options
-        .scenario_path
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(format!("scenarios/{}.toml", scenario.name)));
-    let mut rerun = format!("zkmq chaos run {} --seed {seed}", scenario_path.display());
-    if options.duration.is_some() {
-        rerun.push_str(&format!(" --duration {}", humantime::format_duration(duration)));
-    }
-    if options.algorithm.is_some() {
-        rerun.push_str(&format!(" --algorithm {algorithm}"));
-    }
+    let rerun = rerun_command(&scenario, &options, seed, duration, algorithm);
     say(&format!("seed {seed}   (repeat with: {rerun})"));
 
-    // The run directory and its fixed files.
     let stamp = time::OffsetDateTime::now_utc();
     let stamp_text = stamp
         .format(time::macros::format_description!("[year][month][day]T[hour][minute][second]Z"))
         .expect("a fixed format");
-    let run_dir = RunDir::create_unique(
-        &options.out.clone().unwrap_or_else(|| PathBuf::from("reports")),
-        &format!("{stamp_text}-{}", scenario.name),
-    )?;
     let mut as_run = scenario.clone();
     as_run.seed = Some(seed);
     as_run.duration = duration;
     as_run.workload.algorithm = algorithm;
-    run_dir.write_scenario(&as_run.to_toml())?;
-    let replay_command = format!("{rerun} --replay {}", run_dir.schedule_path().display());
-    let meta = RunMeta {
-        scenario: scenario.name.clone(),
-        seed,
-        started_at: stamp.format(&time::format_description::well_known::Rfc3339).expect("RFC 3339"),
-        duration_s: duration.as_secs_f64(),
-        nodes: scenario.cluster.nodes,
-        zk_version: scenario.cluster.zk_version.clone(),
-        algorithm: algorithm.to_string(),
-        zkmq_version: env!("CARGO_PKG_VERSION").to_string(),
-        replay_command: replay_command.clone(),
-    };
-    run_dir.write_run_meta(&meta)?;
+    let (run_dir, replay_command) = open_run_dir(&as_run, &options, stamp, &stamp_text, &rerun)?;
     say(&format!("run directory {}", run_dir.root().display()));
 
     let plan = replay_plan.unwrap_or_else(|| nemesis::plan(&scenario, seed, duration));
@@ -166,84 +122,19 @@ pub async fn run(scenario: Scenario, options: RunOptions) -> Result<RunOutcome, 
 
     // Ctrl-C and SIGTERM stop everything, wherever the run is.
     let (stop_tx, stop_rx) = watch::channel(false);
-    let interrupted: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
-    let signals = tokio::spawn({
-        let interrupted = interrupted.clone();
-        let stop_tx = stop_tx.clone();
-        async move {
-            let signal = wait_for_signal().await;
-            *interrupted.lock().unwrap_or_else(|p| p.into_inner()) = Some(signal);
-            let _ = stop_tx.send(true);
-        }
-    });
+    let interrupted: Interrupted = Arc::default();
+    let signals = watch_signals(&stop_tx, &interrupted);
 
     // The cluster: Docker names must be lowercase.
     let run_id =
         options.reuse_cluster.clone().unwrap_or_else(|| docker_run_id(&stamp_text, &scenario.name));
     let owned = options.reuse_cluster.is_none();
-    let rest = scenario.cluster.rest;
-    let cluster = {
-        let mut stop = stop_rx.clone();
-        let bring_up = async {
-            match &options.reuse_cluster {
-                Some(id) => Cluster::attach(id).await,
-                None => {
-                    let mut spec = ClusterSpec::new(run_id.clone(), scenario.cluster.nodes);
-                    spec.zk_version = scenario.cluster.zk_version.clone();
-                    spec.image = scenario.cluster.image.clone();
-                    spec.rest = rest;
-                    spec.tick_time_ms = scenario.cluster.tick_time.as_millis() as u32;
-                    let progress = |line: &str| say(&format!("cluster: {line}"));
-                    Cluster::up(spec, &progress).await
-                }
-            }
-        };
-        say(&format!(
-            "starting cluster {run_id} ({} nodes, ZooKeeper {}{})",
-            scenario.cluster.nodes,
-            scenario.cluster.zk_version,
-            if rest { ", REST gateway" } else { "" }
-        ));
-        let result = tokio::select! {
-            result = bring_up => Some(result),
-            _ = stop.wait_for(|s| *s) => None,
-        };
-        match result {
-            Some(Ok(cluster))
-                if options.reuse_cluster.is_some()
-                    && (cluster.node_ids().len() != scenario.cluster.nodes
-                        || (rest && cluster.rest_url().is_none())) =>
-            {
-                signals.abort();
-                return Err(ChaosError::Harness {
-                    what: format!(
-                        "cluster {run_id} has {} nodes{}, the scenario wants {}{}",
-                        cluster.node_ids().len(),
-                        if cluster.rest_url().is_some() {
-                            " and a gateway"
-                        } else {
-                            " and no gateway"
-                        },
-                        scenario.cluster.nodes,
-                        if rest { " and a gateway" } else { "" }
-                    ),
-                    run_dir: run_dir.root().to_owned(),
-                });
-            }
-            Some(Ok(cluster)) => cluster,
-            failed => {
-                // Whatever part of the cluster exists carries our label.
-                if owned {
-                    if let Err(err) = cluster::down_run(&run_id).await {
-                        tracing::warn!("removing the half-started cluster {run_id}: {err}");
-                    }
-                }
-                signals.abort();
-                return Err(match failed {
-                    Some(Err(err)) => ChaosError::Cluster(err),
-                    _ => interrupted_error(&interrupted, false),
-                });
-            }
+    let bring_up = BringUp { scenario: &scenario, options: &options, run_id: &run_id, say: &say };
+    let cluster = match bring_up.cluster(&run_dir, stop_rx.clone(), &interrupted).await {
+        Ok(cluster) => cluster,
+        Err(err) => {
+            signals.abort();
+            return Err(err);
         }
     };
 
@@ -260,30 +151,229 @@ pub async fn run(scenario: Scenario, options: RunOptions) -> Result<RunOutcome, 
     };
     let body_result = body.run(stop_rx.clone()).await;
 
-    // One exit path: undo every fault, keep the logs, remove the cluster.
-    let problems = nemesis::heal_everything(&cluster, rest).await;
-    if !problems.is_empty() {
-        say(&format!("warning: undoing faults at the end: {}", problems.join("; ")));
-    }
-    if let Err(err) = cluster.save_logs(&run_dir.logs_dir()).await {
-        say(&format!("warning: cannot save the node logs: {err}"));
-    }
     let keep = options.keep_cluster || !owned;
-    if keep {
-        say(&format!(
-            "cluster {run_id} left running (remove it with: zkmq cluster down --run {run_id})"
-        ));
-    } else if let Err(err) = cluster.down().await {
-        say(&format!("warning: removing cluster {run_id}: {err}; retrying by label"));
-        let _ = cluster::down_run(&run_id).await;
-    }
+    leave(&cluster, &run_dir, &run_id, scenario.cluster.rest, keep, &say).await;
     signals.abort();
     if interrupted.lock().unwrap_or_else(|p| p.into_inner()).is_some() {
         return Err(interrupted_error(&interrupted, keep));
     }
     body_result?;
 
-    // The verdict: read only the run directory.
+    let (valid, summary) = verdict(&run_dir, &say)?;
+    Ok(RunOutcome { run_dir: run_dir.root().to_owned(), valid, seed, replay_command, summary })
+}
+
+/// The signal that interrupted the run, once one did.
+type Interrupted = Arc<std::sync::Mutex<Option<String>>>;
+
+/// Where the run's console lines go: the caller's `say`, or the log.
+fn console(options: &RunOptions) -> impl Fn(&str) + Send + Sync {
+    let say = options.say.clone();
+    move |line: &str| match &say {
+        Some(say) => say(line),
+        None => tracing::info!("{line}"),
+    }
+}
+
+/// The run's seed, and the plan of a replayed schedule (whose seed wins; a
+/// `--seed` that disagrees with it is an error).
+fn choose_seed(
+    scenario: &Scenario,
+    options: &RunOptions,
+) -> Result<(u64, Option<Vec<PlannedFault>>), ChaosError> {
+    match &options.replay {
+        Some(path) => {
+            let (recorded, plan) = nemesis::load_replay(path)?;
+            if let Some(asked) = options.seed.filter(|&s| s != recorded) {
+                return Err(ChaosError::ReplaySeed { path: path.clone(), recorded, asked });
+            }
+            Ok((recorded, Some(plan)))
+        }
+        None => Ok((options.seed.or(scenario.seed).unwrap_or_else(rand::random), None)),
+    }
+}
+
+/// The command that repeats this run: the scenario, the seed and every override.
+fn rerun_command(
+    scenario: &Scenario,
+    options: &RunOptions,
+    seed: u64,
+    duration: Duration,
+    algorithm: AlgorithmChoice,
+) -> String {
+    let scenario_path = options
+        .scenario_path
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("scenarios/{}.toml", scenario.name)));
+    let mut rerun = format!("zkmq chaos run {} --seed {seed}", scenario_path.display());
+    if options.duration.is_some() {
+        rerun.push_str(&format!(" --duration {}", humantime::format_duration(duration)));
+    }
+    if options.algorithm.is_some() {
+        rerun.push_str(&format!(" --algorithm {algorithm}"));
+    }
+    rerun
+}
+
+/// Creates the run directory with its fixed files (the scenario as run, with its
+/// seed, duration and algorithm filled in; `run.json`). Returns it and the
+/// command that replays the run.
+fn open_run_dir(
+    as_run: &Scenario,
+    options: &RunOptions,
+    stamp: time::OffsetDateTime,
+    stamp_text: &str,
+    rerun: &str,
+) -> Result<(RunDir, String), ChaosError> {
+    let run_dir = RunDir::create_unique(
+        &options.out.clone().unwrap_or_else(|| PathBuf::from("reports")),
+        &format!("{stamp_text}-{}", as_run.name),
+    )?;
+    run_dir.write_scenario(&as_run.to_toml())?;
+    let replay_command = format!("{rerun} --replay {}", run_dir.schedule_path().display());
+    let meta = RunMeta {
+        scenario: as_run.name.clone(),
+        seed: as_run.seed.expect("the seed as run"),
+        started_at: stamp.format(&time::format_description::well_known::Rfc3339).expect("RFC 3339"),
+        duration_s: as_run.duration.as_secs_f64(),
+        nodes: as_run.cluster.nodes,
+        zk_version: as_run.cluster.zk_version.clone(),
+        algorithm: as_run.workload.algorithm.to_string(),
+        zkmq_version: env!("CARGO_PKG_VERSION").to_string(),
+        replay_command: replay_command.clone(),
+    };
+    run_dir.write_run_meta(&meta)?;
+    Ok((run_dir, replay_command))
+}
+
+/// Turns `stop` true on Ctrl-C or SIGTERM, noting which in `interrupted`.
+fn watch_signals(stop: &watch::Sender<bool>, interrupted: &Interrupted) -> JoinHandle<()> {
+    let interrupted = interrupted.clone();
+    let stop = stop.clone();
+    tokio::spawn(async move {
+        let signal = wait_for_signal().await;
+        *interrupted.lock().unwrap_or_else(|p| p.into_inner()) = Some(signal);
+        let _ = stop.send(true);
+    })
+}
+
+/// Getting the run's cluster: a new one, or the running one asked for.
+struct BringUp<'a> {
+    scenario: &'a Scenario,
+    options: &'a RunOptions,
+    run_id: &'a str,
+    say: &'a (dyn Fn(&str) + Send + Sync),
+}
+
+impl BringUp<'_> {
+    /// Starts (or attaches to) the cluster, unless interrupted first. A cluster
+    /// half started is removed; a reused one that does not fit the scenario is
+    /// refused.
+    async fn cluster(
+        &self,
+        run_dir: &RunDir,
+        mut stop: watch::Receiver<bool>,
+        interrupted: &Interrupted,
+    ) -> Result<Cluster, ChaosError> {
+        let (s, say, run_id) = (&self.scenario.cluster, self.say, self.run_id);
+        let bring_up = async {
+            match &self.options.reuse_cluster {
+                Some(id) => Cluster::attach(id).await,
+                None => {
+                    let mut spec = ClusterSpec::new(run_id.to_owned(), s.nodes);
+                    spec.zk_version = s.zk_version.clone();
+                    spec.image = s.image.clone();
+                    spec.rest = s.rest;
+                    spec.tick_time_ms = s.tick_time.as_millis() as u32;
+                    let progress = |line: &str| say(&format!("cluster: {line}"));
+                    Cluster::up(spec, &progress).await
+                }
+            }
+        };
+        say(&format!(
+            "starting cluster {run_id} ({} nodes, ZooKeeper {}{})",
+            s.nodes,
+            s.zk_version,
+            if s.rest { ", REST gateway" } else { "" }
+        ));
+        let result = tokio::select! {
+            result = bring_up => Some(result),
+            _ = stop.wait_for(|s| *s) => None,
+        };
+        match result {
+            Some(Ok(cluster)) if self.options.reuse_cluster.is_some() => {
+                self.fits(&cluster, run_dir)?;
+                Ok(cluster)
+            }
+            Some(Ok(cluster)) => Ok(cluster),
+            failed => {
+                // Whatever part of the cluster exists carries our label.
+                if self.options.reuse_cluster.is_none() {
+                    if let Err(err) = cluster::down_run(run_id).await {
+                        tracing::warn!("removing the half-started cluster {run_id}: {err}");
+                    }
+                }
+                Err(match failed {
+                    Some(Err(err)) => ChaosError::Cluster(err),
+                    _ => interrupted_error(interrupted, false),
+                })
+            }
+        }
+    }
+
+    /// A reused cluster must have the scenario's nodes, and a gateway if it wants one.
+    fn fits(&self, cluster: &Cluster, run_dir: &RunDir) -> Result<(), ChaosError> {
+        let s = &self.scenario.cluster;
+        if cluster.node_ids().len() == s.nodes && (!s.rest || cluster.rest_url().is_some()) {
+            return Ok(());
+        }
+        Err(ChaosError::Harness {
+            what: format!(
+                "cluster {} has {} nodes{}, the scenario wants {}{}",
+                self.run_id,
+                cluster.node_ids().len(),
+                if cluster.rest_url().is_some() { " and a gateway" } else { " and no gateway" },
+                s.nodes,
+                if s.rest { " and a gateway" } else { "" }
+            ),
+            run_dir: run_dir.root().to_owned(),
+        })
+    }
+}
+
+/// The one exit path once the cluster exists: undo every fault, keep the logs,
+/// remove the cluster unless it is to be kept.
+async fn leave(
+    cluster: &Cluster,
+    run_dir: &RunDir,
+    run_id: &str,
+    rest: bool,
+    keep: bool,
+    say: &(dyn Fn(&str) + Send + Sync),
+) {
+    let problems = nemesis::heal_everything(cluster, rest).await;
+    if !problems.is_empty() {
+        say(&format!("warning: undoing faults at the end: {}", problems.join("; ")));
+    }
+    if let Err(err) = cluster.save_logs(&run_dir.logs_dir()).await {
+        say(&format!("warning: cannot save the node logs: {err}"));
+    }
+    if keep {
+        say(&format!(
+            "cluster {run_id} left running (remove it with: zkmq cluster down --run {run_id})"
+        ));
+    } else if let Err(err) = cluster.down().await {
+        say(&format!("warning: removing cluster {run_id}: {err}; retrying by label"));
+        let _ = cluster::down_run(run_id).await;
+    }
+}
+
+/// The verdict, from the run directory alone: whether it is valid, and the
+/// console summary. Writes the reports on the way.
+fn verdict(
+    run_dir: &RunDir,
+    say: &(dyn Fn(&str) + Send + Sync),
+) -> Result<(bool, Vec<String>), ChaosError> {
     let result = checker::check_history(&run_dir.history_path())?;
     let truncations = match report::write_reports(run_dir.root()) {
         Ok(reports) => reports.results.zookeeper_truncations,
@@ -292,14 +382,7 @@ pub async fn run(scenario: Scenario, options: RunOptions) -> Result<RunOutcome, 
             report::zk_log::scan_dir(&run_dir.logs_dir())
         }
     };
-    let summary = report::console_summary(&result, &truncations);
-    Ok(RunOutcome {
-        run_dir: run_dir.root().to_owned(),
-        valid: result.valid,
-        seed,
-        replay_command,
-        summary,
-    })
+    Ok((result.valid, report::console_summary(&result, &truncations)))
 }
 
 /// A run id Docker accepts (the cluster allows 1-40 of a-z, 0-9, `-`, `_`):
@@ -388,10 +471,13 @@ impl Body<'_> {
         ChaosError::Harness { what: what.into(), run_dir: self.run_dir.root().to_owned() }
     }
 
-    async fn run(self, stop: watch::Receiver<bool>) -> Result<(), ChaosError> {
-        let say = self.say;
+    /// Who works over which path, and how: the scenario's workload section.
+    fn workload_config(
+        &self,
+        native: &Access,
+        queue_config: &QueueConfig,
+    ) -> Result<WorkloadConfig, ChaosError> {
         let s = self.scenario;
-        let native = Access::Native { connect: self.cluster.connect_string() };
         let mut paths = vec![WorkerPlan {
             access: native.clone(),
             path: "native",
@@ -409,8 +495,7 @@ impl Body<'_> {
                 consumers: s.workload.rest.consumers,
             });
         }
-        let queue_config = self.queue_config();
-        let config = WorkloadConfig {
+        Ok(WorkloadConfig {
             paths,
             queue: queue_config.clone(),
             send_interval: s.workload.rate.interval(),
@@ -420,7 +505,45 @@ impl Body<'_> {
             send_batch: s.workload.send_batch,
             take_batch: s.workload.take_batch,
             seed: self.seed,
-        };
+        })
+    }
+
+    /// Ends the workload phase: the workers finish their operation in progress,
+    /// the nemesis its fault (unless interrupted: a long fault such as a rolling
+    /// upgrade is not waited for), and every fault is undone.
+    async fn stop_workload(
+        &self,
+        workload: Workload,
+        nemesis: &Nemesis,
+        nemesis_task: JoinHandle<()>,
+        stop: &watch::Receiver<bool>,
+    ) {
+        let say = self.say;
+        let stopped = workload.join(WORKER_STOP_WAIT).await;
+        if *stop.borrow() {
+            // Interrupted: what the fault in progress left is undone just below,
+            // like everything else.
+            let abort = nemesis_task.abort_handle();
+            if tokio::time::timeout(INTERRUPT_GRACE, nemesis_task).await.is_err() {
+                abort.abort();
+            }
+        } else {
+            let _ = nemesis_task.await;
+        }
+        if let Err(err) = nemesis.heal_everything().await {
+            say(&format!("warning: undoing faults: {err}"));
+        }
+        if let Err(problem) = stopped {
+            say(&format!("warning: {problem}"));
+        }
+    }
+
+    async fn run(self, stop: watch::Receiver<bool>) -> Result<(), ChaosError> {
+        let say = self.say;
+        let s = self.scenario;
+        let native = Access::Native { connect: self.cluster.connect_string() };
+        let queue_config = self.queue_config();
+        let config = self.workload_config(&native, &queue_config)?;
 
         // t = 0: the workload and the schedule start now.
         let progress = report::Progress::new(&s.name, self.duration);
@@ -442,7 +565,7 @@ impl Body<'_> {
             let stop = combined.clone();
             async move { nemesis.run(stop).await }
         });
-        let sampler = tokio::spawn(workload::sample(
+        let sampler = tokio::spawn(sampler::sample(
             self.cluster.clone(),
             native.clone(),
             queue_config.clone(),
@@ -461,23 +584,7 @@ impl Body<'_> {
         let _ = phase_tx.send(true);
         progress.set_phase("healing");
         say("workload done; stopping workers and undoing faults");
-        let stopped = workload.join(WORKER_STOP_WAIT).await;
-        if *stop.borrow() {
-            // Interrupted: a long fault (a rolling upgrade) is not waited for; what
-            // it left is undone below like everything else.
-            let abort = nemesis_task.abort_handle();
-            if tokio::time::timeout(INTERRUPT_GRACE, nemesis_task).await.is_err() {
-                abort.abort();
-            }
-        } else {
-            let _ = nemesis_task.await;
-        }
-        if let Err(err) = nemesis.heal_everything().await {
-            say(&format!("warning: undoing faults: {err}"));
-        }
-        if let Err(problem) = stopped {
-            say(&format!("warning: {problem}"));
-        }
+        self.stop_workload(workload, &nemesis, nemesis_task, &stop).await;
         if *stop.borrow() {
             sampler.abort();
             progress.finish("interrupted");
@@ -518,37 +625,6 @@ impl Body<'_> {
         }
         Ok(())
     }
-}
-
-/// The ids of the messages still in the tree (waiting, in `partial`, held by a
-/// consumer), so the checker can call them stuck rather than lost. Best effort:
-/// what cannot be read is left out.
-async fn leftovers(store: &dyn queue::Store, config: &QueueConfig) -> Vec<(String, String)> {
-    let tree = queue::Tree::new(config);
-    let mut paths = Vec::new();
-    for dir in [tree.messages(), tree.partial()] {
-        if let Ok(children) = store.children(&dir).await {
-            paths.extend(children.into_iter().map(|name| queue::Tree::node(&dir, &name)));
-        }
-    }
-    if let Ok(consumers) = store.children(&tree.consumers()).await {
-        for consumer in consumers {
-            let node = queue::Tree::node(&tree.consumers(), &consumer);
-            if let Ok(children) = store.children(&node).await {
-                let slots = children.into_iter().filter(|name| queue::Tree::is_slot(name));
-                paths.extend(slots.map(|slot| queue::Tree::node(&node, &slot)));
-            }
-        }
-    }
-    let mut found = Vec::new();
-    for path in paths {
-        if let Ok((data, _)) = store.get(&path).await {
-            if let Ok(envelope) = queue::envelope::Envelope::decode(&data) {
-                found.push((envelope.id.to_string(), path));
-            }
-        }
-    }
-    found
 }
 
 /// A receiver that turns true when either turns true.
@@ -650,10 +726,10 @@ async fn drain(
     }
     let mut listed = 0;
     if let Some(s) = &store {
-        for (id, place) in leftovers(s.as_ref(), config).await {
+        for leftover in queue::leftovers(s.as_ref(), config).await.messages {
             let mut e = Event::new(history.now(), "drain", "leftover", Phase::Info);
-            e.msg = Some(id);
-            e.node = Some(place);
+            e.msg = Some(leftover.id.to_string());
+            e.node = Some(leftover.path);
             record(history, e);
             listed += 1;
         }

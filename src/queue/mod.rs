@@ -94,7 +94,9 @@ pub use consumer::{Consumer, Delivery};
 pub use envelope::{checksum, MessageId, MAX_PAYLOAD, ZNODE_DATA_LIMIT};
 pub use producer::Producer;
 
-pub use recovery::{recover, stats, QueueStats, RecoveryReport};
+pub use recovery::{
+    leftovers, recover, stats, Leftover, LeftoverPlace, Leftovers, QueueStats, RecoveryReport,
+};
 pub use store::{CreateMode, MultiOp, NodeStat, Store, StoreError, StoreResult};
 
 /// How a producer or consumer reaches the ensemble.

@@ -1,4 +1,4 @@
-//! Recovery (the janitor) and queue statistics.
+//! Recovery (the janitor), queue statistics and the list of what is left.
 //!
 //! A consumer whose `status` is gone is dead. What it held goes back, slot by slot
 //! (`message` from a single take, `message-<n>` from a batch take):
@@ -25,7 +25,7 @@ use serde::Serialize;
 
 use super::envelope::{Envelope, FLAG_FROM_PARTIAL, FLAG_TAKEN_BACK};
 use super::store::{CreateMode, MultiOp, Store, StoreError, StoreResult};
-use super::{now_ms, sorted_messages, QueueConfig, QueueError, Tree};
+use super::{now_ms, sorted_messages, MessageId, QueueConfig, QueueError, Tree};
 
 /// How many of the oldest waiting messages a pass checks for stale claims and
 /// orphans: consumers take the oldest first, so what blocks them is found there.
@@ -92,6 +92,92 @@ pub async fn stats(store: &dyn Store, config: &QueueConfig) -> Result<QueueStats
         }
     }
     Ok(stats)
+}
+
+/// Where in the tree a message was found by [`leftovers`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LeftoverPlace {
+    /// In `messages/`: waiting to be taken.
+    Waiting,
+    /// In `partial/`: taken back from a dead consumer, waiting to be taken again.
+    Partial,
+    /// In a slot of this consumer (its id): taken, not acknowledged.
+    Held { consumer: String },
+}
+
+/// A message still in the tree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Leftover {
+    pub id: MessageId,
+    /// The node that holds it.
+    pub path: String,
+    pub place: LeftoverPlace,
+}
+
+/// What [`leftovers`] found, as of one walk of the tree (not a snapshot: the
+/// queue moves meanwhile).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Leftovers {
+    /// Every message found, waiting first, then in `partial/`, then held.
+    pub messages: Vec<Leftover>,
+    /// Nodes that could not be listed or read (a store error other than "no such
+    /// node"): whatever they hold is missing from `messages`.
+    pub unreadable: Vec<String>,
+}
+
+/// Lists every message left in the queue: in `messages/`, in `partial/` and in
+/// the consumers' slots. This is what a harness needs when a drain runs out of
+/// time, to call what is left "stuck" rather than "lost", without walking the
+/// tree's layout itself.
+///
+/// Best effort by design, since it is asked when the queue may be unhealthy: a
+/// node that is gone by the time it is read was taken meanwhile and is skipped; a
+/// node that holds no message (a produce not set yet) is skipped; a store error
+/// does not end the walk but names the node in [`Leftovers::unreadable`].
+pub async fn leftovers(store: &dyn Store, config: &QueueConfig) -> Leftovers {
+    let tree = Tree::new(config);
+    let mut found = Leftovers::default();
+    let mut nodes: Vec<(String, LeftoverPlace)> = Vec::new();
+    for (dir, place) in
+        [(tree.messages(), LeftoverPlace::Waiting), (tree.partial(), LeftoverPlace::Partial)]
+    {
+        for name in found.children(store, &dir).await {
+            nodes.push((Tree::node(&dir, &name), place.clone()));
+        }
+    }
+    for consumer in found.children(store, &tree.consumers()).await {
+        let node = Tree::node(&tree.consumers(), &consumer);
+        let id = consumer.strip_prefix("consumer-").unwrap_or(&consumer).to_owned();
+        for slot in found.children(store, &node).await.into_iter().filter(|n| Tree::is_slot(n)) {
+            nodes.push((Tree::node(&node, &slot), LeftoverPlace::Held { consumer: id.clone() }));
+        }
+    }
+    for (path, place) in nodes {
+        match store.get(&path).await {
+            Ok((data, _)) => {
+                if let Ok(envelope) = Envelope::decode(&data) {
+                    found.messages.push(Leftover { id: envelope.id, path, place });
+                }
+            }
+            Err(StoreError::NoNode(_)) => {}
+            Err(_) => found.unreadable.push(path),
+        }
+    }
+    found
+}
+
+impl Leftovers {
+    /// The children of `dir`, or none (noted when it was an error, not absence).
+    async fn children(&mut self, store: &dyn Store, dir: &str) -> Vec<String> {
+        match store.children(dir).await {
+            Ok(children) => children,
+            Err(StoreError::NoNode(_)) => Vec::new(),
+            Err(_) => {
+                self.unreadable.push(dir.to_owned());
+                Vec::new()
+            }
+        }
+    }
 }
 
 /// One recovery pass. Returns at once (with `ran: false`) if another janitor is at work.
