@@ -629,6 +629,7 @@ mod tests {
             start,
             end: Some(start + duration_s),
             duration_s: Some(duration_s),
+            by_access: Default::default(),
         }
     }
 
@@ -657,5 +658,44 @@ mod tests {
         assert_eq!(fault_window(&pause, &windows).and_then(|w| w.duration_s), Some(0.7));
         let never = fault("partition", 10.0, Some(10.5), 12.0);
         assert!(fault_window(&never, &windows).is_none());
+    }
+
+    fn summary(max_s: f64, unresolved: u64) -> UnavailabilitySummary {
+        UnavailabilitySummary {
+            faults: 2,
+            unresolved,
+            median_s: Some(max_s / 2.0),
+            max_s: Some(max_s),
+            median_by_fault: [("rest-kill".to_owned(), max_s)].into(),
+            by_access: Default::default(),
+        }
+    }
+
+    /// With one access path its figures are the overall ones: no per-path lines. With
+    /// two, each path gets its own, unresolved windows included.
+    #[test]
+    fn per_path_figures_appear_only_when_two_paths_ran() {
+        let mut overall = summary(0.5, 0);
+        overall.by_access.insert("native".into(), summary(0.5, 0));
+        assert!(unavailability_by_access(&overall).is_empty());
+
+        overall.by_access.insert("rest".into(), summary(5.0, 1));
+        let by_access = unavailability_by_access(&overall);
+        assert_eq!(by_access.len(), 2);
+        assert_eq!(
+            by_access[1],
+            (
+                "rest",
+                "median 2.50 s, max 5.00 s (median by fault: rest-kill 5.00 s), 1 never recovered"
+                    .to_owned()
+            )
+        );
+    }
+
+    #[test]
+    fn a_window_cell_tells_no_window_from_one_that_never_closed() {
+        assert_eq!(window_duration(None), "–");
+        assert_eq!(window_duration(Some(None)), "never recovered");
+        assert_eq!(window_duration(Some(Some(5.1))), "5.10 s");
     }
 }
