@@ -462,6 +462,12 @@ fn rest_outcome(history: &mut History, id: &str, t: f64, outcome: Phase) {
     }
 }
 
+/// A REST produce invoked at `t` that the gateway answers `ok` 0.1 s later.
+fn rest_answered(history: &mut History, id: &str, t: f64) {
+    rest_invoke(history, id, t);
+    rest_outcome(history, id, t + 0.1, Phase::Ok);
+}
+
 fn fault(name: &str, target: &str, start: f64, end: f64) -> FaultRecord {
     FaultRecord {
         fault: name.into(),
@@ -495,8 +501,7 @@ fn close_to(actual: Option<f64>, expected: f64) -> bool {
 fn a_rest_only_outage_shows_in_the_rest_figures_and_not_in_the_native_ones() {
     let mut history = History::default();
     native_traffic(&mut history, 0.0, 5.0);
-    rest_invoke(&mut history, "r1", 5.0);
-    rest_outcome(&mut history, "r1", 5.1, Phase::Ok);
+    rest_answered(&mut history, "r1", 5.0);
     native_traffic(&mut history, 5.5, 10.0);
     // The gateway dies at 10.0: refused, then a timeout, then back at 15.0; native
     // answers from 10.3 on.
@@ -510,8 +515,7 @@ fn a_rest_only_outage_shows_in_the_rest_figures_and_not_in_the_native_ones() {
     native_traffic(&mut history, 11.5, 14.0);
     rest_outcome(&mut history, "r3", 14.0, Phase::Info);
     native_traffic(&mut history, 14.5, 15.0);
-    rest_invoke(&mut history, "r4", 15.0);
-    rest_outcome(&mut history, "r4", 15.1, Phase::Ok);
+    rest_answered(&mut history, "r4", 15.0);
     native_traffic(&mut history, 15.5, 20.0);
     // A leader kill at 20.0 stops both paths: native answers at 21.01, REST at 21.5.
     rest_invoke(&mut history, "r5", 20.2);
@@ -554,8 +558,7 @@ fn a_rest_only_outage_shows_in_the_rest_figures_and_not_in_the_native_ones() {
 fn a_gateway_that_never_returns_leaves_only_the_rest_window_unresolved() {
     let mut history = History::default();
     native_traffic(&mut history, 0.0, 1.0);
-    rest_invoke(&mut history, "r1", 1.0);
-    rest_outcome(&mut history, "r1", 1.1, Phase::Ok);
+    rest_answered(&mut history, "r1", 1.0);
     native_traffic(&mut history, 1.5, 4.0);
     for (n, t) in [4.0, 6.0, 8.0].into_iter().enumerate() {
         let id = format!("r{}", n + 2);
