@@ -578,6 +578,26 @@ fn a_gateway_that_never_returns_leaves_only_the_rest_window_unresolved() {
     assert!(rest.median_by_fault.is_empty(), "closed windows only: {rest:?}");
 }
 
+/// Without a schedule, the nemesis line opens the window for each path alike.
+#[test]
+fn a_rest_only_outage_from_the_nemesis_lines_shows_in_rest() {
+    let mut history = History::default();
+    native_traffic(&mut history, 0.0, 3.0);
+    rest_answered(&mut history, "r1", 1.0);
+    history.at(3.0).line("nemesis", "rest-kill", Phase::Ok, None, None);
+    rest_invoke(&mut history, "r2", 3.2);
+    rest_outcome(&mut history, "r2", 3.3, Phase::Fail);
+    native_traffic(&mut history, 3.5, 6.0);
+    history.at(6.0).line("nemesis", "rest-start", Phase::Ok, None, None);
+    rest_answered(&mut history, "r3", 6.1);
+    history.drained();
+    let result = history.check();
+    assert_eq!((result.faults_source.as_str(), result.unavailability.len()), ("history", 1));
+    let window = &result.unavailability[0];
+    assert!(close_to(window.by_access["native"], 0.51), "{window:?}");
+    assert!(close_to(window.by_access["rest"], 3.2), "{window:?}");
+}
+
 /// A path with no operations in the run has no entry at all (not zeros); a history
 /// without paths (written before they were recorded) has no per-path figures.
 #[test]

@@ -711,17 +711,13 @@ impl Checker {
         }
     }
 
-    /// The closings of an access path, created when its first operation is seen.
-    fn access_closings(&mut self, path: &str) -> &mut WindowClosings {
-        let position = match self.closings_by_access.iter().position(|(name, _)| **name == *path) {
-            Some(position) => position,
-            None => {
-                let closings = WindowClosings::with_open(self.next_window);
-                self.closings_by_access.push((path.into(), closings));
-                self.closings_by_access.len() - 1
-            }
-        };
-        &mut self.closings_by_access[position].1
+    /// Measures `path` from its first operation on: every window started so far is
+    /// open for it, as none of its operations closed one.
+    fn register_access_path(&mut self, path: &str) {
+        if !self.closings_by_access.iter().any(|(name, _)| **name == *path) {
+            let closings = WindowClosings::with_open(self.next_window);
+            self.closings_by_access.push((path.into(), closings));
+        }
     }
 
     fn message_slot(&mut self, id: &str) -> usize {
@@ -755,7 +751,7 @@ impl Checker {
     fn observe_operation(&mut self, kind: Kind, index: u64, event: EventView<'_>) {
         // Registered on any phase: a path whose operations all fail still ran.
         if let Some(path) = event.path {
-            self.access_closings(path);
+            self.register_access_path(path);
         }
         if event.phase == Phase::Invoke {
             self.operations[kind as usize].stats.invoked += 1;
@@ -909,11 +905,10 @@ impl Checker {
     /// An `ok` of `path` invoked at `invoke_t`, completed at `t`.
     fn close_windows(&mut self, path: Option<&str>, invoke_t: f64, t: f64) {
         self.closings.close(&self.windows, invoke_t, t);
-        if let Some(path) = path {
-            let position = self.closings_by_access.iter().position(|(name, _)| **name == *path);
-            if let Some(position) = position {
-                self.closings_by_access[position].1.close(&self.windows, invoke_t, t);
-            }
+        let path_closings = path
+            .and_then(|path| self.closings_by_access.iter_mut().find(|(name, _)| **name == *path));
+        if let Some((_, closings)) = path_closings {
+            closings.close(&self.windows, invoke_t, t);
         }
     }
 
