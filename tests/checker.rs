@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use zkmq::checker::synthetic::{self, SyntheticOptions};
-use zkmq::checker::{check_history, CheckError, CheckResult};
+use zkmq::checker::{
+    check_history, CheckError, CheckResult, UnavailabilitySummary, UnavailabilityWindow,
+};
 use zkmq::history::{Event, Phase};
 use zkmq::rundir::{FaultRecord, Schedule};
 
@@ -29,6 +31,7 @@ impl History {
     ) -> &mut Self {
         self.t += 0.01;
         let mut event = Event::new(self.t, process, op, phase);
+        event.path = access_path(process).map(str::to_owned);
         event.msg = msg.map(str::to_owned);
         event.checksum = checksum;
         if matches!(phase, Phase::Fail | Phase::Info) {
@@ -89,6 +92,13 @@ impl History {
         let dir = tempfile::tempdir().unwrap();
         check_history(&self.write(dir.path())).unwrap()
     }
+}
+
+/// The access path of a process named as the workload names them
+/// (`producer-rest-1`, `consumer-native-2`); the older tests' `producer-1` has none,
+/// like a history written before paths were recorded.
+fn access_path(process: &str) -> Option<&'static str> {
+    ["native", "rest"].into_iter().find(|path| process.contains(&format!("-{path}-")))
 }
 
 fn sum(id: &str) -> u32 {
@@ -424,6 +434,210 @@ fn without_a_schedule_faults_come_from_the_nemesis_lines() {
     assert_eq!(result.faults_source, "history");
     assert_eq!(result.unavailability.len(), 1, "the undo (start) is not a fault");
     assert!(result.unavailability[0].end.is_some());
+}
+
+/// Native operations every 0.5 s from `from` to `to`: each message produced,
+/// taken and acknowledged, so every op is an `ok` of the native path.
+fn native_traffic(history: &mut History, from: f64, to: f64) {
+    let mut t = from;
+    while t < to {
+        let id = format!("n{}", (t * 100.0).round());
+        history.at(t).produce("producer-native-1", &id, Phase::Ok);
+        history.take("consumer-native-1", &id).ack("consumer-native-1", &id, Phase::Ok);
+        t += 0.5;
+    }
+}
+
+/// A REST produce's invoke at `t`.
+fn rest_invoke(history: &mut History, id: &str, t: f64) {
+    history.at(t).line("producer-rest-1", "produce", Phase::Invoke, Some(id), Some(sum(id)));
+}
+
+/// A REST produce's outcome at `t`; an `ok` one is then taken and acknowledged over
+/// REST.
+fn rest_outcome(history: &mut History, id: &str, t: f64, outcome: Phase) {
+    history.at(t).line("producer-rest-1", "produce", outcome, Some(id), None);
+    if outcome == Phase::Ok {
+        history.take("consumer-rest-1", id).ack("consumer-rest-1", id, Phase::Ok);
+    }
+}
+
+/// A REST produce invoked at `t` that the gateway answers `ok` 0.1 s later.
+fn rest_answered(history: &mut History, id: &str, t: f64) {
+    rest_invoke(history, id, t);
+    rest_outcome(history, id, t + 0.1, Phase::Ok);
+}
+
+fn fault(name: &str, target: &str, start: f64, end: f64) -> FaultRecord {
+    FaultRecord {
+        fault: name.into(),
+        target: target.into(),
+        resolved: Some(target.into()),
+        start,
+        applied_at: Some(start),
+        end: Some(end),
+        applied: true,
+        error: None,
+    }
+}
+
+fn check_with_faults(history: &History, faults: Vec<FaultRecord>) -> CheckResult {
+    let dir = tempfile::tempdir().unwrap();
+    history.write(dir.path());
+    let schedule = Schedule { seed: 1, faults };
+    std::fs::write(dir.path().join("schedule.json"), serde_json::to_string(&schedule).unwrap())
+        .unwrap();
+    check_history(dir.path()).unwrap()
+}
+
+fn close_to(actual: Option<f64>, expected: f64) -> bool {
+    actual.is_some_and(|actual| (actual - expected).abs() < 1e-6)
+}
+
+/// The gateway killed for 5 s: REST operations fail or time out while native ones
+/// keep succeeding. The overall window closes with the first native `ok` (as
+/// before); the REST path's own window lasts until REST answers again.
+#[test]
+fn a_rest_only_outage_shows_in_the_rest_figures_and_not_in_the_native_ones() {
+    let mut history = History::default();
+    native_traffic(&mut history, 0.0, 5.0);
+    rest_answered(&mut history, "r1", 5.0);
+    native_traffic(&mut history, 5.5, 10.0);
+    // The gateway dies at 10.0: refused, then a timeout, then back at 15.0; native
+    // answers from 10.3 on.
+    rest_invoke(&mut history, "r2", 10.05);
+    let id = "n-during";
+    history.at(10.1).line("producer-native-1", "produce", Phase::Invoke, Some(id), Some(sum(id)));
+    history.at(10.3).line("producer-native-1", "produce", Phase::Ok, Some(id), None);
+    history.take("consumer-native-1", id).ack("consumer-native-1", id, Phase::Ok);
+    rest_outcome(&mut history, "r2", 10.6, Phase::Fail);
+    rest_invoke(&mut history, "r3", 11.0);
+    native_traffic(&mut history, 11.5, 14.0);
+    rest_outcome(&mut history, "r3", 14.0, Phase::Info);
+    native_traffic(&mut history, 14.5, 15.0);
+    rest_answered(&mut history, "r4", 15.0);
+    native_traffic(&mut history, 15.5, 20.0);
+    // A leader kill at 20.0 stops both paths: native answers at 21.01, REST at 21.5.
+    rest_invoke(&mut history, "r5", 20.2);
+    native_traffic(&mut history, 21.0, 21.5);
+    rest_outcome(&mut history, "r5", 21.5, Phase::Ok);
+    native_traffic(&mut history, 22.0, 23.0);
+    history.drained();
+    let result = check_with_faults(
+        &history,
+        vec![fault("rest-kill", "rest", 10.0, 15.0), fault("kill", "zk1", 20.0, 25.0)],
+    );
+    assert!(result.valid, "{result:#?}");
+
+    let gateway = &result.unavailability[0];
+    assert!(close_to(gateway.duration_s, 0.3), "native hides it overall: {gateway:?}");
+    assert!(close_to(gateway.by_access["native"], 0.3), "{gateway:?}");
+    assert!(close_to(gateway.by_access["rest"], 5.1), "{gateway:?}");
+    let kill = &result.unavailability[1];
+    assert!(close_to(kill.by_access["native"], 1.01), "{kill:?}");
+    assert!(close_to(kill.by_access["rest"], 1.5), "{kill:?}");
+
+    let summary = &result.unavailability_summary;
+    assert!(close_to(summary.max_s, 1.01), "the overall figures keep their meaning: {summary:?}");
+    assert_eq!(summary.by_access.keys().collect::<Vec<_>>(), ["native", "rest"]);
+    let (native, rest) = (&summary.by_access["native"], &summary.by_access["rest"]);
+    assert_eq!((native.faults, native.unresolved, rest.faults, rest.unresolved), (2, 0, 2, 0));
+    assert!(close_to(native.median_by_fault.get("rest-kill").copied(), 0.3), "{native:?}");
+    assert!(close_to(native.max_s, 1.01), "{native:?}");
+    assert!(close_to(rest.median_by_fault.get("rest-kill").copied(), 5.1), "{rest:?}");
+    assert!(close_to(rest.max_s, 5.1) && close_to(rest.median_s, 3.3), "{rest:?}");
+    assert!(summary.has_several_access_paths());
+
+    let json = serde_json::to_value(&result).unwrap();
+    let rest_max = &json["unavailability_summary"]["by_access"]["rest"]["max_s"];
+    assert!(close_to(rest_max.as_f64(), 5.1), "{rest_max}");
+}
+
+/// A gateway that never comes back: REST's window never closes, the native one does.
+#[test]
+fn a_gateway_that_never_returns_leaves_only_the_rest_window_unresolved() {
+    let mut history = History::default();
+    native_traffic(&mut history, 0.0, 1.0);
+    rest_answered(&mut history, "r1", 1.0);
+    native_traffic(&mut history, 1.5, 4.0);
+    for (n, t) in [4.0, 6.0, 8.0].into_iter().enumerate() {
+        let id = format!("r{}", n + 2);
+        rest_invoke(&mut history, &id, t);
+        rest_outcome(&mut history, &id, t + 0.1, Phase::Fail);
+        native_traffic(&mut history, t + 0.5, t + 2.0);
+    }
+    history.drained();
+    let result = check_with_faults(&history, vec![fault("rest-kill", "rest", 3.2, 10.0)]);
+    let window = &result.unavailability[0];
+    assert!(window.end.is_some() && window.by_access["native"].is_some(), "{window:?}");
+    assert_eq!(window.by_access["rest"], None, "{window:?}");
+    let summary = &result.unavailability_summary;
+    assert_eq!((summary.unresolved, summary.by_access["native"].unresolved), (0, 0));
+    let rest = &summary.by_access["rest"];
+    assert_eq!((rest.faults, rest.unresolved, rest.max_s), (1, 1, None), "{rest:?}");
+    assert!(rest.median_by_fault.is_empty(), "closed windows only: {rest:?}");
+}
+
+/// Without a schedule, the nemesis line opens the window for each path alike.
+#[test]
+fn a_rest_only_outage_from_the_nemesis_lines_shows_in_rest() {
+    let mut history = History::default();
+    native_traffic(&mut history, 0.0, 3.0);
+    rest_answered(&mut history, "r1", 1.0);
+    history.at(3.0).line("nemesis", "rest-kill", Phase::Ok, None, None);
+    rest_invoke(&mut history, "r2", 3.2);
+    rest_outcome(&mut history, "r2", 3.3, Phase::Fail);
+    native_traffic(&mut history, 3.5, 6.0);
+    history.at(6.0).line("nemesis", "rest-start", Phase::Ok, None, None);
+    rest_answered(&mut history, "r3", 6.1);
+    history.drained();
+    let result = history.check();
+    assert_eq!((result.faults_source.as_str(), result.unavailability.len()), ("history", 1));
+    let window = &result.unavailability[0];
+    assert!(close_to(window.by_access["native"], 0.51), "{window:?}");
+    assert!(close_to(window.by_access["rest"], 3.2), "{window:?}");
+}
+
+/// A path with no operations in the run has no entry at all (not zeros); a history
+/// without paths (written before they were recorded) has no per-path figures.
+#[test]
+fn only_access_paths_that_ran_are_measured() {
+    let mut native_only = History::default();
+    native_traffic(&mut native_only, 0.0, 5.0);
+    native_only.drained();
+    let result = check_with_faults(&native_only, vec![fault("kill", "zk1", 2.1, 4.0)]);
+    assert_eq!(result.unavailability[0].by_access.keys().collect::<Vec<_>>(), ["native"]);
+    let summary = &result.unavailability_summary;
+    assert_eq!(summary.by_access.keys().collect::<Vec<_>>(), ["native"]);
+    assert!(!summary.has_several_access_paths());
+    assert!(summary.by_access["native"].by_access.is_empty(), "no nesting: {summary:?}");
+
+    let no_faults = check_with_faults(&native_only, Vec::new());
+    assert_eq!(no_faults.unavailability_summary.by_access["native"].faults, 0);
+
+    let without_paths = check_with_faults(
+        History::default().delivered("m1").at(3.0).delivered("m2").drained(),
+        vec![fault("kill", "zk1", 2.0, 4.0)],
+    );
+    assert!(without_paths.unavailability[0].by_access.is_empty());
+    assert!(without_paths.unavailability_summary.by_access.is_empty());
+    let json = serde_json::to_value(&without_paths).unwrap();
+    assert!(json["unavailability_summary"].get("by_access").is_none(), "{json}");
+}
+
+/// results.json files written before paths were measured apart still parse.
+#[test]
+fn unavailability_figures_without_by_access_still_parse() {
+    let window: UnavailabilityWindow = serde_json::from_str(
+        r#"{"fault":"kill","target":"zk1","start":1.0,"end":3.0,"duration_s":2.0}"#,
+    )
+    .unwrap();
+    assert!(window.by_access.is_empty());
+    let summary: UnavailabilitySummary = serde_json::from_str(
+        r#"{"faults":1,"unresolved":0,"median_s":2.0,"max_s":2.0,"median_by_fault":{"kill":2.0}}"#,
+    )
+    .unwrap();
+    assert!(summary.by_access.is_empty() && summary.max_s == Some(2.0));
 }
 
 #[test]

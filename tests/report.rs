@@ -9,6 +9,7 @@ use zkmq::checker::check_history;
 use zkmq::checker::synthetic::{self, SyntheticOptions, SyntheticSummary};
 use zkmq::history::{Event, Phase};
 use zkmq::report::{self, Progress, Results, PLOTS};
+use zkmq::rundir::{FaultRecord, Schedule};
 
 fn run_dir(dir: &Path, options: SyntheticOptions) -> SyntheticSummary {
     synthetic::write_run_dir(dir, &options).unwrap()
@@ -313,6 +314,113 @@ fn compare_puts_two_runs_side_by_side() {
     assert!(markdown.contains("| lost (must be 0) | 0 | 1 | |"), "{markdown}");
     assert!(markdown.contains("produce p99") && markdown.contains("unavailability median"));
     assert!(b.path().join("results.json").is_file());
+}
+
+/// A run directory where the gateway was killed from 10 s to 15 s: every REST
+/// operation in between fails, while a native producer and consumer answer every
+/// 0.5 s throughout (REST is back with its produce invoked at 15.0, ok at 15.1).
+fn rest_outage_run(dir: &Path) {
+    let mut events = Vec::new();
+    let mut line = |t: f64, process: &str, op: &str, phase: Phase, msg: Option<&str>| {
+        let mut event = Event::new(t, process, op, phase);
+        event.path = ["native", "rest"].into_iter().find(|p| process.contains(p)).map(Into::into);
+        event.msg = msg.map(Into::into);
+        if phase == Phase::Fail {
+            event.error = Some("connection refused".into());
+        }
+        events.push(event);
+    };
+    let mut message = |t: f64, path: &str, id: &str, produced: Phase| {
+        let (producer, consumer) = (format!("producer-{path}-1"), format!("consumer-{path}-1"));
+        line(t, &producer, "produce", Phase::Invoke, Some(id));
+        line(t + 0.1, &producer, "produce", produced, Some(id));
+        if produced == Phase::Ok {
+            line(t + 0.2, &consumer, "take", Phase::Invoke, None);
+            line(t + 0.25, &consumer, "take", Phase::Ok, Some(id));
+            line(t + 0.3, &consumer, "ack", Phase::Invoke, Some(id));
+            line(t + 0.35, &consumer, "ack", Phase::Ok, Some(id));
+        }
+    };
+    for step in 0..50 {
+        message(step as f64 * 0.5, "native", &format!("n{step}"), Phase::Ok);
+    }
+    message(5.0, "rest", "r1", Phase::Ok);
+    message(10.5, "rest", "r2", Phase::Fail);
+    message(12.5, "rest", "r3", Phase::Fail);
+    message(15.0, "rest", "r4", Phase::Ok);
+    line(26.0, "drain", "drain", Phase::Invoke, None);
+    line(26.1, "drain", "drain", Phase::Ok, None);
+    events.sort_by(|a, b| a.t.total_cmp(&b.t));
+    let text: String = events.iter().map(|e| serde_json::to_string(e).unwrap() + "\n").collect();
+    std::fs::write(dir.join("history.jsonl"), text).unwrap();
+    let gateway_kill = FaultRecord {
+        fault: "rest-kill".into(),
+        target: "rest".into(),
+        resolved: Some("rest".into()),
+        start: 10.0,
+        applied_at: Some(10.0),
+        end: Some(15.0),
+        applied: true,
+        error: None,
+    };
+    let schedule = Schedule { seed: 7, faults: vec![gateway_kill] };
+    std::fs::write(dir.join("schedule.json"), serde_json::to_string(&schedule).unwrap()).unwrap();
+}
+
+/// The console, summary.md, report.html and compare show each access path's own
+/// unavailability: the gateway's 5.1 s outage on REST, hidden in the overall figure
+/// by native operations that kept answering.
+#[test]
+fn every_report_shows_a_rest_only_outage_on_the_rest_path() {
+    let dir = tempfile::tempdir().unwrap();
+    rest_outage_run(dir.path());
+    let reports = report::write_reports(dir.path()).unwrap();
+    let check = &reports.results.check;
+    assert!(check.valid, "{check:#?}");
+    let summary = &check.unavailability_summary;
+    let centiseconds = |s: Option<f64>| s.map(|s| (s * 100.0).round() as u32);
+    assert_eq!(centiseconds(summary.max_s), Some(10), "native answered: {summary:?}");
+    assert_eq!(centiseconds(summary.by_access["rest"].max_s), Some(510), "{summary:?}");
+
+    let console = report::console_summary(check, &[]);
+    assert!(console.iter().any(|l| l.starts_with("unavailability after 1 faults")), "{console:?}");
+    assert!(console.contains(&"unavailability on native: median 0.10 s, max 0.10 s (median by fault: rest-kill 0.10 s)".to_owned()), "{console:?}");
+    assert!(console.contains(&"unavailability on rest: median 5.10 s, max 5.10 s (median by fault: rest-kill 5.10 s)".to_owned()), "{console:?}");
+
+    let markdown = std::fs::read_to_string(&reports.summary_md).unwrap();
+    assert!(
+        markdown.contains("**native** median 0.10 s")
+            && markdown.contains("**rest** median 5.10 s"),
+        "{markdown}"
+    );
+
+    let html = std::fs::read_to_string(&reports.report_html).unwrap();
+    assert!(
+        html.contains(
+            "<th>unavailable</th><th>unavailable on native</th><th>unavailable on rest</th>"
+        ),
+        "{html}"
+    );
+    assert!(html.contains("<td class=\"n\">0.10 s</td><td class=\"n\">0.10 s</td><td class=\"n\">5.10 s</td></tr>"), "{html}");
+
+    // An older results.json, written before paths were measured apart, still reads;
+    // compare then shows the paths the other run has.
+    let older = tempfile::tempdir().unwrap();
+    rest_outage_run(older.path());
+    let mut json = serde_json::to_value(&reports.results).unwrap();
+    let check_json = &mut json["check"];
+    check_json["unavailability_summary"].as_object_mut().unwrap().remove("by_access");
+    for window in check_json["unavailability"].as_array_mut().unwrap() {
+        window.as_object_mut().unwrap().remove("by_access");
+    }
+    std::fs::write(older.path().join("results.json"), json.to_string()).unwrap();
+    let markdown = report::compare(older.path(), dir.path()).unwrap();
+    assert!(markdown.contains("| unavailability max | 0.10 s | 0.10 s | +0.0% |"), "{markdown}");
+    assert!(markdown.contains("| unavailability max on rest | – | 5.10 s | – |"), "{markdown}");
+    assert!(
+        markdown.contains("| unavailability median after rest-kill on native | – | 0.10 s | – |"),
+        "{markdown}"
+    );
 }
 
 #[test]

@@ -29,6 +29,9 @@
 //!
 //! **Unavailability window**: for each applied fault, from its start to the first `ok`
 //! of a queue operation (produce, take, ack) that was invoked at or after that start.
+//! Each access path (the history's `path`: `native`, `rest`) is also measured on its
+//! own, its windows closed only by its own `ok`s: otherwise native operations that
+//! keep succeeding hide a REST-only outage (the gateway paused or killed).
 //! Faults come from `schedule.json` beside the history when present, else from the
 //! history's nemesis lines (`ok` outcomes of ops that are not undo verbs).
 
@@ -235,6 +238,12 @@ pub struct UnavailabilityWindow {
     /// history (the queue never answered again, or the history ends first).
     pub end: Option<f64>,
     pub duration_s: Option<f64>,
+    /// `duration_s` of each access path on its own (`native`, `rest`): until the first
+    /// `ok` of that path invoked at or after `start`; `None`: that path never answered
+    /// again. Only paths with queue operations in the run have an entry; empty in
+    /// results written before paths were measured apart.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub by_access: BTreeMap<String, Option<f64>>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -246,6 +255,21 @@ pub struct UnavailabilitySummary {
     pub max_s: Option<f64>,
     /// Median per fault kind (`kill`, `partition`, ...), closed windows only.
     pub median_by_fault: BTreeMap<String, f64>,
+    /// The same figures for each access path on its own (`native`, `rest`; see
+    /// [`UnavailabilityWindow::by_access`]), so a REST-only outage shows even while
+    /// native operations succeed. Only paths with queue operations in the run have an
+    /// entry; empty inside a per-path summary and in older results.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub by_access: BTreeMap<String, UnavailabilitySummary>,
+}
+
+impl UnavailabilitySummary {
+    /// Whether per-path figures say more than the overall ones: with a single access
+    /// path its windows are the overall windows, so reports show paths only when two
+    /// or more ran.
+    pub fn has_several_access_paths(&self) -> bool {
+        self.by_access.len() > 1
+    }
 }
 
 /// What the final drain said about itself (process `drain`, op `drain`).
@@ -282,6 +306,8 @@ struct RawLine<'a> {
     detail: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     error: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    path: Option<Cow<'a, str>>,
 }
 
 /// The fields the checker reads, whatever they were parsed into.
@@ -297,6 +323,8 @@ pub struct EventView<'a> {
     pub target: Option<&'a str>,
     pub detail: Option<&'a str>,
     pub error: Option<&'a str>,
+    /// The access path of a queue operation: `native` or `rest`.
+    pub path: Option<&'a str>,
 }
 
 impl EventView<'_> {
@@ -335,6 +363,7 @@ impl<'a> From<&'a Event> for EventView<'a> {
             target: event.target.as_deref(),
             detail: event.detail.as_deref(),
             error: event.error.as_deref(),
+            path: event.path.as_deref(),
         }
     }
 }
@@ -352,6 +381,7 @@ impl<'a> RawLine<'a> {
             target: self.target.as_deref(),
             detail: self.detail.as_deref(),
             error: self.error.as_deref(),
+            path: self.path.as_deref(),
         }
     }
 }
@@ -465,6 +495,49 @@ pub fn latency_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("static histogram bounds are valid")
 }
 
+/// Which unavailability windows one group of operations (all of them, or one access
+/// path's) has not closed yet, and when it closed the others. The windows themselves
+/// (fault, start) are shared by every group.
+#[derive(Debug, Default)]
+struct WindowClosings {
+    /// Indexes of windows that started and that no `ok` of this group closed yet.
+    open: Vec<usize>,
+    /// `t` of the `ok` that closed each window, by window index; missing or `None`:
+    /// not closed.
+    ends: Vec<Option<f64>>,
+}
+
+impl WindowClosings {
+    /// A group first seen after `started` windows began: none of them is closed for it.
+    fn with_open(started: usize) -> Self {
+        Self { open: (0..started).collect(), ends: Vec::new() }
+    }
+
+    /// An `ok` invoked at `invoke_t` and completed at `t` closes every open window that
+    /// started at or before its invoke: an operation already in flight when the fault
+    /// began proves nothing about the outage.
+    fn close(&mut self, windows: &[UnavailabilityWindow], invoke_t: f64, t: f64) {
+        if self.open.is_empty() {
+            return;
+        }
+        let ends = &mut self.ends;
+        self.open.retain(|&w| {
+            if windows[w].start > invoke_t {
+                return true;
+            }
+            if ends.len() <= w {
+                ends.resize(w + 1, None);
+            }
+            ends[w] = Some(t);
+            false
+        });
+    }
+
+    fn end(&self, window: usize) -> Option<f64> {
+        self.ends.get(window).copied().flatten()
+    }
+}
+
 /// A fault for the unavailability windows.
 #[derive(Debug, Clone)]
 pub struct FaultStart {
@@ -489,8 +562,12 @@ pub struct Checker {
     faults_source: String,
     faults_from_history: bool,
     windows: Vec<UnavailabilityWindow>,
-    /// Windows whose fault has started (by `t`) and that no `ok` has closed yet.
-    open_windows: Vec<usize>,
+    /// Closings by any queue operation: the windows' own `end`.
+    closings: WindowClosings,
+    /// Closings by each access path's operations alone, in first-seen order (a
+    /// history has one or two paths, so a scan beats a map).
+    closings_by_access: Vec<(Box<str>, WindowClosings)>,
+    /// Windows `[0, next_window)` have started (by `t`).
     next_window: usize,
     drain: DrainInfo,
 }
@@ -517,7 +594,8 @@ impl Checker {
             faults_source: "none".into(),
             faults_from_history: true,
             windows: Vec::new(),
-            open_windows: Vec::new(),
+            closings: WindowClosings::default(),
+            closings_by_access: Vec::new(),
             next_window: 0,
             drain: DrainInfo::default(),
         }
@@ -548,6 +626,7 @@ impl Checker {
                 start: fault.start,
                 end: None,
                 duration_s: None,
+                by_access: BTreeMap::new(),
             })
             .collect();
         checker
@@ -581,8 +660,7 @@ impl Checker {
         while self.next_window < self.windows.len()
             && self.windows[self.next_window].start <= event.t
         {
-            self.open_windows.push(self.next_window);
-            self.next_window += 1;
+            self.open_next_window();
         }
         match Kind::parse(event.op) {
             Some(kind) => self.observe_operation(kind, index, event),
@@ -618,9 +696,28 @@ impl Checker {
             start: event.t,
             end: None,
             duration_s: None,
+            by_access: BTreeMap::new(),
         });
-        self.open_windows.push(self.windows.len() - 1);
-        self.next_window = self.windows.len();
+        self.open_next_window();
+    }
+
+    /// Window `next_window` has started: open for every group of operations.
+    fn open_next_window(&mut self) {
+        let window = self.next_window;
+        self.next_window += 1;
+        self.closings.open.push(window);
+        for (_, closings) in &mut self.closings_by_access {
+            closings.open.push(window);
+        }
+    }
+
+    /// Measures `path` from its first operation on: every window started so far is
+    /// open for it, as none of its operations closed one.
+    fn register_access_path(&mut self, path: &str) {
+        if !self.closings_by_access.iter().any(|(name, _)| **name == *path) {
+            let closings = WindowClosings::with_open(self.next_window);
+            self.closings_by_access.push((path.into(), closings));
+        }
     }
 
     fn message_slot(&mut self, id: &str) -> usize {
@@ -652,6 +749,10 @@ impl Checker {
     }
 
     fn observe_operation(&mut self, kind: Kind, index: u64, event: EventView<'_>) {
+        // Registered on any phase: a path whose operations all fail still ran.
+        if let Some(path) = event.path {
+            self.register_access_path(path);
+        }
         if event.phase == Phase::Invoke {
             self.operations[kind as usize].stats.invoked += 1;
             let pending = Pending { kind, index, t: event.t };
@@ -687,13 +788,13 @@ impl Checker {
             Phase::Ok if event.is_empty_take() => {
                 counter.stats.ok += 1;
                 counter.stats.empty += 1;
-                self.close_windows(invoke_t, event.t);
+                self.close_windows(event.path, invoke_t, event.t);
             }
             Phase::Ok => {
                 counter.stats.ok += 1;
                 let latency_ms = event.latency_ms.unwrap_or((event.t - invoke_t) * 1000.0);
                 counter.latency_micros.saturating_record((latency_ms * 1000.0).max(1.0) as u64);
-                self.close_windows(invoke_t, event.t);
+                self.close_windows(event.path, invoke_t, event.t);
             }
             Phase::Fail => counter.stats.fail += 1,
             Phase::Info => counter.stats.info += 1,
@@ -801,20 +902,32 @@ impl Checker {
         }
     }
 
-    fn close_windows(&mut self, invoke_t: f64, t: f64) {
-        if self.open_windows.is_empty() {
-            return;
+    /// An `ok` of `path` invoked at `invoke_t`, completed at `t`.
+    fn close_windows(&mut self, path: Option<&str>, invoke_t: f64, t: f64) {
+        self.closings.close(&self.windows, invoke_t, t);
+        let path_closings = path
+            .and_then(|path| self.closings_by_access.iter_mut().find(|(name, _)| **name == *path));
+        if let Some((_, closings)) = path_closings {
+            closings.close(&self.windows, invoke_t, t);
         }
-        let windows = &mut self.windows;
-        self.open_windows.retain(|&w| {
-            if windows[w].start <= invoke_t {
-                windows[w].end = Some(t);
-                windows[w].duration_s = Some(t - windows[w].start);
-                false
-            } else {
-                true
-            }
-        });
+    }
+
+    /// The windows with their ends, overall and per access path.
+    fn closed_windows(
+        mut windows: Vec<UnavailabilityWindow>,
+        closings: &WindowClosings,
+        closings_by_access: &[(Box<str>, WindowClosings)],
+    ) -> Vec<UnavailabilityWindow> {
+        for (index, window) in windows.iter_mut().enumerate() {
+            let start = window.start;
+            window.end = closings.end(index);
+            window.duration_s = window.end.map(|end| end - start);
+            window.by_access = closings_by_access
+                .iter()
+                .map(|(path, closings)| (path.to_string(), closings.end(index).map(|e| e - start)))
+                .collect();
+        }
+        windows
     }
 
     /// Ends the check: decides lost, stuck and ack-unknown, and summarises.
@@ -876,7 +989,9 @@ impl Checker {
             operations.insert(kind.name().to_owned(), stats);
         }
 
-        let unavailability_summary = summarise_windows(&self.windows);
+        let windows = Self::closed_windows(self.windows, &self.closings, &self.closings_by_access);
+        let paths = self.closings_by_access.iter().map(|(path, _)| &**path);
+        let unavailability_summary = summarise_windows(&windows, paths);
         let valid = invariants.required().iter().all(|(_, finding)| finding.count == 0);
         CheckResult {
             valid,
@@ -888,12 +1003,12 @@ impl Checker {
             invariants,
             operations,
             availability: if answered == 0 { 1.0 } else { ok as f64 / answered as f64 },
-            faults_source: if self.windows.is_empty() && self.faults_from_history {
+            faults_source: if windows.is_empty() && self.faults_from_history {
                 "none".into()
             } else {
                 self.faults_source
             },
-            unavailability: self.windows,
+            unavailability: windows,
             unavailability_summary,
             drain: self.drain,
         }
@@ -913,23 +1028,51 @@ fn median(values: &mut [f64]) -> Option<f64> {
     })
 }
 
-fn summarise_windows(windows: &[UnavailabilityWindow]) -> UnavailabilitySummary {
-    let mut closed: Vec<f64> = windows.iter().filter_map(|w| w.duration_s).collect();
+/// The overall summary, with one per access path that ran (`paths`: every path the
+/// windows' `by_access` has, so a run without faults still lists its paths).
+fn summarise_windows<'a>(
+    windows: &[UnavailabilityWindow],
+    paths: impl Iterator<Item = &'a str>,
+) -> UnavailabilitySummary {
+    let mut summary = summarise_durations(windows.iter().map(|w| (w.fault.as_str(), w.duration_s)));
+    summary.by_access = paths
+        .map(|path| {
+            let durations = windows
+                .iter()
+                .map(|w| (w.fault.as_str(), w.by_access.get(path).copied().flatten()));
+            (path.to_owned(), summarise_durations(durations))
+        })
+        .collect();
+    summary
+}
+
+/// Figures over `(fault kind, duration)` pairs, one per window; `None`: never closed.
+fn summarise_durations<'a>(
+    windows: impl Iterator<Item = (&'a str, Option<f64>)>,
+) -> UnavailabilitySummary {
+    let (mut faults, mut unresolved) = (0, 0);
+    let mut closed = Vec::new();
     let mut by_fault: BTreeMap<String, Vec<f64>> = BTreeMap::new();
-    for window in windows {
-        if let Some(duration) = window.duration_s {
-            by_fault.entry(window.fault.clone()).or_default().push(duration);
+    for (fault, duration) in windows {
+        faults += 1;
+        match duration {
+            Some(duration) => {
+                closed.push(duration);
+                by_fault.entry(fault.to_owned()).or_default().push(duration);
+            }
+            None => unresolved += 1,
         }
     }
     UnavailabilitySummary {
-        faults: windows.len() as u64,
-        unresolved: windows.iter().filter(|w| w.end.is_none()).count() as u64,
+        faults,
+        unresolved,
         max_s: closed.iter().copied().reduce(f64::max),
         median_s: median(&mut closed),
         median_by_fault: by_fault
             .into_iter()
             .filter_map(|(fault, mut values)| median(&mut values).map(|m| (fault, m)))
             .collect(),
+        by_access: BTreeMap::new(),
     }
 }
 

@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use super::{load_results, ReportError, Results};
+use crate::checker::UnavailabilitySummary;
 
 fn name(results: &Results, dir: &Path) -> String {
     match &results.run {
@@ -27,6 +28,42 @@ fn optional_row(out: &mut String, label: &str, a: Option<f64>, b: Option<f64>) {
         _ => "–".into(),
     };
     let _ = writeln!(out, "| {label} | {} | {} | {delta} |", show(a), show(b));
+}
+
+fn count_row(out: &mut String, label: &str, a: Option<u64>, b: Option<u64>) {
+    let show = |v: Option<u64>| v.map_or_else(|| "–".to_owned(), |v| v.to_string());
+    let _ = writeln!(out, "| {label} | {} | {} | |", show(a), show(b));
+}
+
+/// Median, max and median per fault kind of two summaries (`None`: that run has no
+/// such summary, e.g. a path it did not use), each label ending in `on`.
+fn unavailability_rows(
+    out: &mut String,
+    on: &str,
+    a: Option<&UnavailabilitySummary>,
+    b: Option<&UnavailabilitySummary>,
+) {
+    let median = |u: Option<&UnavailabilitySummary>| u.and_then(|u| u.median_s);
+    let max = |u: Option<&UnavailabilitySummary>| u.and_then(|u| u.max_s);
+    optional_row(out, &format!("unavailability median{on}"), median(a), median(b));
+    optional_row(out, &format!("unavailability max{on}"), max(a), max(b));
+    let unresolved = |u: Option<&UnavailabilitySummary>| u.map(|u| u.unresolved);
+    if unresolved(a).unwrap_or(0) + unresolved(b).unwrap_or(0) > 0 {
+        count_row(out, &format!("windows never recovered{on}"), unresolved(a), unresolved(b));
+    }
+    let (by_fault_a, by_fault_b) = (a.map(|u| &u.median_by_fault), b.map(|u| &u.median_by_fault));
+    let mut faults: Vec<&String> =
+        by_fault_a.into_iter().chain(by_fault_b).flat_map(|m| m.keys()).collect();
+    faults.sort();
+    faults.dedup();
+    for fault in faults {
+        optional_row(
+            out,
+            &format!("unavailability median after {fault}{on}"),
+            by_fault_a.and_then(|m| m.get(fault).copied()),
+            by_fault_b.and_then(|m| m.get(fault).copied()),
+        );
+    }
 }
 
 /// Markdown comparing two run directories (their `results.json`, written first if
@@ -62,19 +99,15 @@ pub fn compare(a_dir: &Path, b_dir: &Path) -> Result<String, ReportError> {
     }
     let (ua, ub) = (&a.check.unavailability_summary, &b.check.unavailability_summary);
     row(&mut out, "fault windows", ua.faults as f64, ub.faults as f64, "", 0);
-    optional_row(&mut out, "unavailability median", ua.median_s, ub.median_s);
-    optional_row(&mut out, "unavailability max", ua.max_s, ub.max_s);
-    let mut faults: Vec<&String> =
-        ua.median_by_fault.keys().chain(ub.median_by_fault.keys()).collect();
-    faults.sort();
-    faults.dedup();
-    for fault in faults {
-        optional_row(
-            &mut out,
-            &format!("unavailability median after {fault}"),
-            ua.median_by_fault.get(fault).copied(),
-            ub.median_by_fault.get(fault).copied(),
-        );
+    unavailability_rows(&mut out, "", Some(ua), Some(ub));
+    if ua.has_several_access_paths() || ub.has_several_access_paths() {
+        let mut paths: Vec<&String> = ua.by_access.keys().chain(ub.by_access.keys()).collect();
+        paths.sort();
+        paths.dedup();
+        for path in paths {
+            let on = format!(" on {path}");
+            unavailability_rows(&mut out, &on, ua.by_access.get(path), ub.by_access.get(path));
+        }
     }
     let (ia, ib) = (&a.check.invariants, &b.check.invariants);
     for ((name, x), (_, y)) in ia.required().iter().zip(ib.required().iter()) {

@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 
 use super::zk_log::Truncation;
 use super::{plots::PLOTS, ReportError, Results};
-use crate::checker::{CheckResult, Finding, UnavailabilityWindow};
+use crate::checker::{CheckResult, Finding, UnavailabilitySummary, UnavailabilityWindow};
 use crate::rundir::{FaultRecord, RunDir};
 
 fn percent(value: f64) -> String {
@@ -13,6 +13,51 @@ fn percent(value: f64) -> String {
 
 fn seconds(value: Option<f64>) -> String {
     value.map_or_else(|| "–".to_owned(), |s| format!("{s:.2} s"))
+}
+
+/// A window's duration in a table cell: `None` is no window (or a path that did not
+/// run), `Some(None)` a window that never closed.
+fn window_duration(duration: Option<Option<f64>>) -> String {
+    match duration {
+        None => "–".to_owned(),
+        Some(None) => "never recovered".to_owned(),
+        Some(Some(s)) => format!("{s:.2} s"),
+    }
+}
+
+/// "median 0.30 s, max 5.10 s (median by fault: kill 1.00 s), 1 never recovered":
+/// one summary's figures, `none` standing for a figure without closed windows.
+fn unavailability_figures(u: &UnavailabilitySummary, none: &str) -> String {
+    let secs = |s: Option<f64>| s.map_or_else(|| none.to_owned(), |s| format!("{s:.2} s"));
+    let by_fault: Vec<String> =
+        u.median_by_fault.iter().map(|(fault, s)| format!("{fault} {s:.2} s")).collect();
+    format!(
+        "median {}, max {}{}{}",
+        secs(u.median_s),
+        secs(u.max_s),
+        if by_fault.is_empty() {
+            String::new()
+        } else {
+            format!(" (median by fault: {})", by_fault.join(", "))
+        },
+        if u.unresolved > 0 {
+            format!(", {} never recovered", u.unresolved)
+        } else {
+            String::new()
+        }
+    )
+}
+
+/// Per access path, its own unavailability (`path`, figures), when two or more paths
+/// ran: with one, the overall figures are that path's.
+fn unavailability_by_access(u: &UnavailabilitySummary) -> Vec<(&str, String)> {
+    if !u.has_several_access_paths() {
+        return Vec::new();
+    }
+    u.by_access
+        .iter()
+        .map(|(path, own)| (path.as_str(), unavailability_figures(own, "–")))
+        .collect()
 }
 
 fn examples(finding: &Finding) -> String {
@@ -83,6 +128,16 @@ pub fn summary_markdown(results: &Results) -> String {
         seconds(u.max_s),
         if u.unresolved > 0 { format!(", {} never recovered in the history", u.unresolved) } else { String::new() }
     );
+    let by_access = unavailability_by_access(u);
+    if !by_access.is_empty() {
+        let paths: Vec<String> =
+            by_access.iter().map(|(path, figures)| format!("**{path}** {figures}")).collect();
+        let _ = writeln!(
+            out,
+            "Unavailability per access path (each closed only by its own ok operations): {}.",
+            paths.join("; ")
+        );
+    }
     if !check.drain.complete {
         let _ = writeln!(
             out,
@@ -163,25 +218,19 @@ pub fn console_summary(check: &CheckResult, truncations: &[Truncation]) -> Vec<S
     }
     let u = &check.unavailability_summary;
     if u.faults > 0 {
-        let secs = |s: Option<f64>| s.map_or_else(|| "-".to_owned(), |s| format!("{s:.2} s"));
-        let by_fault: Vec<String> =
-            u.median_by_fault.iter().map(|(fault, s)| format!("{fault} {s:.2} s")).collect();
         lines.push(format!(
-            "unavailability after {} faults: median {}, max {}{}{}",
+            "unavailability after {} faults: {}",
             u.faults,
-            secs(u.median_s),
-            secs(u.max_s),
-            if by_fault.is_empty() {
-                String::new()
-            } else {
-                format!(" (median by fault: {})", by_fault.join(", "))
-            },
-            if u.unresolved > 0 {
-                format!(", {} never recovered", u.unresolved)
-            } else {
-                String::new()
-            }
+            unavailability_figures(u, "-")
         ));
+        if u.has_several_access_paths() {
+            for (path, own) in &u.by_access {
+                lines.push(format!(
+                    "unavailability on {path}: {}",
+                    unavailability_figures(own, "-")
+                ));
+            }
+        }
     }
     for t in truncations {
         lines.push(format!(
@@ -471,15 +520,32 @@ fn html_faults(out: &mut String, results: &Results) {
         seconds(u.max_s),
         if u.unresolved > 0 { format!(", {} never recovered within the history", u.unresolved) } else { String::new() }
     );
+    let by_access = unavailability_by_access(u);
+    if !by_access.is_empty() {
+        out.push_str("<p>Per access path, each window closed only by an ok operation of that path (an outage of one path shows even while the other answers):</p>\n<ul>\n");
+        for (path, figures) in &by_access {
+            let _ = writeln!(out, "<li><b>{}</b>: {}</li>", escape(path), escape(figures));
+        }
+        out.push_str("</ul>\n");
+    }
+    let paths: Vec<&str> = by_access.iter().map(|(path, _)| *path).collect();
     if !results.faults.is_empty() {
-        out.push_str("<table><tr><th>start</th><th>end</th><th>fault</th><th>target</th><th>hit</th><th>applied</th><th>unavailable</th></tr>\n");
+        out.push_str("<table><tr><th>start</th><th>end</th><th>fault</th><th>target</th><th>hit</th><th>applied</th><th>unavailable</th>");
+        for path in &paths {
+            let _ = write!(out, "<th>unavailable on {}</th>", escape(path));
+        }
+        out.push_str("</tr>\n");
         for fault in &results.faults {
-            let window = fault_window(fault, &check.unavailability)
-                .map(|w| seconds(w.duration_s))
-                .unwrap_or_else(|| "–".into());
+            let found = fault_window(fault, &check.unavailability);
+            let mut unavailable =
+                format!("<td class=\"n\">{}</td>", window_duration(found.map(|w| w.duration_s)));
+            for path in &paths {
+                let own = found.and_then(|w| w.by_access.get(*path).copied());
+                let _ = write!(unavailable, "<td class=\"n\">{}</td>", window_duration(own));
+            }
             let _ = writeln!(
                 out,
-                "<tr{}><td class=\"n\">{:.1} s</td><td class=\"n\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"n\">{window}</td></tr>",
+                "<tr{}><td class=\"n\">{:.1} s</td><td class=\"n\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>{unavailable}</tr>",
                 if fault.applied { "" } else { " class=\"bad\"" },
                 fault.start,
                 fault.end.map_or_else(|| "never undone".into(), |e| format!("{e:.1} s")),
@@ -563,6 +629,7 @@ mod tests {
             start,
             end: Some(start + duration_s),
             duration_s: Some(duration_s),
+            by_access: Default::default(),
         }
     }
 
@@ -591,5 +658,44 @@ mod tests {
         assert_eq!(fault_window(&pause, &windows).and_then(|w| w.duration_s), Some(0.7));
         let never = fault("partition", 10.0, Some(10.5), 12.0);
         assert!(fault_window(&never, &windows).is_none());
+    }
+
+    fn summary(max_s: f64, unresolved: u64) -> UnavailabilitySummary {
+        UnavailabilitySummary {
+            faults: 2,
+            unresolved,
+            median_s: Some(max_s / 2.0),
+            max_s: Some(max_s),
+            median_by_fault: [("rest-kill".to_owned(), max_s)].into(),
+            by_access: Default::default(),
+        }
+    }
+
+    /// With one access path its figures are the overall ones: no per-path lines. With
+    /// two, each path gets its own, unresolved windows included.
+    #[test]
+    fn per_path_figures_appear_only_when_two_paths_ran() {
+        let mut overall = summary(0.5, 0);
+        overall.by_access.insert("native".into(), summary(0.5, 0));
+        assert!(unavailability_by_access(&overall).is_empty());
+
+        overall.by_access.insert("rest".into(), summary(5.0, 1));
+        let by_access = unavailability_by_access(&overall);
+        assert_eq!(by_access.len(), 2);
+        assert_eq!(
+            by_access[1],
+            (
+                "rest",
+                "median 2.50 s, max 5.00 s (median by fault: rest-kill 5.00 s), 1 never recovered"
+                    .to_owned()
+            )
+        );
+    }
+
+    #[test]
+    fn a_window_cell_tells_no_window_from_one_that_never_closed() {
+        assert_eq!(window_duration(None), "–");
+        assert_eq!(window_duration(Some(None)), "never recovered");
+        assert_eq!(window_duration(Some(Some(5.1))), "5.10 s");
     }
 }
