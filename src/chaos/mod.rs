@@ -1,11 +1,12 @@
 //! See the crate's `# Layout`.
 //!
-//! A chaos run: the scenario ([`scenario`]), the seeded fault schedule and its
-//! execution ([`nemesis`]), the producers and consumers ([`workload`]), and the run
+//! A chaos run: the scenario ([`scenario`]), the seeded fault schedule
+//! ([`schedule`], pure) and its execution ([`nemesis`]), the producers and consumers ([`workload`]), and the run
 //! loop that ends by healing, draining and checking ([`run()`]).
 
 pub mod nemesis;
 pub mod scenario;
+pub mod schedule;
 pub mod workload;
 
 mod recorder;

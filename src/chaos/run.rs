@@ -11,9 +11,10 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use tokio::sync::watch;
 
-use super::nemesis::{self, Nemesis, NemesisError, PlannedFault};
+use super::nemesis::{self, Nemesis};
 use super::recorder::Recorder;
 use super::scenario::{AlgorithmChoice, Scenario};
+use super::schedule::{self, PlannedFault, ScheduleError};
 use super::workload::{self, WorkerPlan, Workload, WorkloadConfig};
 use crate::checker::{self, CheckError};
 use crate::cluster::{self, Cluster, ClusterError, ClusterSpec};
@@ -75,7 +76,7 @@ pub enum ChaosError {
     #[error(transparent)]
     History(#[from] HistoryError),
     #[error(transparent)]
-    Schedule(#[from] NemesisError),
+    Schedule(#[from] ScheduleError),
     #[error("the cluster failed: {0}")]
     Cluster(#[from] ClusterError),
     #[error("the replayed schedule {path} has seed {recorded} but --seed says {asked}")]
@@ -101,7 +102,7 @@ pub async fn run(scenario: Scenario, options: RunOptions) -> Result<RunOutcome, 
     };
     let (mut seed, replay_plan) = match &options.replay {
         Some(path) => {
-            let (recorded, plan) = nemesis::load_replay(path)?;
+            let (recorded, plan) = schedule::load_replay(path)?;
             if let Some(asked) = options.seed.filter(|&s| s != recorded) {
                 return Err(ChaosError::ReplaySeed { path: path.clone(), recorded, asked });
             }
@@ -156,7 +157,7 @@ pub async fn run(scenario: Scenario, options: RunOptions) -> Result<RunOutcome, 
     run_dir.write_run_meta(&meta)?;
     say(&format!("run directory {}", run_dir.root().display()));
 
-    let plan = replay_plan.unwrap_or_else(|| nemesis::plan(&scenario, seed, duration));
+    let plan = replay_plan.unwrap_or_else(|| schedule::plan(&scenario, seed, duration));
     say(&format!(
         "{} faults planned over {}{}",
         plan.len(),
