@@ -18,6 +18,7 @@ use super::scenario::{FaultKind, PartitionShape, Target};
 use super::schedule::{
     partition_groups, sorted, NemesisScheduleFile, PlannedFault, Resolved, ScheduleError,
 };
+use crate::cluster::fault::{Execution, Knobs, Member, Repair, Verb};
 use crate::cluster::{Cluster, ClusterError};
 use crate::history::{Event, Phase};
 use crate::rundir::{FaultRecord, Schedule};
@@ -28,6 +29,105 @@ const LEADER_WAIT: Duration = Duration::from_secs(15);
 const REJOIN_WAIT: Duration = Duration::from_secs(120);
 /// How long a consumer fault waits for the consumer to acknowledge the order.
 const CONSUMER_ORDER_WAIT: Duration = Duration::from_secs(30);
+
+/// Why a fault could not be resolved or applied. Its text is what the history and
+/// `schedule.json` record as the fault's error.
+#[derive(Debug, thiserror::Error)]
+pub enum FaultError {
+    #[error("no leader within {waited:?}")]
+    NoLeader { waited: Duration },
+    #[error("cannot find the leader: {0}")]
+    LeaderUnknown(#[source] ClusterError),
+    #[error("no follower to aim at")]
+    NoFollower,
+    #[error("no consumer to aim at")]
+    NoConsumer,
+    #[error("no consumer resolved")]
+    ConsumerUnresolved,
+    #[error("{consumer} has stopped")]
+    ConsumerStopped { consumer: String },
+    #[error("{consumer} did not take the order within {waited:?}")]
+    OrderTimeout { consumer: String, waited: Duration },
+    #[error("{consumer} stopped before taking the order")]
+    ConsumerGone { consumer: String },
+    /// The cluster refused or failed the verb.
+    #[error("{}", describe_error(.0))]
+    Cluster(#[source] ClusterError),
+    /// A rolling fault failed on `node`, after the nodes in `done`: either the verb
+    /// itself, or (`rejoining`) the node's coming back.
+    #[error("{}", describe_rolling(.done, *.node, .verb, *.rejoining, .error))]
+    Rolling { done: Vec<String>, node: usize, verb: Verb, rejoining: bool, error: ClusterError },
+}
+
+fn describe_rolling(
+    done: &[String],
+    node: usize,
+    verb: &Verb,
+    rejoining: bool,
+    error: &ClusterError,
+) -> String {
+    let done = done.join("; ");
+    let error = describe_error(error);
+    if !rejoining {
+        return format!("{done}; then {error}");
+    }
+    let past = if matches!(verb, Verb::Upgrade { .. }) { "upgraded" } else { "restarted" };
+    format!("{done}; zk{node} {past} but {error}")
+}
+
+/// An environment's refusal reads differently from a failure in the history.
+fn describe_error(err: &ClusterError) -> String {
+    match err {
+        ClusterError::Unsupported(_) => format!("refused, not supported here: {err}"),
+        _ => err.to_string(),
+    }
+}
+
+/// Repairs at a fault's end that failed.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", self.problems.iter().map(describe_error).collect::<Vec<_>>().join("; "))]
+pub struct UndoError {
+    pub problems: Vec<ClusterError>,
+}
+
+/// Steps of healing everything that failed; every other step was still tried.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", self.problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+pub struct HealError {
+    pub problems: Vec<HealProblem>,
+}
+
+/// One step of healing everything, and how it failed.
+#[derive(Debug, thiserror::Error)]
+#[error("{step}: {}", describe_error(.error))]
+pub struct HealProblem {
+    pub step: HealStep,
+    #[source]
+    pub error: ClusterError,
+}
+
+/// A step of healing everything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HealStep {
+    /// Removing every network rule and qdisc.
+    Network,
+    Unpause(Member),
+    Start(Member),
+}
+
+impl std::fmt::Display for HealStep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let member = |member: &Member| match member {
+            Member::Node(node) => format!("zk{node}"),
+            Member::Gateway => "the gateway".to_owned(),
+        };
+        match self {
+            HealStep::Network => f.write_str("heal"),
+            HealStep::Unpause(m) => write!(f, "unpause {}", member(m)),
+            HealStep::Start(m) => write!(f, "start {}", member(m)),
+        }
+    }
+}
 
 /// Orders the nemesis gives a workload consumer.
 #[derive(Debug)]
@@ -200,10 +300,10 @@ impl Nemesis {
                     applied_at: None,
                     end: Some(self.history.now()),
                     applied: false,
-                    error: Some(err.clone()),
+                    error: Some(err.to_string()),
                 });
                 let mut e = self.event(name, Phase::Fail, what.as_deref().unwrap_or(&target_name));
-                e.error = Some(err);
+                e.error = Some(err.to_string());
                 self.log(e);
                 if let Err(err) = book.save() {
                     tracing::error!("{err}");
@@ -217,7 +317,7 @@ impl Nemesis {
         self.consumers.iter().map(|c| c.name.clone()).collect()
     }
 
-    async fn leader(&self) -> Result<usize, String> {
+    async fn leader(&self) -> Result<usize, FaultError> {
         let deadline = Instant::now() + LEADER_WAIT;
         loop {
             match self.cluster.leader().await {
@@ -225,14 +325,14 @@ impl Nemesis {
                 Ok(None) | Err(_) if Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(500)).await;
                 }
-                Ok(None) => return Err(format!("no leader within {LEADER_WAIT:?}")),
-                Err(err) => return Err(format!("cannot find the leader: {err}")),
+                Ok(None) => return Err(FaultError::NoLeader { waited: LEADER_WAIT }),
+                Err(err) => return Err(FaultError::LeaderUnknown(err)),
             }
         }
     }
 
     /// Turns a planned target into concrete nodes, groups or a consumer.
-    async fn resolve(&self, p: &PlannedFault) -> Result<Resolved, String> {
+    async fn resolve(&self, p: &PlannedFault) -> Result<Resolved, FaultError> {
         if let Some(resolved) = &p.resolved {
             return Ok(resolved.clone());
         }
@@ -257,7 +357,7 @@ impl Nemesis {
                 let followers: Vec<usize> =
                     sorted(&p.draw).into_iter().filter(|&x| x != leader).collect();
                 if followers.is_empty() {
-                    return Err("no follower to aim at".into());
+                    return Err(FaultError::NoFollower);
                 }
                 Ok(nodes_only(vec![followers[(p.pick % followers.len() as u64) as usize]]))
             }
@@ -267,7 +367,7 @@ impl Nemesis {
             Target::Rest => Ok(nodes_only(Vec::new())),
             Target::Consumer => {
                 if self.consumers.is_empty() {
-                    return Err("no consumer to aim at".into());
+                    return Err(FaultError::NoConsumer);
                 }
                 let c = (p.pick % self.consumers.len() as u64) as usize;
                 Ok(Resolved { nodes: Vec::new(), groups: Vec::new(), consumer: Some(c) })
@@ -276,163 +376,125 @@ impl Nemesis {
     }
 
     /// Does the fault; returns a description and what to undo at its end.
-    async fn act(&self, p: &PlannedFault, r: &Resolved) -> Result<(String, Option<Undo>), String> {
-        let c = &self.cluster;
-        let each = |results: Vec<Result<String, ClusterError>>| -> Result<String, String> {
-            let mut done = Vec::new();
-            for result in results {
-                done.push(result.map_err(|e| describe_error(&e))?);
-            }
-            Ok(done.join("; "))
+    async fn act(
+        &self,
+        p: &PlannedFault,
+        r: &Resolved,
+    ) -> Result<(String, Option<Undo>), FaultError> {
+        let knobs = Knobs {
+            percent: p.percent,
+            kbit: p.kbit,
+            delay: p.delay_ms.map(Duration::from_millis),
+            to_version: p.to_version.clone(),
         };
-        let duration = Duration::from_secs_f64(p.duration);
-        let nodes = r.nodes.clone();
-        match p.fault {
-            FaultKind::Kill | FaultKind::QuorumLoss => {
-                let mut results = Vec::new();
-                for &node in &nodes {
-                    results.push(c.kill(node).await);
-                }
-                // Whatever was killed must be started again, even if a later kill failed.
-                let detail = each(results);
-                Ok((detail?, Some(Undo::Start(nodes))))
-            }
-            FaultKind::Stop => {
-                let mut results = Vec::new();
-                for &node in &nodes {
-                    results.push(c.stop(node).await);
-                }
-                Ok((each(results)?, Some(Undo::Start(nodes))))
-            }
-            FaultKind::Pause => {
-                let mut results = Vec::new();
-                for &node in &nodes {
-                    results.push(c.pause(node).await);
-                }
-                Ok((each(results)?, Some(Undo::Unpause(nodes))))
-            }
-            FaultKind::Restart => {
-                let mut results = Vec::new();
-                for &node in &nodes {
-                    results.push(c.restart(node).await);
-                }
-                Ok((each(results)?, None))
-            }
-            FaultKind::Wipe => {
-                let mut results = Vec::new();
-                for &node in &nodes {
-                    results.push(c.wipe(node).await);
-                }
-                Ok((each(results)?, None))
-            }
-            FaultKind::Partition => {
-                let detail = c.partition(&r.groups).await.map_err(|e| describe_error(&e))?;
-                Ok((detail, Some(Undo::Heal)))
-            }
-            FaultKind::Loss => {
-                let percent = p.percent.unwrap_or(20);
-                let mut results = Vec::new();
-                for &node in &nodes {
-                    results.push(c.loss(node, percent).await);
-                }
-                Ok((each(results).map_err(|e| self.heal_after_failure(e))?, Some(Undo::Heal)))
-            }
-            FaultKind::Slow => {
-                let kbit = p.kbit.unwrap_or(256);
-                let mut results = Vec::new();
-                for &node in &nodes {
-                    results.push(c.slow(node, kbit).await);
-                }
-                Ok((each(results).map_err(|e| self.heal_after_failure(e))?, Some(Undo::Heal)))
-            }
-            FaultKind::Delay => {
-                let delay = Duration::from_millis(p.delay_ms.unwrap_or(200));
-                let mut results = Vec::new();
-                for &node in &nodes {
-                    results.push(c.delay(node, delay).await);
-                }
-                Ok((each(results).map_err(|e| self.heal_after_failure(e))?, Some(Undo::Heal)))
-            }
-            FaultKind::RestKill => {
-                Ok((c.rest_kill().await.map_err(|e| describe_error(&e))?, Some(Undo::RestStart)))
-            }
-            FaultKind::RestPause => {
-                Ok((c.rest_pause().await.map_err(|e| describe_error(&e))?, Some(Undo::RestUnpause)))
-            }
-            FaultKind::RestRestart => {
-                Ok((c.rest_restart().await.map_err(|e| describe_error(&e))?, None))
-            }
-            FaultKind::ConsumerCrash | FaultKind::ConsumerZombie => {
-                let index = r.consumer.ok_or("no consumer resolved")?;
-                let handle = &self.consumers[index];
-                let (done, answer) = oneshot::channel();
-                let order = if p.fault == FaultKind::ConsumerCrash {
-                    ConsumerOrder::Crash { down: duration, done }
+        match p.fault.execution(&knobs) {
+            Execution::Each(verb) => {
+                let members = if p.target == Target::Rest {
+                    vec![Member::Gateway]
                 } else {
-                    ConsumerOrder::Zombie { stall: duration, done }
+                    r.nodes.iter().map(|&node| Member::Node(node)).collect()
                 };
-                handle
-                    .orders
-                    .send(order)
-                    .await
-                    .map_err(|_| format!("{} has stopped", handle.name))?;
-                let detail = tokio::time::timeout(CONSUMER_ORDER_WAIT, answer)
-                    .await
-                    .map_err(|_| {
-                        format!(
-                            "{} did not take the order within {CONSUMER_ORDER_WAIT:?}",
-                            handle.name
-                        )
-                    })?
-                    .map_err(|_| format!("{} stopped before taking the order", handle.name))?;
+                self.each(&verb, members).await
+            }
+            Execution::Rolling(verb) => Ok((self.rolling(&verb, &r.nodes).await?, None)),
+            Execution::Partition => {
+                let partitioned =
+                    self.cluster.partition(&r.groups).await.map_err(FaultError::Cluster)?;
+                Ok((
+                    partitioned.to_string(),
+                    Some(Undo::Repair { repair: Repair::Heal, members: Vec::new() }),
+                ))
+            }
+            Execution::Consumer => {
                 // The consumer undoes it itself (re-registers, or acks after the stall).
-                Ok((detail, Some(Undo::Nothing)))
-            }
-            FaultKind::RollingRestart => {
-                let mut steps = Vec::new();
-                for &node in &nodes {
-                    c.restart(node).await.map_err(|e| {
-                        format!("{}; then {}", steps.join("; "), describe_error(&e))
-                    })?;
-                    let t0 = Instant::now();
-                    c.wait_serving(node, REJOIN_WAIT).await.map_err(|e| {
-                        format!(
-                            "{}; zk{node} restarted but {}",
-                            steps.join("; "),
-                            describe_error(&e)
-                        )
-                    })?;
-                    steps.push(format!("zk{node} back in {:.1}s", t0.elapsed().as_secs_f64()));
-                }
-                Ok((steps.join("; "), None))
-            }
-            FaultKind::RollingUpgrade => {
-                let version = p.to_version.clone().unwrap_or_else(|| "3.9.3".into());
-                let mut steps = Vec::new();
-                for &node in &nodes {
-                    c.upgrade(node, &version).await.map_err(|e| {
-                        format!("{}; then {}", steps.join("; "), describe_error(&e))
-                    })?;
-                    let t0 = Instant::now();
-                    c.wait_serving(node, REJOIN_WAIT).await.map_err(|e| {
-                        format!(
-                            "{}; zk{node} upgraded but {}",
-                            steps.join("; "),
-                            describe_error(&e)
-                        )
-                    })?;
-                    steps.push(format!(
-                        "zk{node} -> {version}, rejoined in {:.1}s",
-                        t0.elapsed().as_secs_f64()
-                    ));
-                }
-                Ok((steps.join("; "), None))
+                Ok((self.order_consumer(p, r).await?, Some(Undo::Nothing)))
             }
         }
     }
 
+    /// The verb on every member; it is tried on all of them before a failure counts.
+    async fn each(
+        &self,
+        verb: &Verb,
+        members: Vec<Member>,
+    ) -> Result<(String, Option<Undo>), FaultError> {
+        let mut results = Vec::new();
+        for &member in &members {
+            results.push(self.cluster.inflict(member, verb).await);
+        }
+        let done: Result<Vec<String>, ClusterError> =
+            results.into_iter().map(|result| result.map(|outcome| outcome.to_string())).collect();
+        let repair = verb.repair();
+        match done {
+            Ok(done) => {
+                Ok((done.join("; "), repair.map(|repair| Undo::Repair { repair, members })))
+            }
+            Err(err) if repair == Some(Repair::Heal) => {
+                Err(self.heal_after_failure(FaultError::Cluster(err)))
+            }
+            Err(err) => Err(FaultError::Cluster(err)),
+        }
+    }
+
+    /// The verb node by node, each serving again before the next.
+    async fn rolling(&self, verb: &Verb, nodes: &[usize]) -> Result<String, FaultError> {
+        let mut steps = Vec::new();
+        for &node in nodes {
+            let failed = |rejoining: bool, steps: &[String], error| FaultError::Rolling {
+                done: steps.to_vec(),
+                node,
+                verb: verb.clone(),
+                rejoining,
+                error,
+            };
+            self.cluster
+                .inflict(Member::Node(node), verb)
+                .await
+                .map_err(|e| failed(false, &steps, e))?;
+            let t0 = Instant::now();
+            self.cluster
+                .wait_serving(node, REJOIN_WAIT)
+                .await
+                .map_err(|e| failed(true, &steps, e))?;
+            let took = t0.elapsed().as_secs_f64();
+            steps.push(match verb {
+                Verb::Upgrade { to_version } => {
+                    format!("zk{node} -> {to_version}, rejoined in {took:.1}s")
+                }
+                _ => format!("zk{node} back in {took:.1}s"),
+            });
+        }
+        Ok(steps.join("; "))
+    }
+
+    /// Sends a consumer its crash or zombie order; returns what it said it did.
+    async fn order_consumer(&self, p: &PlannedFault, r: &Resolved) -> Result<String, FaultError> {
+        let index = r.consumer.ok_or(FaultError::ConsumerUnresolved)?;
+        let handle = &self.consumers[index];
+        let consumer = || handle.name.clone();
+        let duration = Duration::from_secs_f64(p.duration);
+        let (done, answer) = oneshot::channel();
+        let order = if p.fault == FaultKind::ConsumerCrash {
+            ConsumerOrder::Crash { down: duration, done }
+        } else {
+            ConsumerOrder::Zombie { stall: duration, done }
+        };
+        handle
+            .orders
+            .send(order)
+            .await
+            .map_err(|_| FaultError::ConsumerStopped { consumer: consumer() })?;
+        tokio::time::timeout(CONSUMER_ORDER_WAIT, answer)
+            .await
+            .map_err(|_| FaultError::OrderTimeout {
+                consumer: consumer(),
+                waited: CONSUMER_ORDER_WAIT,
+            })?
+            .map_err(|_| FaultError::ConsumerGone { consumer: consumer() })
+    }
+
     /// A network fault that failed halfway may have left rules on some nodes.
-    fn heal_after_failure(&self, error: String) -> String {
+    fn heal_after_failure(&self, error: FaultError) -> FaultError {
         let cluster = self.cluster.clone();
         tokio::spawn(async move {
             if let Err(err) = cluster.heal().await {
@@ -443,51 +505,18 @@ impl Nemesis {
     }
 
     async fn undo(&self, index: usize, p: &PlannedFault, undo: Undo) {
-        let c = &self.cluster;
         let resolved = self.book().plan[index].resolved.clone();
         let target = resolved.map(|r| r.describe(&self.consumer_names())).unwrap_or_default();
-        let mut problems = Vec::new();
-        match &undo {
-            Undo::Start(nodes) => {
-                for &node in nodes {
-                    if let Err(err) = c.start(node).await {
-                        problems.push(describe_error(&err));
-                    }
-                }
-            }
-            Undo::Unpause(nodes) => {
-                for &node in nodes {
-                    if let Err(err) = c.unpause(node).await {
-                        problems.push(describe_error(&err));
-                    }
-                }
-            }
-            Undo::Heal => {
-                if let Err(err) = c.heal().await {
-                    problems.push(describe_error(&err));
-                }
-            }
-            Undo::RestStart => {
-                if let Err(err) = c.rest_start().await {
-                    problems.push(describe_error(&err));
-                }
-            }
-            Undo::RestUnpause => {
-                if let Err(err) = c.rest_unpause().await {
-                    problems.push(describe_error(&err));
-                }
-            }
-            Undo::Nothing => {}
-        }
+        let undone = undo.apply(&self.cluster).await;
         if let Some(progress) = self.history.progress() {
             progress.fault_ended(&format!("{} {target}", p.fault.name()));
         }
         let now = self.history.now();
         let mut e =
-            self.event("undo", if problems.is_empty() { Phase::Ok } else { Phase::Fail }, &target);
+            self.event("undo", if undone.is_ok() { Phase::Ok } else { Phase::Fail }, &target);
         e.detail = Some(format!("end of {} ({})", p.fault.name(), undo.describe()));
-        if !problems.is_empty() {
-            e.error = Some(problems.join("; "));
+        if let Err(problems) = &undone {
+            e.error = Some(problems.to_string());
         }
         self.log(e);
         let mut book = self.book();
@@ -495,8 +524,8 @@ impl Nemesis {
             book.records.iter_mut().rev().find(|r| r.fault == p.fault.name() && r.end.is_none())
         {
             record.end = Some(now);
-            if !problems.is_empty() {
-                record.error = Some(format!("undo: {}", problems.join("; ")));
+            if let Err(problems) = &undone {
+                record.error = Some(format!("undo: {problems}"));
             }
         }
         if let Err(err) = book.save() {
@@ -506,8 +535,8 @@ impl Nemesis {
 
     /// Undoes every fault the harness can inject, whatever the schedule did: used at
     /// the end of the run, on Ctrl-C and after an internal error. Idempotent.
-    pub async fn heal_everything(&self) -> Result<(), String> {
-        let problems = heal_everything(&self.cluster, self.rest).await;
+    pub async fn heal_everything(&self) -> Result<(), HealError> {
+        let healed = heal_everything(&self.cluster, self.rest).await;
         let now = self.history.now();
         {
             let mut book = self.book();
@@ -518,76 +547,89 @@ impl Nemesis {
                 tracing::error!("{err}");
             }
         }
-        let mut e = self.event(
-            "heal-all",
-            if problems.is_empty() { Phase::Ok } else { Phase::Fail },
-            "all",
-        );
-        if !problems.is_empty() {
-            e.error = Some(problems.join("; "));
+        let mut e =
+            self.event("heal-all", if healed.is_ok() { Phase::Ok } else { Phase::Fail }, "all");
+        if let Err(problems) = &healed {
+            e.error = Some(problems.to_string());
         }
         self.log(e);
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(problems.join("; "))
-        }
+        healed
     }
 }
 
 /// Removes every network rule, unpauses and starts every node and the gateway.
-pub async fn heal_everything(cluster: &Cluster, rest: bool) -> Vec<String> {
+/// Every step is tried; the error lists those that failed.
+pub async fn heal_everything(cluster: &Cluster, rest: bool) -> Result<(), HealError> {
     let mut problems = Vec::new();
-    if let Err(err) = cluster.heal().await {
-        problems.push(format!("heal: {}", describe_error(&err)));
+    if let Err(error) = cluster.heal().await {
+        problems.push(HealProblem { step: HealStep::Network, error });
     }
-    for node in cluster.node_ids() {
-        if let Err(err) = cluster.unpause(node).await {
-            problems.push(format!("unpause zk{node}: {}", describe_error(&err)));
-        }
-        if let Err(err) = cluster.start(node).await {
-            problems.push(format!("start zk{node}: {}", describe_error(&err)));
-        }
-    }
+    let mut members: Vec<Member> = cluster.node_ids().into_iter().map(Member::Node).collect();
     if rest {
-        if let Err(err) = cluster.rest_unpause().await {
-            problems.push(format!("unpause the gateway: {}", describe_error(&err)));
-        }
-        if let Err(err) = cluster.rest_start().await {
-            problems.push(format!("start the gateway: {}", describe_error(&err)));
+        members.push(Member::Gateway);
+    }
+    for member in members {
+        for (step, verb) in
+            [(HealStep::Unpause(member), Verb::Unpause), (HealStep::Start(member), Verb::Start)]
+        {
+            if let Err(error) = cluster.inflict(member, &verb).await {
+                problems.push(HealProblem { step, error });
+            }
         }
     }
-    problems
-}
-
-fn describe_error(err: &ClusterError) -> String {
-    match err {
-        ClusterError::Unsupported(_) => format!("refused, not supported here: {err}"),
-        _ => err.to_string(),
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(HealError { problems })
     }
 }
 
 /// What ends an applied fault.
 #[derive(Debug, Clone)]
 enum Undo {
-    Start(Vec<usize>),
-    Unpause(Vec<usize>),
-    Heal,
-    RestStart,
-    RestUnpause,
+    /// The verb's repair on the members it hit.
+    Repair { repair: Repair, members: Vec<Member> },
     /// The target undoes it itself (consumer faults).
     Nothing,
 }
 
 impl Undo {
+    /// How history names the undo (`end of kill (started again)`).
     fn describe(&self) -> &'static str {
+        let gateway = |members: &[Member]| members == [Member::Gateway];
         match self {
-            Undo::Start(_) => "started again",
-            Undo::Unpause(_) => "unpaused",
-            Undo::Heal => "network healed",
-            Undo::RestStart => "gateway started again",
-            Undo::RestUnpause => "gateway unpaused",
+            Undo::Repair { repair: Repair::Start, members } if gateway(members) => {
+                "gateway started again"
+            }
+            Undo::Repair { repair: Repair::Start, .. } => "started again",
+            Undo::Repair { repair: Repair::Unpause, members } if gateway(members) => {
+                "gateway unpaused"
+            }
+            Undo::Repair { repair: Repair::Unpause, .. } => "unpaused",
+            Undo::Repair { repair: Repair::Heal, .. } => "network healed",
             Undo::Nothing => "the consumer recovers by itself",
+        }
+    }
+
+    /// Repairs every member, trying all of them before reporting the failures.
+    async fn apply(&self, cluster: &Cluster) -> Result<(), UndoError> {
+        let Undo::Repair { repair, members } = self else {
+            return Ok(());
+        };
+        let mut results = Vec::new();
+        match repair.verb() {
+            Some(verb) => {
+                for &member in members {
+                    results.push(cluster.inflict(member, &verb).await.map(drop));
+                }
+            }
+            None => results.push(cluster.heal().await.map(drop)),
+        }
+        let problems: Vec<ClusterError> = results.into_iter().filter_map(Result::err).collect();
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(UndoError { problems })
         }
     }
 }

@@ -262,9 +262,8 @@ pub async fn run(scenario: Scenario, options: RunOptions) -> Result<RunOutcome, 
     let body_result = body.run(stop_rx.clone()).await;
 
     // One exit path: undo every fault, keep the logs, remove the cluster.
-    let problems = nemesis::heal_everything(&cluster, rest).await;
-    if !problems.is_empty() {
-        say(&format!("warning: undoing faults at the end: {}", problems.join("; ")));
+    if let Err(problems) = nemesis::heal_everything(&cluster, rest).await {
+        say(&format!("warning: undoing faults at the end: {problems}"));
     }
     if let Err(err) = cluster.save_logs(&run_dir.logs_dir()).await {
         say(&format!("warning: cannot save the node logs: {err}"));
