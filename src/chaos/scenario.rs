@@ -535,7 +535,16 @@ fn problem(table: &str, index: Option<usize>, key: &str, message: impl Into<Stri
     Problem { table: table.into(), index, key: key.into(), message: message.into() }
 }
 
+/// Every section's checks, in file order; the first problem found is reported.
 fn validate(s: &Scenario) -> Result<(), Problem> {
+    validate_top_level(s)?;
+    validate_cluster(&s.cluster)?;
+    validate_workload(&s.workload, &s.cluster)?;
+    validate_nemesis(s)?;
+    validate_final(s)
+}
+
+fn validate_top_level(s: &Scenario) -> Result<(), Problem> {
     if s.name.trim().is_empty()
         || !s.name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
     {
@@ -549,7 +558,10 @@ fn validate(s: &Scenario) -> Result<(), Problem> {
     if s.duration.is_zero() {
         return Err(problem("", None, "duration", "must be longer than 0s"));
     }
-    let c = &s.cluster;
+    Ok(())
+}
+
+fn validate_cluster(c: &ClusterSection) -> Result<(), Problem> {
     if ![1, 3, 5, 7].contains(&c.nodes) {
         return Err(problem("cluster", None, "nodes", format!("{} nodes: use 1, 3, 5 or 7 (an even ensemble tolerates no more failures than the odd one below it)", c.nodes)));
     }
@@ -568,7 +580,10 @@ fn validate(s: &Scenario) -> Result<(), Problem> {
     if c.tick_time < Duration::from_millis(100) || c.tick_time > Duration::from_secs(10) {
         return Err(problem("cluster", None, "tick_time", "use 100ms to 10s"));
     }
-    let w = &s.workload;
+    Ok(())
+}
+
+fn validate_workload(w: &WorkloadSection, c: &ClusterSection) -> Result<(), Problem> {
     if w.native.producers + w.rest.producers == 0 {
         return Err(problem(
             "workload",
@@ -654,6 +669,10 @@ fn validate(s: &Scenario) -> Result<(), Problem> {
             ),
         ));
     }
+    Ok(())
+}
+
+fn validate_nemesis(s: &Scenario) -> Result<(), Problem> {
     let n = &s.nemesis;
     if n.interval.is_zero() {
         return Err(problem("nemesis", None, "interval", "must be longer than 0s"));
@@ -667,158 +686,190 @@ fn validate(s: &Scenario) -> Result<(), Problem> {
         ));
     }
     for (i, f) in n.faults.iter().enumerate() {
-        let at = Some(i);
-        let target = f.target();
-        if !f.fault.allowed_targets().contains(&target) {
-            let allowed: Vec<_> = f.fault.allowed_targets().iter().map(|t| t.name()).collect();
+        validate_fault_aim(s, i, f)?;
+        validate_fault_knobs(s, i, f)?;
+        validate_no_stray_knobs(i, f)?;
+    }
+    Ok(())
+}
+
+/// A fault entry's target and duration.
+fn validate_fault_aim(s: &Scenario, i: usize, f: &FaultSpec) -> Result<(), Problem> {
+    let c = &s.cluster;
+    let n = &s.nemesis;
+    let at = Some(i);
+    let target = f.target();
+    if !f.fault.allowed_targets().contains(&target) {
+        let allowed: Vec<_> = f.fault.allowed_targets().iter().map(|t| t.name()).collect();
+        return Err(problem(
+            "nemesis.faults",
+            at,
+            "target",
+            format!(
+                "`{}` cannot target `{}` (use {})",
+                f.fault.name(),
+                target.name(),
+                allowed.join(", ")
+            ),
+        ));
+    }
+    if target == Target::Majority && c.nodes < 2 && f.fault != FaultKind::QuorumLoss {
+        return Err(problem(
+            "nemesis.faults",
+            at,
+            "target",
+            "a 1-node ensemble has no majority to pick",
+        ));
+    }
+    let duration = f.duration.unwrap_or(n.fault_duration);
+    if !f.fault.is_instant() && duration.is_zero() {
+        return Err(problem("nemesis.faults", at, "duration", "must be longer than 0s"));
+    }
+    Ok(())
+}
+
+/// The knobs a fault kind needs, and what the scenario must offer it.
+fn validate_fault_knobs(s: &Scenario, i: usize, f: &FaultSpec) -> Result<(), Problem> {
+    let (c, w) = (&s.cluster, &s.workload);
+    let at = Some(i);
+    let duration = f.duration.unwrap_or(s.nemesis.fault_duration);
+    match f.fault {
+        FaultKind::Partition => {
+            let Some(shape) = f.shape else {
+                return Err(problem("nemesis.faults", at, "fault", "a partition needs `shape`: isolate-one, isolate-leader, halves, majorities-ring or bridge"));
+            };
+            if c.nodes < 3 {
+                return Err(problem(
+                    "nemesis.faults",
+                    at,
+                    "shape",
+                    "partitions need at least 3 nodes",
+                ));
+            }
+            if matches!(shape, PartitionShape::MajoritiesRing | PartitionShape::Bridge)
+                && c.nodes < 5
+            {
+                return Err(problem(
+                    "nemesis.faults",
+                    at,
+                    "shape",
+                    format!("`{}` needs at least 5 nodes", shape.name()),
+                ));
+            }
+        }
+        FaultKind::Loss => match f.percent {
+            Some(p) if (1..=100).contains(&p) => {}
+            _ => {
+                return Err(problem(
+                    "nemesis.faults",
+                    at,
+                    "percent",
+                    "loss needs `percent` from 1 to 100",
+                ))
+            }
+        },
+        FaultKind::Slow => match f.kbit {
+            Some(k) if k >= 8 => {}
+            _ => {
+                return Err(problem(
+                    "nemesis.faults",
+                    at,
+                    "kbit",
+                    "slow needs `kbit` of at least 8",
+                ))
+            }
+        },
+        FaultKind::Delay => match f.delay {
+            Some(d) if !d.is_zero() => {}
+            _ => {
+                return Err(problem(
+                    "nemesis.faults",
+                    at,
+                    "delay",
+                    "delay needs `delay`, e.g. \"200ms\"",
+                ))
+            }
+        },
+        FaultKind::RollingUpgrade => match &f.to_version {
+            Some(v) if KNOWN_ZK_VERSIONS.contains(&v.as_str()) && *v != c.zk_version => {}
+            Some(v) if *v == c.zk_version => {
+                return Err(problem(
+                    "nemesis.faults",
+                    at,
+                    "to_version",
+                    format!("the ensemble already runs {v}"),
+                ))
+            }
+            _ => {
+                return Err(problem(
+                    "nemesis.faults",
+                    at,
+                    "to_version",
+                    format!(
+                        "rolling-upgrade needs `to_version`, one of {}",
+                        KNOWN_ZK_VERSIONS.join(", ")
+                    ),
+                ))
+            }
+        },
+        FaultKind::RestKill | FaultKind::RestRestart | FaultKind::RestPause if !c.rest => {
             return Err(problem(
                 "nemesis.faults",
                 at,
-                "target",
+                "fault",
+                "gateway faults need `rest = true` in [cluster]",
+            ));
+        }
+        FaultKind::ConsumerCrash | FaultKind::ConsumerZombie if s.consumer_count() == 0 => {
+            return Err(problem("nemesis.faults", at, "fault", "consumer faults need consumers"));
+        }
+        FaultKind::ConsumerZombie if duration <= w.session_timeout => {
+            return Err(problem(
+                "nemesis.faults",
+                at,
+                "duration",
                 format!(
-                    "`{}` cannot target `{}` (use {})",
-                    f.fault.name(),
-                    target.name(),
-                    allowed.join(", ")
+                    "a zombie must stall longer than the session timeout ({:?}) or it is no zombie",
+                    w.session_timeout
                 ),
             ));
         }
-        if target == Target::Majority && c.nodes < 2 && f.fault != FaultKind::QuorumLoss {
+        FaultKind::QuorumLoss if c.nodes < 3 => {
             return Err(problem(
                 "nemesis.faults",
                 at,
-                "target",
-                "a 1-node ensemble has no majority to pick",
+                "fault",
+                "quorum loss needs at least 3 nodes",
             ));
         }
-        let duration = f.duration.unwrap_or(n.fault_duration);
-        if !f.fault.is_instant() && duration.is_zero() {
-            return Err(problem("nemesis.faults", at, "duration", "must be longer than 0s"));
-        }
-        match f.fault {
-            FaultKind::Partition => {
-                let Some(shape) = f.shape else {
-                    return Err(problem("nemesis.faults", at, "fault", "a partition needs `shape`: isolate-one, isolate-leader, halves, majorities-ring or bridge"));
-                };
-                if c.nodes < 3 {
-                    return Err(problem(
-                        "nemesis.faults",
-                        at,
-                        "shape",
-                        "partitions need at least 3 nodes",
-                    ));
-                }
-                if matches!(shape, PartitionShape::MajoritiesRing | PartitionShape::Bridge)
-                    && c.nodes < 5
-                {
-                    return Err(problem(
-                        "nemesis.faults",
-                        at,
-                        "shape",
-                        format!("`{}` needs at least 5 nodes", shape.name()),
-                    ));
-                }
-            }
-            FaultKind::Loss => match f.percent {
-                Some(p) if (1..=100).contains(&p) => {}
-                _ => {
-                    return Err(problem(
-                        "nemesis.faults",
-                        at,
-                        "percent",
-                        "loss needs `percent` from 1 to 100",
-                    ))
-                }
-            },
-            FaultKind::Slow => match f.kbit {
-                Some(k) if k >= 8 => {}
-                _ => {
-                    return Err(problem(
-                        "nemesis.faults",
-                        at,
-                        "kbit",
-                        "slow needs `kbit` of at least 8",
-                    ))
-                }
-            },
-            FaultKind::Delay => match f.delay {
-                Some(d) if !d.is_zero() => {}
-                _ => {
-                    return Err(problem(
-                        "nemesis.faults",
-                        at,
-                        "delay",
-                        "delay needs `delay`, e.g. \"200ms\"",
-                    ))
-                }
-            },
-            FaultKind::RollingUpgrade => match &f.to_version {
-                Some(v) if KNOWN_ZK_VERSIONS.contains(&v.as_str()) && *v != c.zk_version => {}
-                Some(v) if *v == c.zk_version => {
-                    return Err(problem(
-                        "nemesis.faults",
-                        at,
-                        "to_version",
-                        format!("the ensemble already runs {v}"),
-                    ))
-                }
-                _ => {
-                    return Err(problem(
-                        "nemesis.faults",
-                        at,
-                        "to_version",
-                        format!(
-                            "rolling-upgrade needs `to_version`, one of {}",
-                            KNOWN_ZK_VERSIONS.join(", ")
-                        ),
-                    ))
-                }
-            },
-            FaultKind::RestKill | FaultKind::RestRestart | FaultKind::RestPause if !c.rest => {
-                return Err(problem(
-                    "nemesis.faults",
-                    at,
-                    "fault",
-                    "gateway faults need `rest = true` in [cluster]",
-                ));
-            }
-            FaultKind::ConsumerCrash | FaultKind::ConsumerZombie if s.consumer_count() == 0 => {
-                return Err(problem(
-                    "nemesis.faults",
-                    at,
-                    "fault",
-                    "consumer faults need consumers",
-                ));
-            }
-            FaultKind::ConsumerZombie if duration <= w.session_timeout => {
-                return Err(problem("nemesis.faults", at, "duration", format!("a zombie must stall longer than the session timeout ({:?}) or it is no zombie", w.session_timeout)));
-            }
-            FaultKind::QuorumLoss if c.nodes < 3 => {
-                return Err(problem(
-                    "nemesis.faults",
-                    at,
-                    "fault",
-                    "quorum loss needs at least 3 nodes",
-                ));
-            }
-            _ => {}
-        }
-        let stray = [
-            ("shape", f.shape.is_some() && f.fault != FaultKind::Partition),
-            ("percent", f.percent.is_some() && f.fault != FaultKind::Loss),
-            ("kbit", f.kbit.is_some() && f.fault != FaultKind::Slow),
-            ("delay", f.delay.is_some() && f.fault != FaultKind::Delay),
-            ("to_version", f.to_version.is_some() && f.fault != FaultKind::RollingUpgrade),
-        ];
-        if let Some((key, _)) = stray.iter().find(|(_, bad)| *bad) {
-            return Err(problem(
-                "nemesis.faults",
-                at,
-                key,
-                format!("`{key}` means nothing to `{}`", f.fault.name()),
-            ));
-        }
+        _ => {}
     }
+    Ok(())
+}
+
+/// A knob set on a fault kind it means nothing to.
+fn validate_no_stray_knobs(i: usize, f: &FaultSpec) -> Result<(), Problem> {
+    let at = Some(i);
+    let stray = [
+        ("shape", f.shape.is_some() && f.fault != FaultKind::Partition),
+        ("percent", f.percent.is_some() && f.fault != FaultKind::Loss),
+        ("kbit", f.kbit.is_some() && f.fault != FaultKind::Slow),
+        ("delay", f.delay.is_some() && f.fault != FaultKind::Delay),
+        ("to_version", f.to_version.is_some() && f.fault != FaultKind::RollingUpgrade),
+    ];
+    if let Some((key, _)) = stray.iter().find(|(_, bad)| *bad) {
+        return Err(problem(
+            "nemesis.faults",
+            at,
+            key,
+            format!("`{key}` means nothing to `{}`", f.fault.name()),
+        ));
+    }
+    Ok(())
+}
+
+fn validate_final(s: &Scenario) -> Result<(), Problem> {
+    let w = &s.workload;
     if s.finish.quorum_timeout.is_zero() || s.finish.drain_timeout.is_zero() {
         return Err(problem("final", None, "drain_timeout", "timeouts must be longer than 0s"));
     }
