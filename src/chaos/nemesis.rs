@@ -14,11 +14,12 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::recorder::Recorder;
-use super::scenario::{FaultKind, PartitionShape, Target};
 use super::schedule::{
     partition_groups, sorted, NemesisScheduleFile, PlannedFault, Resolved, ScheduleError,
 };
-use crate::cluster::fault::{Execution, Knobs, Member, Repair, Verb};
+use crate::cluster::fault::{
+    Execution, FaultKind, Knobs, Member, PartitionShape, Repair, Target, Verb,
+};
 use crate::cluster::{Cluster, ClusterError};
 use crate::history::{Event, Phase};
 use crate::rundir::{FaultRecord, Schedule};
@@ -636,41 +637,9 @@ impl Undo {
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
-
     use super::*;
-    use crate::chaos::scenario::{parse_scenario, Scenario};
+    use crate::chaos::schedule::tests::scenario;
     use crate::chaos::schedule::{load_replay, plan};
-
-    fn scenario() -> Scenario {
-        parse_scenario(
-            r#"
-name = "plan"
-duration = "5m"
-[cluster]
-nodes = 5
-rest = true
-[workload.native]
-producers = 1
-consumers = 2
-[nemesis]
-interval = "10s"
-quiet = "3s"
-fault_duration = "8s"
-[[nemesis.faults]]
-fault = "kill"
-target = "leader"
-[[nemesis.faults]]
-fault = "partition"
-shape = "halves"
-weight = 3
-[[nemesis.faults]]
-fault = "rest-restart"
-"#,
-            Path::new("t.toml"),
-        )
-        .unwrap()
-    }
 
     #[test]
     fn the_schedule_file_round_trips_and_reads_as_a_plain_schedule() {
@@ -700,5 +669,41 @@ fault = "rest-restart"
         assert_eq!((seed, &replay), (1, &p));
         let plain = run_dir.read_schedule().unwrap().unwrap();
         assert_eq!(plain.faults.len(), 1);
+    }
+
+    #[test]
+    fn errors_and_undos_keep_the_words_the_history_has_always_recorded() {
+        let timeout = || ClusterError::Timeout { waited_for: "zk2".into() };
+        let rolling = |done: Vec<String>, rejoining| FaultError::Rolling {
+            done,
+            node: 2,
+            verb: Verb::Upgrade { to_version: "3.9.3".into() },
+            rejoining,
+            error: timeout(),
+        };
+        assert_eq!(rolling(vec![], false).to_string(), "; then timed out waiting for zk2");
+        assert_eq!(
+            rolling(vec!["zk1 -> 3.9.3, rejoined in 2.0s".into()], true).to_string(),
+            "zk1 -> 3.9.3, rejoined in 2.0s; zk2 upgraded but timed out waiting for zk2"
+        );
+        let refused = FaultError::Cluster(ClusterError::Unsupported("no netem".into()));
+        assert_eq!(
+            refused.to_string(),
+            "refused, not supported here: not supported here: no netem"
+        );
+        let healed = HealError {
+            problems: vec![
+                HealProblem { step: HealStep::Network, error: timeout() },
+                HealProblem { step: HealStep::Start(Member::Gateway), error: timeout() },
+            ],
+        };
+        assert_eq!(
+            healed.to_string(),
+            "heal: timed out waiting for zk2; start the gateway: timed out waiting for zk2"
+        );
+        let gateway = Undo::Repair { repair: Repair::Start, members: vec![Member::Gateway] };
+        assert_eq!(gateway.describe(), "gateway started again");
+        let nodes = Undo::Repair { repair: Repair::Unpause, members: vec![Member::Node(1)] };
+        assert_eq!(nodes.describe(), "unpaused");
     }
 }

@@ -16,7 +16,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::scenario::{FaultKind, FaultOrder, PartitionShape, Scenario, Target};
+use super::scenario::{FaultOrder, Scenario};
+use crate::cluster::fault::{FaultKind, PartitionShape, Target};
 use crate::rundir::{RunDirError, ScheduleFile};
 
 /// One fault of the schedule, as planned from the seed.
@@ -223,11 +224,12 @@ pub(super) fn sorted(nodes: &[usize]) -> Vec<usize> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::chaos::scenario::parse_scenario;
 
-    fn scenario() -> Scenario {
+    /// A five-minute scenario with weighted node, partition and gateway faults.
+    pub(in crate::chaos) fn scenario() -> Scenario {
         parse_scenario(
             r#"
 name = "plan"
