@@ -14,10 +14,11 @@
 //!
 //! 1. Add the variant to [`FaultKind`] and [`ALL_FAULTS`], and its arms in
 //!    `name` (the scenario and history spelling), `default_target`,
-//!    `allowed_targets`, `is_instant` and `execution`. Nothing else dispatches on
-//!    the kind except the scenario validation of its knobs.
-//! 2. If no existing [`Verb`] does it, add one: the variant, its arms in
-//!    `Verb::name` and `Verb::repair`, its Docker implementation on [`Cluster`]
+//!    `allowed_targets`, `is_instant` and `execution`. Beyond these, only the
+//!    scenario's validation of knobs (`chaos::scenario`) and the nemesis's
+//!    partition and consumer orders look at the kind itself.
+//! 2. If no existing [`Verb`] does it, add one: the variant, its arm in
+//!    `Verb::repair`, its Docker implementation on [`Cluster`]
 //!    (container verbs in `nodes.rs`, network ones in `network.rs`), its arm in
 //!    [`Cluster::inflict`] and, for people, its `zkmq cluster <verb>` subcommand in
 //!    `src/cli/cluster.rs`. The nemesis then applies and undoes it with no change.
@@ -357,23 +358,6 @@ impl Repair {
 }
 
 impl Verb {
-    /// The verb as the CLI spells it.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Verb::Kill => "kill",
-            Verb::Stop => "stop",
-            Verb::Start => "start",
-            Verb::Restart => "restart",
-            Verb::Pause => "pause",
-            Verb::Unpause => "unpause",
-            Verb::Wipe => "wipe",
-            Verb::Upgrade { .. } => "upgrade",
-            Verb::Loss { .. } => "loss",
-            Verb::Slow { .. } => "slow",
-            Verb::Delay { .. } => "delay",
-        }
-    }
-
     /// What undoes the verb when a fault ends; `None` when nothing is left to
     /// undo (a restart, a wipe, an upgrade, or a verb that is itself a repair).
     pub fn repair(&self) -> Option<Repair> {
