@@ -85,9 +85,9 @@ impl Resolved {
     }
 }
 
-/// What the nemesis keeps in `schedule.json` beside the shared [`Schedule`]: its
-/// plan, which a replay needs. The plan stays chaos's type (it is made of scenario
-/// types) and [`crate::rundir`] owns the file.
+/// What the nemesis keeps in `schedule.json` beside the shared
+/// [`crate::rundir::Schedule`]: its plan, which a replay needs. The plan stays
+/// chaos's type (it is made of scenario types) and [`crate::rundir`] owns the file.
 pub type NemesisScheduleFile = ScheduleFile<Vec<PlannedFault>>;
 
 #[derive(Debug, thiserror::Error)]
