@@ -36,13 +36,18 @@
 //! around bollard). It builds ZooKeeper images from Debian packages, starts a
 //! labelled ensemble and the gateway, reads node state with four-letter words, and
 //! offers node operations as plain verbs: kill, stop, start, restart, pause, wipe,
-//! partition, heal, upgrade.
+//! partition, heal, upgrade, which return what they did as data (`cluster::outcome`).
+//! `cluster::fault` is the one list of fault kinds and how each is carried out,
+//! shared by the scenario schema, the nemesis, `zkmq cluster <verb>` and
+//! `zkmq cluster fail` (its module doc says how to add a fault kind).
 //!
-//! **[`chaos`]**: a run. The scenario schema (TOML), the seeded fault schedule (the
-//! nemesis), the workload of producers and consumers (one consumer loop, single or
-//! batch takes, and the channel through which the nemesis orders a consumer to crash
-//! or turn zombie), the cluster sampler, and the run loop that ends by healing every
-//! fault, draining the queue and checking the history.
+//! **[`chaos`]**: a run. The scenario schema (TOML), the seeded fault schedule
+//! (`chaos::schedule`: pure, seed → plan, and replay), its execution
+//! (`chaos::nemesis`: apply a fault, get back its undo), the workload of producers
+//! and consumers (one consumer loop, single or batch takes, and the channel through
+//! which the nemesis orders a consumer to crash or turn zombie), the cluster
+//! sampler, and the run loop that ends by healing every fault, draining the queue
+//! and checking the history.
 //!
 //! **[`history`]**: the operation log, one JSON object per line, appended and flushed
 //! as operations happen.

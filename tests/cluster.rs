@@ -5,6 +5,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use zkmq::cluster::fault::Member;
+use zkmq::cluster::outcome::{ContainerChange, ContainerVerb, Shaped, Shaping, Upgraded};
 use zkmq::cluster::{Cluster, ClusterError, NodeMode};
 use zookeeper_client::{Acls, Client, CreateMode};
 
@@ -48,6 +50,13 @@ async fn read(address: &str, path: &str) -> Result<Vec<u8>, String> {
         Ok(Err(err)) => Err(format!("read {path} via {address}: {err}")),
         Err(_) => Err(format!("read {path} via {address}: timed out")),
     }
+}
+
+/// Whether a container verb acted, checking the state it found (a repeated verb
+/// finds its own result and does nothing).
+fn acted(change: ContainerChange, before: &str) -> bool {
+    assert_eq!(change.before, before, "{change:?}");
+    change.acted
 }
 
 /// Retries `write` until it succeeds through some serving node, up to `timeout`.
@@ -129,7 +138,7 @@ async fn killing_the_leader_elects_another_and_the_old_one_rejoins_as_follower()
     for round in 0..3 {
         let leader = cluster.leader().await.unwrap().expect("a leader");
         let said = cluster.kill(leader).await.unwrap();
-        assert!(said.contains("killed"), "{said}");
+        assert!(said.acted && said.member == Member::Node(leader), "{said:?}");
         let killed = Instant::now();
         let path = format!("{}-{round}", common::unique_chroot("kill"));
         write_somewhere(&cluster, &path, b"after", QUORUM).await;
@@ -139,7 +148,8 @@ async fn killing_the_leader_elects_another_and_the_old_one_rejoins_as_follower()
         let new_leader = cluster.leader().await.unwrap().expect("a new leader");
         assert_ne!(new_leader, leader);
         // killing again is harmless and says so
-        assert!(cluster.kill(leader).await.unwrap().contains("not running"));
+        let again = cluster.kill(leader).await.unwrap();
+        assert!(!again.acted && again.before != "running", "{again:?}");
 
         cluster.start(leader).await.unwrap();
         cluster.wait_serving(leader, QUORUM).await.unwrap();
@@ -156,7 +166,9 @@ async fn a_partitioned_node_stops_serving_and_catches_up_after_heal() {
     let cluster = common::own_ensemble(3, false).await;
     let isolated = cluster.leader().await.unwrap().expect("a leader");
     let said = cluster.partition(&[vec![isolated]]).await.unwrap();
-    assert!(said.starts_with("partitioned"), "{said}");
+    let others: Vec<usize> = cluster.node_ids().into_iter().filter(|n| *n != isolated).collect();
+    assert_eq!(said.groups, [vec![isolated], others.clone()], "{said}");
+    assert!(said.not_running.is_empty(), "{said}");
 
     // The isolated node loses its quorum and stops serving; the majority elects.
     let deadline = Instant::now() + QUORUM;
@@ -166,7 +178,6 @@ async fn a_partitioned_node_stops_serving_and_catches_up_after_heal() {
     }
     cluster.wait_for_quorum(QUORUM).await.unwrap();
     let path = common::unique_chroot("partition");
-    let others: Vec<usize> = cluster.node_ids().into_iter().filter(|n| *n != isolated).collect();
     let deadline = Instant::now() + QUORUM;
     loop {
         match write(&cluster.node_address(others[0]), &path, b"missed").await {
@@ -177,15 +188,17 @@ async fn a_partitioned_node_stops_serving_and_catches_up_after_heal() {
     }
     assert!(write(&cluster.node_address(isolated), &format!("{path}-x"), b"no").await.is_err());
 
-    assert!(cluster.heal().await.unwrap().starts_with("healed"));
+    let healed = cluster.heal().await.unwrap();
+    assert_eq!(healed.healed, cluster.node_ids(), "{healed}");
     cluster.wait_serving(isolated, QUORUM).await.unwrap();
     assert_eq!(read(&cluster.node_address(isolated), &path).await.unwrap(), b"missed");
 
     // loss and slow apply and are removed by heal; netem delay is refused, not skipped
-    assert!(cluster.loss(isolated, 20).await.unwrap().contains("20%"));
-    assert!(cluster.slow(isolated, 512).await.unwrap().contains("512 kbit"));
+    let shaped = |shaping| Shaped { node: isolated, shaping };
+    assert_eq!(cluster.loss(isolated, 20).await.unwrap(), shaped(Shaping::Loss { percent: 20 }));
+    assert_eq!(cluster.slow(isolated, 512).await.unwrap(), shaped(Shaping::Slow { kbit: 512 }));
     match cluster.delay(isolated, Duration::from_millis(100)).await {
-        Ok(said) => assert!(said.contains("100 ms")),
+        Ok(said) => assert_eq!(said, shaped(Shaping::Delay { millis: 100 })),
         Err(ClusterError::Unsupported(why)) => assert!(why.contains("netem"), "{why}"),
         Err(err) => panic!("delay: {err}"),
     }
@@ -202,7 +215,7 @@ async fn a_wiped_follower_resyncs_the_data_written_before() {
     let follower = cluster.node_ids().into_iter().find(|n| *n != leader).unwrap();
 
     let said = cluster.wipe(follower).await.unwrap();
-    assert!(said.contains("myid"), "{said}");
+    assert!(said.kept.iter().any(|kept| kept == "myid"), "{said}");
     cluster.wait_serving(follower, QUORUM).await.unwrap();
     assert_eq!(read(&cluster.node_address(follower), &path).await.unwrap(), b"before wipe");
 }
@@ -211,24 +224,25 @@ async fn a_wiped_follower_resyncs_the_data_written_before() {
 async fn pause_unpause_stop_start_are_idempotent() {
     let cluster = common::own_ensemble(3, false).await;
     let node = 2;
-    assert!(cluster.pause(node).await.unwrap().starts_with("paused"));
-    assert!(cluster.pause(node).await.unwrap().contains("already paused"));
+    assert!(acted(cluster.pause(node).await.unwrap(), "running"));
+    assert!(!acted(cluster.pause(node).await.unwrap(), "paused"));
     assert_eq!(cluster.status().await.unwrap()[node - 1].container, "paused");
     assert_eq!(modes(&cluster).await[node - 1], NodeMode::Down);
-    assert!(cluster.unpause(node).await.unwrap().starts_with("unpaused"));
-    assert!(cluster.unpause(node).await.unwrap().contains("was not paused"));
+    assert!(acted(cluster.unpause(node).await.unwrap(), "paused"));
+    assert!(!acted(cluster.unpause(node).await.unwrap(), "running"));
     cluster.wait_serving(node, QUORUM).await.unwrap();
 
     let address = cluster.node_address(node);
-    assert!(cluster.stop(node).await.unwrap().starts_with("stopped"));
-    assert!(cluster.stop(node).await.unwrap().contains("already stopped"));
+    assert!(acted(cluster.stop(node).await.unwrap(), "running"));
+    assert!(!acted(cluster.stop(node).await.unwrap(), "exited"));
     assert_eq!(cluster.status().await.unwrap()[node - 1].container, "exited");
-    assert!(cluster.start(node).await.unwrap().starts_with("started"));
-    assert!(cluster.start(node).await.unwrap().contains("already running"));
+    assert!(acted(cluster.start(node).await.unwrap(), "exited"));
+    assert!(!acted(cluster.start(node).await.unwrap(), "running"));
     cluster.wait_serving(node, QUORUM).await.unwrap();
     // same address after a restart
     assert_eq!(cluster.node_address(node), address);
-    assert!(cluster.restart(node).await.unwrap().starts_with("restarted"));
+    let restarted = cluster.restart(node).await.unwrap();
+    assert!(restarted.stopped.acted && restarted.started.acted, "{restarted:?}");
     cluster.wait_all_serving(QUORUM).await.unwrap();
 }
 
@@ -277,7 +291,10 @@ async fn rolling_upgrade_to_3_9_3_under_writes_loses_nothing() {
 
     let first = 1;
     let said = cluster.upgrade(first, "3.9.3").await.unwrap();
-    assert!(said.contains("zkmq/zookeeper:3.9.3"), "{said}");
+    assert!(
+        matches!(&said, Upgraded::Replaced { to, .. } if to == "zkmq/zookeeper:3.9.3"),
+        "{said}"
+    );
     cluster.wait_serving(first, QUORUM).await.unwrap();
     let statuses = cluster.status().await.unwrap();
     assert_eq!(statuses[first - 1].version, "3.9.3", "{statuses:?}");
@@ -289,7 +306,8 @@ async fn rolling_upgrade_to_3_9_3_under_writes_loses_nothing() {
         cluster.wait_serving(node, QUORUM).await.unwrap();
     }
     cluster.wait_all_serving(QUORUM).await.unwrap();
-    assert!(cluster.upgrade(2, "3.9.3").await.unwrap().contains("already runs"));
+    let again = cluster.upgrade(2, "3.9.3").await.unwrap();
+    assert!(matches!(again, Upgraded::AlreadyRuns { .. }), "{again}");
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let mut acked = Vec::new();
     for writer in writers {
@@ -419,15 +437,17 @@ async fn the_gateway_answers_and_is_a_fault_target() {
         }
     };
     assert_eq!(get().await, 200);
-    assert!(cluster.rest_kill().await.unwrap().starts_with("killed"));
+    let killed = cluster.rest_kill().await.unwrap();
+    assert_eq!((killed.member, killed.verb), (Member::Gateway, ContainerVerb::Kill));
+    assert!(acted(killed, "running"));
     assert_eq!(get().await, 0, "a killed gateway answers nothing");
-    assert!(cluster.rest_start().await.unwrap().starts_with("started"));
+    assert!(acted(cluster.rest_start().await.unwrap(), "exited"));
     let deadline = Instant::now() + QUORUM;
     while get().await != 200 {
         assert!(Instant::now() < deadline, "the restarted gateway does not answer at {url}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    assert!(cluster.rest_pause().await.unwrap().starts_with("paused"));
-    assert!(cluster.rest_unpause().await.unwrap().starts_with("unpaused"));
+    assert!(acted(cluster.rest_pause().await.unwrap(), "running"));
+    assert!(acted(cluster.rest_unpause().await.unwrap(), "paused"));
     assert!(cluster.rest_logs(Some(20)).await.unwrap().contains("zk1:2181"));
 }

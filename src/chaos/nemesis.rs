@@ -1,34 +1,29 @@
-//! The nemesis: a fault schedule computed up front from one seed, and its execution
-//! against a running cluster.
-//!
-//! The schedule is a pure function of the scenario and the seed (no cluster state
-//! goes into it), so a seed names a run's faults. What depends on the cluster at the
-//! moment a fault starts (who leads) is resolved then and recorded, and a replay
-//! (`--replay schedule.json`) reuses those resolved targets instead of resolving
-//! again, so it repeats the same faults at the same offsets on the same nodes.
+//! The nemesis: executes a fault schedule ([`super::schedule`]) against a running
+//! cluster. It interprets each planned fault: resolves its targets against the
+//! cluster as it is now, applies it, and gets back what undoes it at its end.
 //!
 //! Every fault is recorded as it starts and ends, in `schedule.json` (rewritten after
 //! each change, so a crashed run leaves it) and as `nemesis` events in the history.
 //! A fault that fails to apply, or that the environment refuses (netem delay on a
 //! kernel without netem), is recorded as not applied and the run goes on.
 
-use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rand::seq::SliceRandom;
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
-use serde::{Deserialize, Serialize};
 use tokio::sync::{oneshot, watch};
 
 use super::recorder::Recorder;
-use super::scenario::{FaultKind, FaultOrder, PartitionShape, Scenario, Target};
+use super::schedule::{
+    partition_groups, sorted, NemesisScheduleFile, PlannedFault, Resolved, ScheduleError,
+};
 use super::workload::{ConsumerHandle, ConsumerOrder};
+use crate::cluster::fault::{
+    Execution, FaultKind, Knobs, Member, PartitionShape, Repair, Target, Verb,
+};
 use crate::cluster::{Cluster, ClusterError};
 use crate::history::{Event, Phase};
-use crate::rundir::{FaultRecord, RunDirError, Schedule, ScheduleFile};
+use crate::rundir::{FaultRecord, Schedule};
 
 /// How long a fault aimed at the leader waits for there to be one.
 const LEADER_WAIT: Duration = Duration::from_secs(15);
@@ -37,157 +32,103 @@ const REJOIN_WAIT: Duration = Duration::from_secs(120);
 /// How long a consumer fault waits for the consumer to acknowledge the order.
 const CONSUMER_ORDER_WAIT: Duration = Duration::from_secs(30);
 
-/// One fault of the schedule, as planned from the seed.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PlannedFault {
-    pub fault: FaultKind,
-    pub target: Target,
-    /// Seconds after the run started.
-    pub at: f64,
-    /// Seconds the fault stays applied (0 for instantaneous faults).
-    pub duration: f64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub shape: Option<PartitionShape>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub percent: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub kbit: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub delay_ms: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub to_version: Option<String>,
-    /// Nodes drawn from the seed, in draw order: the first is a `random` target, the
-    /// first k a minority or majority, the whole list a permutation for partitions.
-    pub draw: Vec<usize>,
-    /// A number drawn from the seed to pick among what is only known at run time
-    /// (which follower, which consumer).
-    pub pick: u64,
-    /// What the fault actually hit; set when it applied, and reused by a replay.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub resolved: Option<Resolved>,
-}
-
-/// A fault's concrete targets.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Resolved {
-    /// ZooKeeper node ids hit (empty for gateway and consumer faults).
-    #[serde(default)]
-    pub nodes: Vec<usize>,
-    /// Partitions: the groups that can still talk.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub groups: Vec<Vec<usize>>,
-    /// Consumer faults: the consumer's index in the workload.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub consumer: Option<usize>,
-}
-
-impl Resolved {
-    fn describe(&self, consumers: &[String]) -> String {
-        if !self.groups.is_empty() {
-            return self
-                .groups
-                .iter()
-                .map(|g| g.iter().map(|n| format!("zk{n}")).collect::<Vec<_>>().join(","))
-                .collect::<Vec<_>>()
-                .join(" | ");
-        }
-        if let Some(c) = self.consumer {
-            return consumers.get(c).cloned().unwrap_or_else(|| format!("consumer #{c}"));
-        }
-        if self.nodes.is_empty() {
-            return "rest".into();
-        }
-        self.nodes.iter().map(|n| format!("zk{n}")).collect::<Vec<_>>().join(",")
-    }
-}
-
-/// What the nemesis keeps in `schedule.json` beside the shared [`Schedule`]: its
-/// plan, which a replay needs. The plan stays chaos's type (it is made of scenario
-/// types) and [`crate::rundir`] owns the file.
-pub type NemesisScheduleFile = ScheduleFile<Vec<PlannedFault>>;
-
+/// Why a fault could not be resolved or applied. Its text is what the history and
+/// `schedule.json` record as the fault's error.
 #[derive(Debug, thiserror::Error)]
-pub enum NemesisError {
-    #[error("cannot replay: {0}")]
-    Replay(#[source] RunDirError),
-    #[error("{path} has no plan: it is not a schedule.json written by `zkmq chaos run`")]
-    NoPlan { path: PathBuf },
-    #[error(transparent)]
-    Write(RunDirError),
+pub enum FaultError {
+    #[error("no leader within {waited:?}")]
+    NoLeader { waited: Duration },
+    #[error("cannot find the leader: {0}")]
+    LeaderUnknown(#[source] ClusterError),
+    #[error("no follower to aim at")]
+    NoFollower,
+    #[error("no consumer to aim at")]
+    NoConsumer,
+    #[error("no consumer resolved")]
+    ConsumerUnresolved,
+    #[error("{consumer} has stopped")]
+    ConsumerStopped { consumer: String },
+    #[error("{consumer} did not take the order within {waited:?}")]
+    OrderTimeout { consumer: String, waited: Duration },
+    #[error("{consumer} stopped before taking the order")]
+    ConsumerGone { consumer: String },
+    /// The cluster refused or failed the verb.
+    #[error("{}", describe_error(.0))]
+    Cluster(#[source] ClusterError),
+    /// A rolling fault failed on `node`, after the nodes in `done`: either the verb
+    /// itself, or (`rejoining`) the node's coming back.
+    #[error("{}", describe_rolling(.done, *.node, .verb, *.rejoining, .error))]
+    Rolling { done: Vec<String>, node: usize, verb: Verb, rejoining: bool, error: ClusterError },
 }
 
-/// Computes the fault schedule of a scenario for a seed.
-pub fn plan(scenario: &Scenario, seed: u64, duration: Duration) -> Vec<PlannedFault> {
-    let nemesis = &scenario.nemesis;
-    let total_weight: u64 = nemesis.faults.iter().map(|f| u64::from(f.weight)).sum();
-    if total_weight == 0 {
-        return Vec::new();
+fn describe_rolling(
+    done: &[String],
+    node: usize,
+    verb: &Verb,
+    rejoining: bool,
+    error: &ClusterError,
+) -> String {
+    let done = done.join("; ");
+    let error = describe_error(error);
+    if !rejoining {
+        return format!("{done}; then {error}");
     }
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let nodes: Vec<usize> = (1..=scenario.cluster.nodes).collect();
-    let end = duration.as_secs_f64();
-    let mut t = nemesis.start_after.as_secs_f64();
-    let mut planned = Vec::new();
-    // Stop a second before the end so the last fault has time to act at all.
-    let in_turn: Vec<_> = nemesis.faults.iter().filter(|f| f.weight > 0).collect();
-    while t < end - 1.0 {
-        let mut ticket = rng.random_range(0..total_weight);
-        let spec = if nemesis.order == FaultOrder::InTurn {
-            in_turn[planned.len() % in_turn.len()]
-        } else {
-            nemesis
-                .faults
-                .iter()
-                .find(|f| {
-                    let w = u64::from(f.weight);
-                    if ticket < w {
-                        true
-                    } else {
-                        ticket -= w;
-                        false
-                    }
-                })
-                .expect("the ticket falls within the total weight")
-        };
-        let duration = if spec.fault.is_instant() {
-            0.0
-        } else {
-            spec.duration.unwrap_or(nemesis.fault_duration).as_secs_f64().min(end - t)
-        };
-        let mut draw = nodes.clone();
-        draw.shuffle(&mut rng);
-        let pick = rng.random::<u64>();
-        planned.push(PlannedFault {
-            fault: spec.fault,
-            target: spec.target(),
-            at: round_ms(t),
-            duration: round_ms(duration),
-            shape: spec.shape,
-            percent: spec.percent,
-            kbit: spec.kbit,
-            delay_ms: spec.delay.map(|d| d.as_millis() as u64),
-            to_version: spec.to_version.clone(),
-            draw,
-            pick,
-            resolved: None,
-        });
-        let next_by_interval = t + nemesis.interval.as_secs_f64();
-        let next_by_quiet = t + duration + nemesis.quiet.as_secs_f64();
-        t = next_by_interval.max(next_by_quiet);
+    let past = if matches!(verb, Verb::Upgrade { .. }) { "upgraded" } else { "restarted" };
+    format!("{done}; zk{node} {past} but {error}")
+}
+
+/// An environment's refusal reads differently from a failure in the history.
+fn describe_error(err: &ClusterError) -> String {
+    match err {
+        ClusterError::Unsupported(_) => format!("refused, not supported here: {err}"),
+        _ => err.to_string(),
     }
-    planned
 }
 
-fn round_ms(seconds: f64) -> f64 {
-    (seconds * 1000.0).round() / 1000.0
+/// Repairs at a fault's end that failed.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", self.problems.iter().map(describe_error).collect::<Vec<_>>().join("; "))]
+pub struct UndoError {
+    pub problems: Vec<ClusterError>,
 }
 
-/// Reads a recorded schedule for `--replay`: the plan, with each fault's recorded
-/// targets fixed so it hits the same nodes again.
-pub fn load_replay(path: &Path) -> Result<(u64, Vec<PlannedFault>), NemesisError> {
-    let file = NemesisScheduleFile::read(path).map_err(NemesisError::Replay)?;
-    let plan = file.plan.ok_or_else(|| NemesisError::NoPlan { path: path.to_owned() })?;
-    Ok((file.schedule.seed, plan))
+/// Steps of healing everything that failed; every other step was still tried.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", self.problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+pub struct HealError {
+    pub problems: Vec<HealProblem>,
+}
+
+/// One step of healing everything, and how it failed.
+#[derive(Debug, thiserror::Error)]
+#[error("{step}: {}", describe_error(.error))]
+pub struct HealProblem {
+    pub step: HealStep,
+    #[source]
+    pub error: ClusterError,
+}
+
+/// A step of healing everything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HealStep {
+    /// Removing every network rule and qdisc.
+    Network,
+    Unpause(Member),
+    Start(Member),
+}
+
+impl std::fmt::Display for HealStep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let member = |member: &Member| match member {
+            Member::Node(node) => format!("zk{node}"),
+            Member::Gateway => "the gateway".to_owned(),
+        };
+        match self {
+            HealStep::Network => f.write_str("heal"),
+            HealStep::Unpause(m) => write!(f, "unpause {}", member(m)),
+            HealStep::Start(m) => write!(f, "start {}", member(m)),
+        }
+    }
 }
 
 /// The schedule as it runs: plan plus records, persisted after each change.
@@ -199,12 +140,12 @@ struct Book {
 }
 
 impl Book {
-    fn save(&self) -> Result<(), NemesisError> {
+    fn save(&self) -> Result<(), ScheduleError> {
         let file = NemesisScheduleFile {
             schedule: Schedule { seed: self.seed, faults: self.records.clone() },
             plan: Some(self.plan.clone()),
         };
-        file.write(&self.path).map_err(NemesisError::Write)
+        file.write(&self.path).map_err(ScheduleError::Write)
     }
 }
 
@@ -228,7 +169,7 @@ impl Nemesis {
         plan: Vec<PlannedFault>,
         schedule_path: PathBuf,
         rest: bool,
-    ) -> Result<Self, NemesisError> {
+    ) -> Result<Self, ScheduleError> {
         let book = Book { path: schedule_path, seed, plan, records: Vec::new() };
         book.save()?;
         // The history writer's clock is the run's clock.
@@ -345,10 +286,10 @@ impl Nemesis {
                     applied_at: None,
                     end: Some(self.history.now()),
                     applied: false,
-                    error: Some(err.clone()),
+                    error: Some(err.to_string()),
                 });
                 let mut e = self.event(name, Phase::Fail, what.as_deref().unwrap_or(&target_name));
-                e.error = Some(err);
+                e.error = Some(err.to_string());
                 self.log(e);
                 if let Err(err) = book.save() {
                     tracing::error!("{err}");
@@ -362,7 +303,7 @@ impl Nemesis {
         self.consumers.iter().map(|c| c.name.clone()).collect()
     }
 
-    async fn leader(&self) -> Result<usize, String> {
+    async fn leader(&self) -> Result<usize, FaultError> {
         let deadline = Instant::now() + LEADER_WAIT;
         loop {
             match self.cluster.leader().await {
@@ -370,14 +311,14 @@ impl Nemesis {
                 Ok(None) | Err(_) if Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(500)).await;
                 }
-                Ok(None) => return Err(format!("no leader within {LEADER_WAIT:?}")),
-                Err(err) => return Err(format!("cannot find the leader: {err}")),
+                Ok(None) => return Err(FaultError::NoLeader { waited: LEADER_WAIT }),
+                Err(err) => return Err(FaultError::LeaderUnknown(err)),
             }
         }
     }
 
     /// Turns a planned target into concrete nodes, groups or a consumer.
-    async fn resolve(&self, p: &PlannedFault) -> Result<Resolved, String> {
+    async fn resolve(&self, p: &PlannedFault) -> Result<Resolved, FaultError> {
         if let Some(resolved) = &p.resolved {
             return Ok(resolved.clone());
         }
@@ -402,7 +343,7 @@ impl Nemesis {
                 let followers: Vec<usize> =
                     sorted(&p.draw).into_iter().filter(|&x| x != leader).collect();
                 if followers.is_empty() {
-                    return Err("no follower to aim at".into());
+                    return Err(FaultError::NoFollower);
                 }
                 Ok(nodes_only(vec![followers[(p.pick % followers.len() as u64) as usize]]))
             }
@@ -412,7 +353,7 @@ impl Nemesis {
             Target::Rest => Ok(nodes_only(Vec::new())),
             Target::Consumer => {
                 if self.consumers.is_empty() {
-                    return Err("no consumer to aim at".into());
+                    return Err(FaultError::NoConsumer);
                 }
                 let c = (p.pick % self.consumers.len() as u64) as usize;
                 Ok(Resolved { nodes: Vec::new(), groups: Vec::new(), consumer: Some(c) })
@@ -421,163 +362,125 @@ impl Nemesis {
     }
 
     /// Does the fault; returns a description and what to undo at its end.
-    async fn act(&self, p: &PlannedFault, r: &Resolved) -> Result<(String, Option<Undo>), String> {
-        let c = &self.cluster;
-        let each = |results: Vec<Result<String, ClusterError>>| -> Result<String, String> {
-            let mut done = Vec::new();
-            for result in results {
-                done.push(result.map_err(|e| describe_error(&e))?);
-            }
-            Ok(done.join("; "))
+    async fn act(
+        &self,
+        p: &PlannedFault,
+        r: &Resolved,
+    ) -> Result<(String, Option<Undo>), FaultError> {
+        let knobs = Knobs {
+            percent: p.percent,
+            kbit: p.kbit,
+            delay: p.delay_ms.map(Duration::from_millis),
+            to_version: p.to_version.clone(),
         };
-        let duration = Duration::from_secs_f64(p.duration);
-        let nodes = r.nodes.clone();
-        match p.fault {
-            FaultKind::Kill | FaultKind::QuorumLoss => {
-                let mut results = Vec::new();
-                for &node in &nodes {
-                    results.push(c.kill(node).await);
-                }
-                // Whatever was killed must be started again, even if a later kill failed.
-                let detail = each(results);
-                Ok((detail?, Some(Undo::Start(nodes))))
-            }
-            FaultKind::Stop => {
-                let mut results = Vec::new();
-                for &node in &nodes {
-                    results.push(c.stop(node).await);
-                }
-                Ok((each(results)?, Some(Undo::Start(nodes))))
-            }
-            FaultKind::Pause => {
-                let mut results = Vec::new();
-                for &node in &nodes {
-                    results.push(c.pause(node).await);
-                }
-                Ok((each(results)?, Some(Undo::Unpause(nodes))))
-            }
-            FaultKind::Restart => {
-                let mut results = Vec::new();
-                for &node in &nodes {
-                    results.push(c.restart(node).await);
-                }
-                Ok((each(results)?, None))
-            }
-            FaultKind::Wipe => {
-                let mut results = Vec::new();
-                for &node in &nodes {
-                    results.push(c.wipe(node).await);
-                }
-                Ok((each(results)?, None))
-            }
-            FaultKind::Partition => {
-                let detail = c.partition(&r.groups).await.map_err(|e| describe_error(&e))?;
-                Ok((detail, Some(Undo::Heal)))
-            }
-            FaultKind::Loss => {
-                let percent = p.percent.unwrap_or(20);
-                let mut results = Vec::new();
-                for &node in &nodes {
-                    results.push(c.loss(node, percent).await);
-                }
-                Ok((each(results).map_err(|e| self.heal_after_failure(e))?, Some(Undo::Heal)))
-            }
-            FaultKind::Slow => {
-                let kbit = p.kbit.unwrap_or(256);
-                let mut results = Vec::new();
-                for &node in &nodes {
-                    results.push(c.slow(node, kbit).await);
-                }
-                Ok((each(results).map_err(|e| self.heal_after_failure(e))?, Some(Undo::Heal)))
-            }
-            FaultKind::Delay => {
-                let delay = Duration::from_millis(p.delay_ms.unwrap_or(200));
-                let mut results = Vec::new();
-                for &node in &nodes {
-                    results.push(c.delay(node, delay).await);
-                }
-                Ok((each(results).map_err(|e| self.heal_after_failure(e))?, Some(Undo::Heal)))
-            }
-            FaultKind::RestKill => {
-                Ok((c.rest_kill().await.map_err(|e| describe_error(&e))?, Some(Undo::RestStart)))
-            }
-            FaultKind::RestPause => {
-                Ok((c.rest_pause().await.map_err(|e| describe_error(&e))?, Some(Undo::RestUnpause)))
-            }
-            FaultKind::RestRestart => {
-                Ok((c.rest_restart().await.map_err(|e| describe_error(&e))?, None))
-            }
-            FaultKind::ConsumerCrash | FaultKind::ConsumerZombie => {
-                let index = r.consumer.ok_or("no consumer resolved")?;
-                let handle = &self.consumers[index];
-                let (done, answer) = oneshot::channel();
-                let order = if p.fault == FaultKind::ConsumerCrash {
-                    ConsumerOrder::Crash { down: duration, done }
+        match p.fault.execution(&knobs) {
+            Execution::Each(verb) => {
+                let members = if p.target == Target::Rest {
+                    vec![Member::Gateway]
                 } else {
-                    ConsumerOrder::Zombie { stall: duration, done }
+                    r.nodes.iter().map(|&node| Member::Node(node)).collect()
                 };
-                handle
-                    .orders
-                    .send(order)
-                    .await
-                    .map_err(|_| format!("{} has stopped", handle.name))?;
-                let detail = tokio::time::timeout(CONSUMER_ORDER_WAIT, answer)
-                    .await
-                    .map_err(|_| {
-                        format!(
-                            "{} did not take the order within {CONSUMER_ORDER_WAIT:?}",
-                            handle.name
-                        )
-                    })?
-                    .map_err(|_| format!("{} stopped before taking the order", handle.name))?;
+                self.each(&verb, members).await
+            }
+            Execution::Rolling(verb) => Ok((self.rolling(&verb, &r.nodes).await?, None)),
+            Execution::Partition => {
+                let partitioned =
+                    self.cluster.partition(&r.groups).await.map_err(FaultError::Cluster)?;
+                Ok((
+                    partitioned.to_string(),
+                    Some(Undo::Repair { repair: Repair::Heal, members: Vec::new() }),
+                ))
+            }
+            Execution::Consumer => {
                 // The consumer undoes it itself (re-registers, or acks after the stall).
-                Ok((detail, Some(Undo::Nothing)))
-            }
-            FaultKind::RollingRestart => {
-                let mut steps = Vec::new();
-                for &node in &nodes {
-                    c.restart(node).await.map_err(|e| {
-                        format!("{}; then {}", steps.join("; "), describe_error(&e))
-                    })?;
-                    let t0 = Instant::now();
-                    c.wait_serving(node, REJOIN_WAIT).await.map_err(|e| {
-                        format!(
-                            "{}; zk{node} restarted but {}",
-                            steps.join("; "),
-                            describe_error(&e)
-                        )
-                    })?;
-                    steps.push(format!("zk{node} back in {:.1}s", t0.elapsed().as_secs_f64()));
-                }
-                Ok((steps.join("; "), None))
-            }
-            FaultKind::RollingUpgrade => {
-                let version = p.to_version.clone().unwrap_or_else(|| "3.9.3".into());
-                let mut steps = Vec::new();
-                for &node in &nodes {
-                    c.upgrade(node, &version).await.map_err(|e| {
-                        format!("{}; then {}", steps.join("; "), describe_error(&e))
-                    })?;
-                    let t0 = Instant::now();
-                    c.wait_serving(node, REJOIN_WAIT).await.map_err(|e| {
-                        format!(
-                            "{}; zk{node} upgraded but {}",
-                            steps.join("; "),
-                            describe_error(&e)
-                        )
-                    })?;
-                    steps.push(format!(
-                        "zk{node} -> {version}, rejoined in {:.1}s",
-                        t0.elapsed().as_secs_f64()
-                    ));
-                }
-                Ok((steps.join("; "), None))
+                Ok((self.order_consumer(p, r).await?, Some(Undo::Nothing)))
             }
         }
     }
 
+    /// The verb on every member; it is tried on all of them before a failure counts.
+    async fn each(
+        &self,
+        verb: &Verb,
+        members: Vec<Member>,
+    ) -> Result<(String, Option<Undo>), FaultError> {
+        let mut results = Vec::new();
+        for &member in &members {
+            results.push(self.cluster.inflict(member, verb).await);
+        }
+        let done: Result<Vec<String>, ClusterError> =
+            results.into_iter().map(|result| result.map(|outcome| outcome.to_string())).collect();
+        let repair = verb.repair();
+        match done {
+            Ok(done) => {
+                Ok((done.join("; "), repair.map(|repair| Undo::Repair { repair, members })))
+            }
+            Err(err) if repair == Some(Repair::Heal) => {
+                Err(self.heal_after_failure(FaultError::Cluster(err)))
+            }
+            Err(err) => Err(FaultError::Cluster(err)),
+        }
+    }
+
+    /// The verb node by node, each serving again before the next.
+    async fn rolling(&self, verb: &Verb, nodes: &[usize]) -> Result<String, FaultError> {
+        let mut steps = Vec::new();
+        for &node in nodes {
+            let failed = |rejoining: bool, steps: &[String], error| FaultError::Rolling {
+                done: steps.to_vec(),
+                node,
+                verb: verb.clone(),
+                rejoining,
+                error,
+            };
+            self.cluster
+                .inflict(Member::Node(node), verb)
+                .await
+                .map_err(|e| failed(false, &steps, e))?;
+            let t0 = Instant::now();
+            self.cluster
+                .wait_serving(node, REJOIN_WAIT)
+                .await
+                .map_err(|e| failed(true, &steps, e))?;
+            let took = t0.elapsed().as_secs_f64();
+            steps.push(match verb {
+                Verb::Upgrade { to_version } => {
+                    format!("zk{node} -> {to_version}, rejoined in {took:.1}s")
+                }
+                _ => format!("zk{node} back in {took:.1}s"),
+            });
+        }
+        Ok(steps.join("; "))
+    }
+
+    /// Sends a consumer its crash or zombie order; returns what it said it did.
+    async fn order_consumer(&self, p: &PlannedFault, r: &Resolved) -> Result<String, FaultError> {
+        let index = r.consumer.ok_or(FaultError::ConsumerUnresolved)?;
+        let handle = &self.consumers[index];
+        let consumer = || handle.name.clone();
+        let duration = Duration::from_secs_f64(p.duration);
+        let (done, answer) = oneshot::channel();
+        let order = if p.fault == FaultKind::ConsumerCrash {
+            ConsumerOrder::Crash { down: duration, done }
+        } else {
+            ConsumerOrder::Zombie { stall: duration, done }
+        };
+        handle
+            .orders
+            .send(order)
+            .await
+            .map_err(|_| FaultError::ConsumerStopped { consumer: consumer() })?;
+        tokio::time::timeout(CONSUMER_ORDER_WAIT, answer)
+            .await
+            .map_err(|_| FaultError::OrderTimeout {
+                consumer: consumer(),
+                waited: CONSUMER_ORDER_WAIT,
+            })?
+            .map_err(|_| FaultError::ConsumerGone { consumer: consumer() })
+    }
+
     /// A network fault that failed halfway may have left rules on some nodes.
-    fn heal_after_failure(&self, error: String) -> String {
+    fn heal_after_failure(&self, error: FaultError) -> FaultError {
         let cluster = self.cluster.clone();
         tokio::spawn(async move {
             if let Err(err) = cluster.heal().await {
@@ -588,51 +491,18 @@ impl Nemesis {
     }
 
     async fn undo(&self, index: usize, p: &PlannedFault, undo: Undo) {
-        let c = &self.cluster;
         let resolved = self.book().plan[index].resolved.clone();
         let target = resolved.map(|r| r.describe(&self.consumer_names())).unwrap_or_default();
-        let mut problems = Vec::new();
-        match &undo {
-            Undo::Start(nodes) => {
-                for &node in nodes {
-                    if let Err(err) = c.start(node).await {
-                        problems.push(describe_error(&err));
-                    }
-                }
-            }
-            Undo::Unpause(nodes) => {
-                for &node in nodes {
-                    if let Err(err) = c.unpause(node).await {
-                        problems.push(describe_error(&err));
-                    }
-                }
-            }
-            Undo::Heal => {
-                if let Err(err) = c.heal().await {
-                    problems.push(describe_error(&err));
-                }
-            }
-            Undo::RestStart => {
-                if let Err(err) = c.rest_start().await {
-                    problems.push(describe_error(&err));
-                }
-            }
-            Undo::RestUnpause => {
-                if let Err(err) = c.rest_unpause().await {
-                    problems.push(describe_error(&err));
-                }
-            }
-            Undo::Nothing => {}
-        }
+        let undone = undo.apply(&self.cluster).await;
         if let Some(progress) = self.history.progress() {
             progress.fault_ended(&format!("{} {target}", p.fault.name()));
         }
         let now = self.history.now();
         let mut e =
-            self.event("undo", if problems.is_empty() { Phase::Ok } else { Phase::Fail }, &target);
+            self.event("undo", if undone.is_ok() { Phase::Ok } else { Phase::Fail }, &target);
         e.detail = Some(format!("end of {} ({})", p.fault.name(), undo.describe()));
-        if !problems.is_empty() {
-            e.error = Some(problems.join("; "));
+        if let Err(problems) = &undone {
+            e.error = Some(problems.to_string());
         }
         self.log(e);
         let mut book = self.book();
@@ -640,8 +510,8 @@ impl Nemesis {
             book.records.iter_mut().rev().find(|r| r.fault == p.fault.name() && r.end.is_none())
         {
             record.end = Some(now);
-            if !problems.is_empty() {
-                record.error = Some(format!("undo: {}", problems.join("; ")));
+            if let Err(problems) = &undone {
+                record.error = Some(format!("undo: {problems}"));
             }
         }
         if let Err(err) = book.save() {
@@ -651,8 +521,8 @@ impl Nemesis {
 
     /// Undoes every fault the harness can inject, whatever the schedule did: used at
     /// the end of the run, on Ctrl-C and after an internal error. Idempotent.
-    pub async fn heal_everything(&self) -> Result<(), String> {
-        let problems = heal_everything(&self.cluster, self.rest).await;
+    pub async fn heal_everything(&self) -> Result<(), HealError> {
+        let healed = heal_everything(&self.cluster, self.rest).await;
         let now = self.history.now();
         {
             let mut book = self.book();
@@ -663,125 +533,89 @@ impl Nemesis {
                 tracing::error!("{err}");
             }
         }
-        let mut e = self.event(
-            "heal-all",
-            if problems.is_empty() { Phase::Ok } else { Phase::Fail },
-            "all",
-        );
-        if !problems.is_empty() {
-            e.error = Some(problems.join("; "));
+        let mut e =
+            self.event("heal-all", if healed.is_ok() { Phase::Ok } else { Phase::Fail }, "all");
+        if let Err(problems) = &healed {
+            e.error = Some(problems.to_string());
         }
         self.log(e);
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(problems.join("; "))
-        }
+        healed
     }
 }
 
 /// Removes every network rule, unpauses and starts every node and the gateway.
-pub async fn heal_everything(cluster: &Cluster, rest: bool) -> Vec<String> {
+/// Every step is tried; the error lists those that failed.
+pub async fn heal_everything(cluster: &Cluster, rest: bool) -> Result<(), HealError> {
     let mut problems = Vec::new();
-    if let Err(err) = cluster.heal().await {
-        problems.push(format!("heal: {}", describe_error(&err)));
+    if let Err(error) = cluster.heal().await {
+        problems.push(HealProblem { step: HealStep::Network, error });
     }
-    for node in cluster.node_ids() {
-        if let Err(err) = cluster.unpause(node).await {
-            problems.push(format!("unpause zk{node}: {}", describe_error(&err)));
-        }
-        if let Err(err) = cluster.start(node).await {
-            problems.push(format!("start zk{node}: {}", describe_error(&err)));
-        }
-    }
+    let mut members: Vec<Member> = cluster.node_ids().into_iter().map(Member::Node).collect();
     if rest {
-        if let Err(err) = cluster.rest_unpause().await {
-            problems.push(format!("unpause the gateway: {}", describe_error(&err)));
-        }
-        if let Err(err) = cluster.rest_start().await {
-            problems.push(format!("start the gateway: {}", describe_error(&err)));
+        members.push(Member::Gateway);
+    }
+    for member in members {
+        for (step, verb) in
+            [(HealStep::Unpause(member), Verb::Unpause), (HealStep::Start(member), Verb::Start)]
+        {
+            if let Err(error) = cluster.inflict(member, &verb).await {
+                problems.push(HealProblem { step, error });
+            }
         }
     }
-    problems
-}
-
-fn describe_error(err: &ClusterError) -> String {
-    match err {
-        ClusterError::Unsupported(_) => format!("refused, not supported here: {err}"),
-        _ => err.to_string(),
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(HealError { problems })
     }
-}
-
-/// The groups of a partition: nodes in one group talk, nodes in different groups
-/// do not. `draw` is the seeded node order; `leader` is needed for isolate-leader.
-pub fn partition_groups(
-    shape: PartitionShape,
-    draw: &[usize],
-    leader: Option<usize>,
-) -> Vec<Vec<usize>> {
-    let n = draw.len();
-    match shape {
-        PartitionShape::IsolateOne => {
-            vec![vec![draw[0]], sorted(&draw[1..])]
-        }
-        PartitionShape::IsolateLeader => {
-            let leader = leader.expect("the leader is known for isolate-leader");
-            let rest: Vec<usize> = draw.iter().copied().filter(|&x| x != leader).collect();
-            vec![vec![leader], sorted(&rest)]
-        }
-        PartitionShape::Halves => {
-            let k = n / 2;
-            vec![sorted(&draw[..k]), sorted(&draw[k..])]
-        }
-        PartitionShape::MajoritiesRing => {
-            // On a ring of random order each node talks only to its nearest
-            // neighbours, as many as make it a majority with itself (5 nodes: one
-            // on each side). Every node sees a majority and no two see the same
-            // one. The cluster connects two nodes iff a group holds both, so the
-            // groups are the ring's links.
-            let majority = n / 2 + 1;
-            let reach = majority / 2;
-            (0..n)
-                .flat_map(|i| (1..=reach).map(move |d| (i, (i + d) % n)))
-                .map(|(a, b)| sorted(&[draw[a], draw[b]]))
-                .collect::<BTreeSet<_>>()
-                .into_iter()
-                .collect()
-        }
-        PartitionShape::Bridge => {
-            let half = n / 2;
-            vec![sorted(&draw[..=half]), sorted(&draw[half..])]
-        }
-    }
-}
-
-fn sorted(nodes: &[usize]) -> Vec<usize> {
-    let mut v = nodes.to_vec();
-    v.sort_unstable();
-    v
 }
 
 /// What ends an applied fault.
 #[derive(Debug, Clone)]
 enum Undo {
-    Start(Vec<usize>),
-    Unpause(Vec<usize>),
-    Heal,
-    RestStart,
-    RestUnpause,
+    /// The verb's repair on the members it hit.
+    Repair { repair: Repair, members: Vec<Member> },
     /// The target undoes it itself (consumer faults).
     Nothing,
 }
 
 impl Undo {
+    /// How history names the undo (`end of kill (started again)`).
     fn describe(&self) -> &'static str {
+        let gateway = |members: &[Member]| members == [Member::Gateway];
         match self {
-            Undo::Start(_) => "started again",
-            Undo::Unpause(_) => "unpaused",
-            Undo::Heal => "network healed",
-            Undo::RestStart => "gateway started again",
-            Undo::RestUnpause => "gateway unpaused",
+            Undo::Repair { repair: Repair::Start, members } if gateway(members) => {
+                "gateway started again"
+            }
+            Undo::Repair { repair: Repair::Start, .. } => "started again",
+            Undo::Repair { repair: Repair::Unpause, members } if gateway(members) => {
+                "gateway unpaused"
+            }
+            Undo::Repair { repair: Repair::Unpause, .. } => "unpaused",
+            Undo::Repair { repair: Repair::Heal, .. } => "network healed",
             Undo::Nothing => "the consumer recovers by itself",
+        }
+    }
+
+    /// Repairs every member, trying all of them before reporting the failures.
+    async fn apply(&self, cluster: &Cluster) -> Result<(), UndoError> {
+        let Undo::Repair { repair, members } = self else {
+            return Ok(());
+        };
+        let mut results = Vec::new();
+        match repair.verb() {
+            Some(verb) => {
+                for &member in members {
+                    results.push(cluster.inflict(member, &verb).await.map(drop));
+                }
+            }
+            None => results.push(cluster.heal().await.map(drop)),
+        }
+        let problems: Vec<ClusterError> = results.into_iter().filter_map(Result::err).collect();
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(UndoError { problems })
         }
     }
 }
@@ -789,104 +623,8 @@ impl Undo {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::chaos::scenario::parse_scenario;
-
-    fn scenario() -> Scenario {
-        parse_scenario(
-            r#"
-name = "plan"
-duration = "5m"
-[cluster]
-nodes = 5
-rest = true
-[workload.native]
-producers = 1
-consumers = 2
-[nemesis]
-interval = "10s"
-quiet = "3s"
-fault_duration = "8s"
-[[nemesis.faults]]
-fault = "kill"
-target = "leader"
-[[nemesis.faults]]
-fault = "partition"
-shape = "halves"
-weight = 3
-[[nemesis.faults]]
-fault = "rest-restart"
-"#,
-            Path::new("t.toml"),
-        )
-        .unwrap()
-    }
-
-    #[test]
-    fn the_same_seed_gives_the_same_schedule_and_another_seed_another() {
-        let s = scenario();
-        let a = plan(&s, 42, s.duration);
-        let b = plan(&s, 42, s.duration);
-        let c = plan(&s, 43, s.duration);
-        assert_eq!(a, b);
-        assert_ne!(a, c);
-        assert!(a.len() >= 20, "{} faults in 5 minutes", a.len());
-    }
-
-    #[test]
-    fn faults_respect_start_interval_quiet_and_the_end() {
-        let s = scenario();
-        let faults = plan(&s, 7, s.duration);
-        assert_eq!(faults[0].at, 5.0);
-        for pair in faults.windows(2) {
-            let gap = pair[1].at - pair[0].at;
-            assert!(gap >= 10.0 - 1e-9, "{pair:?}");
-            assert!(pair[1].at >= pair[0].at + pair[0].duration + 3.0 - 1e-9, "{pair:?}");
-        }
-        let last = faults.last().unwrap();
-        assert!(last.at + last.duration <= 300.0 + 1e-9);
-        assert!(faults.iter().any(|f| f.fault == FaultKind::RestRestart && f.duration == 0.0));
-        let partitions = faults.iter().filter(|f| f.fault == FaultKind::Partition).count();
-        assert!(
-            partitions > faults.len() / 3,
-            "weights are honoured: {partitions} of {}",
-            faults.len()
-        );
-    }
-
-    #[test]
-    fn partition_shapes_cut_as_named() {
-        let draw = [3, 1, 4, 5, 2];
-        assert_eq!(
-            partition_groups(PartitionShape::IsolateOne, &draw, None),
-            [vec![3], vec![1, 2, 4, 5]]
-        );
-        assert_eq!(
-            partition_groups(PartitionShape::IsolateLeader, &draw, Some(5)),
-            [vec![5], vec![1, 2, 3, 4]]
-        );
-        assert_eq!(
-            partition_groups(PartitionShape::Halves, &draw, None),
-            [vec![1, 3], vec![2, 4, 5]]
-        );
-        assert_eq!(
-            partition_groups(PartitionShape::Bridge, &draw, None),
-            [vec![1, 3, 4], vec![2, 4, 5]]
-        );
-        // The ring's links: each node reaches exactly two others, so it sees a
-        // majority of 3 with itself, and the five majorities all differ.
-        let ring = partition_groups(PartitionShape::MajoritiesRing, &draw, None);
-        assert_eq!(ring.len(), 5, "{ring:?}");
-        assert!(ring.iter().all(|g| g.len() == 2), "{ring:?}");
-        let mut seen = BTreeSet::new();
-        for node in 1..=5 {
-            let mut view: Vec<usize> =
-                ring.iter().filter(|g| g.contains(&node)).flatten().copied().collect();
-            view.sort_unstable();
-            view.dedup();
-            assert_eq!(view.len(), 3, "zk{node} must see a majority: {ring:?}");
-            assert!(seen.insert(view), "two nodes see the same majority: {ring:?}");
-        }
-    }
+    use crate::chaos::schedule::tests::scenario;
+    use crate::chaos::schedule::{load_replay, plan};
 
     #[test]
     fn the_schedule_file_round_trips_and_reads_as_a_plain_schedule() {
@@ -916,5 +654,41 @@ fault = "rest-restart"
         assert_eq!((seed, &replay), (1, &p));
         let plain = run_dir.read_schedule().unwrap().unwrap();
         assert_eq!(plain.faults.len(), 1);
+    }
+
+    #[test]
+    fn errors_and_undos_keep_the_words_the_history_has_always_recorded() {
+        let timeout = || ClusterError::Timeout { waited_for: "zk2".into() };
+        let rolling = |done: Vec<String>, rejoining| FaultError::Rolling {
+            done,
+            node: 2,
+            verb: Verb::Upgrade { to_version: "3.9.3".into() },
+            rejoining,
+            error: timeout(),
+        };
+        assert_eq!(rolling(vec![], false).to_string(), "; then timed out waiting for zk2");
+        assert_eq!(
+            rolling(vec!["zk1 -> 3.9.3, rejoined in 2.0s".into()], true).to_string(),
+            "zk1 -> 3.9.3, rejoined in 2.0s; zk2 upgraded but timed out waiting for zk2"
+        );
+        let refused = FaultError::Cluster(ClusterError::Unsupported("no netem".into()));
+        assert_eq!(
+            refused.to_string(),
+            "refused, not supported here: not supported here: no netem"
+        );
+        let healed = HealError {
+            problems: vec![
+                HealProblem { step: HealStep::Network, error: timeout() },
+                HealProblem { step: HealStep::Start(Member::Gateway), error: timeout() },
+            ],
+        };
+        assert_eq!(
+            healed.to_string(),
+            "heal: timed out waiting for zk2; start the gateway: timed out waiting for zk2"
+        );
+        let gateway = Undo::Repair { repair: Repair::Start, members: vec![Member::Gateway] };
+        assert_eq!(gateway.describe(), "gateway started again");
+        let nodes = Undo::Repair { repair: Repair::Unpause, members: vec![Member::Node(1)] };
+        assert_eq!(nodes.describe(), "unpaused");
     }
 }

@@ -12,10 +12,11 @@ use serde::Serialize;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::nemesis::{self, Nemesis, NemesisError, PlannedFault};
+use super::nemesis::{self, Nemesis};
 use super::recorder::Recorder;
 use super::sampler;
 use super::scenario::{AlgorithmChoice, Scenario};
+use super::schedule::{self, PlannedFault, ScheduleError};
 use super::workload::{WorkerPlan, Workload, WorkloadConfig};
 use crate::checker::{self, CheckError};
 use crate::cluster::{self, Cluster, ClusterError, ClusterSpec};
@@ -77,7 +78,7 @@ pub enum ChaosError {
     #[error(transparent)]
     History(#[from] HistoryError),
     #[error(transparent)]
-    Schedule(#[from] NemesisError),
+    Schedule(#[from] ScheduleError),
     #[error("the cluster failed: {0}")]
     Cluster(#[from] ClusterError),
     #[error("the replayed schedule {path} has seed {recorded} but --seed says {asked}")]
@@ -112,7 +113,7 @@ pub async fn run(scenario: Scenario, options: RunOptions) -> Result<RunOutcome, 
     let (run_dir, replay_command) = open_run_dir(&as_run, &options, stamp, &stamp_text, &rerun)?;
     say(&format!("run directory {}", run_dir.root().display()));
 
-    let plan = replay_plan.unwrap_or_else(|| nemesis::plan(&scenario, seed, duration));
+    let plan = replay_plan.unwrap_or_else(|| schedule::plan(&scenario, seed, duration));
     say(&format!(
         "{} faults planned over {}{}",
         plan.len(),
@@ -183,7 +184,7 @@ fn choose_seed(
 ) -> Result<(u64, Option<Vec<PlannedFault>>), ChaosError> {
     match &options.replay {
         Some(path) => {
-            let (recorded, plan) = nemesis::load_replay(path)?;
+            let (recorded, plan) = schedule::load_replay(path)?;
             if let Some(asked) = options.seed.filter(|&s| s != recorded) {
                 return Err(ChaosError::ReplaySeed { path: path.clone(), recorded, asked });
             }
@@ -351,9 +352,8 @@ async fn leave(
     keep: bool,
     say: &(dyn Fn(&str) + Send + Sync),
 ) {
-    let problems = nemesis::heal_everything(cluster, rest).await;
-    if !problems.is_empty() {
-        say(&format!("warning: undoing faults at the end: {}", problems.join("; ")));
+    if let Err(problems) = nemesis::heal_everything(cluster, rest).await {
+        say(&format!("warning: undoing faults at the end: {problems}"));
     }
     if let Err(err) = cluster.save_logs(&run_dir.logs_dir()).await {
         say(&format!("warning: cannot save the node logs: {err}"));

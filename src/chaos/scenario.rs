@@ -15,6 +15,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::cluster::fault::{FaultKind, PartitionShape, Target, ALL_FAULTS};
+
 /// Largest payload a scenario may ask for: ZooKeeper's default `jute.maxbuffer` is
 /// about 1 MB and the envelope needs room of its own.
 pub const MAX_PAYLOAD_BYTES: usize = 1_000_000;
@@ -186,204 +188,6 @@ pub struct WorkloadSection {
     /// them in the next one; 1 takes one at a time. REST consumers take one.
     #[serde(default = "default_batch")]
     pub take_batch: usize,
-}
-
-/// Fault verbs, as plain named operations.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum FaultKind {
-    /// SIGKILL the node; started again at the fault's end.
-    Kill,
-    /// Graceful stop; started again at the end.
-    Stop,
-    /// Freeze the node's processes; unpaused at the end.
-    Pause,
-    /// Restart in place (instantaneous).
-    Restart,
-    /// Stop, clear the data directory (myid kept), start: the node must resync.
-    Wipe,
-    /// Cut the network into groups (see `shape`); healed at the end.
-    Partition,
-    /// Drop a share of the node's packets (iptables statistic).
-    Loss,
-    /// Limit the node's bandwidth (tc tbf).
-    Slow,
-    /// Delay the node's packets (netem; refused where the kernel lacks it).
-    Delay,
-    /// Kill the REST gateway; started again at the end.
-    RestKill,
-    /// Restart the REST gateway (instantaneous).
-    RestRestart,
-    /// Freeze the REST gateway; unpaused at the end.
-    RestPause,
-    /// A consumer drops its session without closing; it re-registers at the end.
-    ConsumerCrash,
-    /// A consumer stalls past its session timeout holding a message, then tries to ack.
-    ConsumerZombie,
-    /// Restart every node, one at a time, waiting for each to serve again.
-    RollingRestart,
-    /// Move every node to `to_version`, one at a time, keeping its data.
-    RollingUpgrade,
-    /// Kill a majority: unavailability is expected, loss is not.
-    QuorumLoss,
-}
-
-impl FaultKind {
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Kill => "kill",
-            Self::Stop => "stop",
-            Self::Pause => "pause",
-            Self::Restart => "restart",
-            Self::Wipe => "wipe",
-            Self::Partition => "partition",
-            Self::Loss => "loss",
-            Self::Slow => "slow",
-            Self::Delay => "delay",
-            Self::RestKill => "rest-kill",
-            Self::RestRestart => "rest-restart",
-            Self::RestPause => "rest-pause",
-            Self::ConsumerCrash => "consumer-crash",
-            Self::ConsumerZombie => "consumer-zombie",
-            Self::RollingRestart => "rolling-restart",
-            Self::RollingUpgrade => "rolling-upgrade",
-            Self::QuorumLoss => "quorum-loss",
-        }
-    }
-
-    pub fn from_name(name: &str) -> Option<Self> {
-        ALL_FAULTS.iter().copied().find(|kind| kind.name() == name)
-    }
-
-    /// The target a fault gets when the scenario names none.
-    pub fn default_target(self) -> Target {
-        match self {
-            Self::Partition => Target::Random,
-            Self::RestKill | Self::RestRestart | Self::RestPause => Target::Rest,
-            Self::ConsumerCrash | Self::ConsumerZombie => Target::Consumer,
-            Self::RollingRestart | Self::RollingUpgrade => Target::All,
-            Self::QuorumLoss => Target::Majority,
-            _ => Target::Random,
-        }
-    }
-
-    /// Which targets make sense for this verb.
-    pub fn allowed_targets(self) -> &'static [Target] {
-        use Target::*;
-        match self {
-            Self::Kill
-            | Self::Stop
-            | Self::Pause
-            | Self::Restart
-            | Self::Loss
-            | Self::Slow
-            | Self::Delay => &[Random, Leader, Follower, Minority, Majority, All],
-            // Wiping more than one node at once destroys acknowledged data by design
-            // of ZooKeeper, not by a bug of the queue: not a fault worth injecting.
-            Self::Wipe => &[Random, Leader, Follower],
-            Self::Partition => &[Random],
-            Self::RestKill | Self::RestRestart | Self::RestPause => &[Rest],
-            Self::ConsumerCrash | Self::ConsumerZombie => &[Consumer],
-            Self::RollingRestart | Self::RollingUpgrade => &[All],
-            Self::QuorumLoss => &[Majority, All],
-        }
-    }
-
-    /// Faults that happen at once and need no undo (their duration is ignored).
-    pub fn is_instant(self) -> bool {
-        matches!(
-            self,
-            Self::Restart
-                | Self::Wipe
-                | Self::RestRestart
-                | Self::RollingRestart
-                | Self::RollingUpgrade
-        )
-    }
-}
-
-pub const ALL_FAULTS: &[FaultKind] = &[
-    FaultKind::Kill,
-    FaultKind::Stop,
-    FaultKind::Pause,
-    FaultKind::Restart,
-    FaultKind::Wipe,
-    FaultKind::Partition,
-    FaultKind::Loss,
-    FaultKind::Slow,
-    FaultKind::Delay,
-    FaultKind::RestKill,
-    FaultKind::RestRestart,
-    FaultKind::RestPause,
-    FaultKind::ConsumerCrash,
-    FaultKind::ConsumerZombie,
-    FaultKind::RollingRestart,
-    FaultKind::RollingUpgrade,
-    FaultKind::QuorumLoss,
-];
-
-/// What a fault is aimed at, as the scenario says it (resolved when the fault runs).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Target {
-    /// One node drawn from the seed.
-    Random,
-    /// The current leader (asked when the fault starts).
-    Leader,
-    /// A node that is not the leader.
-    Follower,
-    /// Fewer than half of the nodes (at least one).
-    Minority,
-    /// More than half of the nodes.
-    Majority,
-    All,
-    /// The REST gateway.
-    Rest,
-    /// One of the workload's consumers.
-    Consumer,
-}
-
-impl Target {
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Random => "random",
-            Self::Leader => "leader",
-            Self::Follower => "follower",
-            Self::Minority => "minority",
-            Self::Majority => "majority",
-            Self::All => "all",
-            Self::Rest => "rest",
-            Self::Consumer => "consumer",
-        }
-    }
-}
-
-/// How a partition cuts the ensemble.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum PartitionShape {
-    /// One random node alone.
-    IsolateOne,
-    /// The leader alone.
-    IsolateLeader,
-    /// A random minority against the majority.
-    Halves,
-    /// Every node sees a majority, no two see the same one.
-    MajoritiesRing,
-    /// Two halves joined by one node that sees both.
-    Bridge,
-}
-
-impl PartitionShape {
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::IsolateOne => "isolate-one",
-            Self::IsolateLeader => "isolate-leader",
-            Self::Halves => "halves",
-            Self::MajoritiesRing => "majorities-ring",
-            Self::Bridge => "bridge",
-        }
-    }
 }
 
 /// One kind of fault the nemesis may draw, with its weight and knobs.
@@ -731,7 +535,16 @@ fn problem(table: &str, index: Option<usize>, key: &str, message: impl Into<Stri
     Problem { table: table.into(), index, key: key.into(), message: message.into() }
 }
 
+/// Every section's checks, in file order; the first problem found is reported.
 fn validate(s: &Scenario) -> Result<(), Problem> {
+    validate_top_level(s)?;
+    validate_cluster(&s.cluster)?;
+    validate_workload(&s.workload, &s.cluster)?;
+    validate_nemesis(s)?;
+    validate_final(s)
+}
+
+fn validate_top_level(s: &Scenario) -> Result<(), Problem> {
     if s.name.trim().is_empty()
         || !s.name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
     {
@@ -745,7 +558,10 @@ fn validate(s: &Scenario) -> Result<(), Problem> {
     if s.duration.is_zero() {
         return Err(problem("", None, "duration", "must be longer than 0s"));
     }
-    let c = &s.cluster;
+    Ok(())
+}
+
+fn validate_cluster(c: &ClusterSection) -> Result<(), Problem> {
     if ![1, 3, 5, 7].contains(&c.nodes) {
         return Err(problem("cluster", None, "nodes", format!("{} nodes: use 1, 3, 5 or 7 (an even ensemble tolerates no more failures than the odd one below it)", c.nodes)));
     }
@@ -764,7 +580,10 @@ fn validate(s: &Scenario) -> Result<(), Problem> {
     if c.tick_time < Duration::from_millis(100) || c.tick_time > Duration::from_secs(10) {
         return Err(problem("cluster", None, "tick_time", "use 100ms to 10s"));
     }
-    let w = &s.workload;
+    Ok(())
+}
+
+fn validate_workload(w: &WorkloadSection, c: &ClusterSection) -> Result<(), Problem> {
     if w.native.producers + w.rest.producers == 0 {
         return Err(problem(
             "workload",
@@ -850,6 +669,10 @@ fn validate(s: &Scenario) -> Result<(), Problem> {
             ),
         ));
     }
+    Ok(())
+}
+
+fn validate_nemesis(s: &Scenario) -> Result<(), Problem> {
     let n = &s.nemesis;
     if n.interval.is_zero() {
         return Err(problem("nemesis", None, "interval", "must be longer than 0s"));
@@ -863,158 +686,190 @@ fn validate(s: &Scenario) -> Result<(), Problem> {
         ));
     }
     for (i, f) in n.faults.iter().enumerate() {
-        let at = Some(i);
-        let target = f.target();
-        if !f.fault.allowed_targets().contains(&target) {
-            let allowed: Vec<_> = f.fault.allowed_targets().iter().map(|t| t.name()).collect();
+        validate_fault_aim(s, i, f)?;
+        validate_fault_knobs(s, i, f)?;
+        validate_no_stray_knobs(i, f)?;
+    }
+    Ok(())
+}
+
+/// A fault entry's target and duration.
+fn validate_fault_aim(s: &Scenario, i: usize, f: &FaultSpec) -> Result<(), Problem> {
+    let c = &s.cluster;
+    let n = &s.nemesis;
+    let at = Some(i);
+    let target = f.target();
+    if !f.fault.allowed_targets().contains(&target) {
+        let allowed: Vec<_> = f.fault.allowed_targets().iter().map(|t| t.name()).collect();
+        return Err(problem(
+            "nemesis.faults",
+            at,
+            "target",
+            format!(
+                "`{}` cannot target `{}` (use {})",
+                f.fault.name(),
+                target.name(),
+                allowed.join(", ")
+            ),
+        ));
+    }
+    if target == Target::Majority && c.nodes < 2 && f.fault != FaultKind::QuorumLoss {
+        return Err(problem(
+            "nemesis.faults",
+            at,
+            "target",
+            "a 1-node ensemble has no majority to pick",
+        ));
+    }
+    let duration = f.duration.unwrap_or(n.fault_duration);
+    if !f.fault.is_instant() && duration.is_zero() {
+        return Err(problem("nemesis.faults", at, "duration", "must be longer than 0s"));
+    }
+    Ok(())
+}
+
+/// The knobs a fault kind needs, and what the scenario must offer it.
+fn validate_fault_knobs(s: &Scenario, i: usize, f: &FaultSpec) -> Result<(), Problem> {
+    let (c, w) = (&s.cluster, &s.workload);
+    let at = Some(i);
+    let duration = f.duration.unwrap_or(s.nemesis.fault_duration);
+    match f.fault {
+        FaultKind::Partition => {
+            let Some(shape) = f.shape else {
+                return Err(problem("nemesis.faults", at, "fault", "a partition needs `shape`: isolate-one, isolate-leader, halves, majorities-ring or bridge"));
+            };
+            if c.nodes < 3 {
+                return Err(problem(
+                    "nemesis.faults",
+                    at,
+                    "shape",
+                    "partitions need at least 3 nodes",
+                ));
+            }
+            if matches!(shape, PartitionShape::MajoritiesRing | PartitionShape::Bridge)
+                && c.nodes < 5
+            {
+                return Err(problem(
+                    "nemesis.faults",
+                    at,
+                    "shape",
+                    format!("`{}` needs at least 5 nodes", shape.name()),
+                ));
+            }
+        }
+        FaultKind::Loss => match f.percent {
+            Some(p) if (1..=100).contains(&p) => {}
+            _ => {
+                return Err(problem(
+                    "nemesis.faults",
+                    at,
+                    "percent",
+                    "loss needs `percent` from 1 to 100",
+                ))
+            }
+        },
+        FaultKind::Slow => match f.kbit {
+            Some(k) if k >= 8 => {}
+            _ => {
+                return Err(problem(
+                    "nemesis.faults",
+                    at,
+                    "kbit",
+                    "slow needs `kbit` of at least 8",
+                ))
+            }
+        },
+        FaultKind::Delay => match f.delay {
+            Some(d) if !d.is_zero() => {}
+            _ => {
+                return Err(problem(
+                    "nemesis.faults",
+                    at,
+                    "delay",
+                    "delay needs `delay`, e.g. \"200ms\"",
+                ))
+            }
+        },
+        FaultKind::RollingUpgrade => match &f.to_version {
+            Some(v) if KNOWN_ZK_VERSIONS.contains(&v.as_str()) && *v != c.zk_version => {}
+            Some(v) if *v == c.zk_version => {
+                return Err(problem(
+                    "nemesis.faults",
+                    at,
+                    "to_version",
+                    format!("the ensemble already runs {v}"),
+                ))
+            }
+            _ => {
+                return Err(problem(
+                    "nemesis.faults",
+                    at,
+                    "to_version",
+                    format!(
+                        "rolling-upgrade needs `to_version`, one of {}",
+                        KNOWN_ZK_VERSIONS.join(", ")
+                    ),
+                ))
+            }
+        },
+        FaultKind::RestKill | FaultKind::RestRestart | FaultKind::RestPause if !c.rest => {
             return Err(problem(
                 "nemesis.faults",
                 at,
-                "target",
+                "fault",
+                "gateway faults need `rest = true` in [cluster]",
+            ));
+        }
+        FaultKind::ConsumerCrash | FaultKind::ConsumerZombie if s.consumer_count() == 0 => {
+            return Err(problem("nemesis.faults", at, "fault", "consumer faults need consumers"));
+        }
+        FaultKind::ConsumerZombie if duration <= w.session_timeout => {
+            return Err(problem(
+                "nemesis.faults",
+                at,
+                "duration",
                 format!(
-                    "`{}` cannot target `{}` (use {})",
-                    f.fault.name(),
-                    target.name(),
-                    allowed.join(", ")
+                    "a zombie must stall longer than the session timeout ({:?}) or it is no zombie",
+                    w.session_timeout
                 ),
             ));
         }
-        if target == Target::Majority && c.nodes < 2 && f.fault != FaultKind::QuorumLoss {
+        FaultKind::QuorumLoss if c.nodes < 3 => {
             return Err(problem(
                 "nemesis.faults",
                 at,
-                "target",
-                "a 1-node ensemble has no majority to pick",
+                "fault",
+                "quorum loss needs at least 3 nodes",
             ));
         }
-        let duration = f.duration.unwrap_or(n.fault_duration);
-        if !f.fault.is_instant() && duration.is_zero() {
-            return Err(problem("nemesis.faults", at, "duration", "must be longer than 0s"));
-        }
-        match f.fault {
-            FaultKind::Partition => {
-                let Some(shape) = f.shape else {
-                    return Err(problem("nemesis.faults", at, "fault", "a partition needs `shape`: isolate-one, isolate-leader, halves, majorities-ring or bridge"));
-                };
-                if c.nodes < 3 {
-                    return Err(problem(
-                        "nemesis.faults",
-                        at,
-                        "shape",
-                        "partitions need at least 3 nodes",
-                    ));
-                }
-                if matches!(shape, PartitionShape::MajoritiesRing | PartitionShape::Bridge)
-                    && c.nodes < 5
-                {
-                    return Err(problem(
-                        "nemesis.faults",
-                        at,
-                        "shape",
-                        format!("`{}` needs at least 5 nodes", shape.name()),
-                    ));
-                }
-            }
-            FaultKind::Loss => match f.percent {
-                Some(p) if (1..=100).contains(&p) => {}
-                _ => {
-                    return Err(problem(
-                        "nemesis.faults",
-                        at,
-                        "percent",
-                        "loss needs `percent` from 1 to 100",
-                    ))
-                }
-            },
-            FaultKind::Slow => match f.kbit {
-                Some(k) if k >= 8 => {}
-                _ => {
-                    return Err(problem(
-                        "nemesis.faults",
-                        at,
-                        "kbit",
-                        "slow needs `kbit` of at least 8",
-                    ))
-                }
-            },
-            FaultKind::Delay => match f.delay {
-                Some(d) if !d.is_zero() => {}
-                _ => {
-                    return Err(problem(
-                        "nemesis.faults",
-                        at,
-                        "delay",
-                        "delay needs `delay`, e.g. \"200ms\"",
-                    ))
-                }
-            },
-            FaultKind::RollingUpgrade => match &f.to_version {
-                Some(v) if KNOWN_ZK_VERSIONS.contains(&v.as_str()) && *v != c.zk_version => {}
-                Some(v) if *v == c.zk_version => {
-                    return Err(problem(
-                        "nemesis.faults",
-                        at,
-                        "to_version",
-                        format!("the ensemble already runs {v}"),
-                    ))
-                }
-                _ => {
-                    return Err(problem(
-                        "nemesis.faults",
-                        at,
-                        "to_version",
-                        format!(
-                            "rolling-upgrade needs `to_version`, one of {}",
-                            KNOWN_ZK_VERSIONS.join(", ")
-                        ),
-                    ))
-                }
-            },
-            FaultKind::RestKill | FaultKind::RestRestart | FaultKind::RestPause if !c.rest => {
-                return Err(problem(
-                    "nemesis.faults",
-                    at,
-                    "fault",
-                    "gateway faults need `rest = true` in [cluster]",
-                ));
-            }
-            FaultKind::ConsumerCrash | FaultKind::ConsumerZombie if s.consumer_count() == 0 => {
-                return Err(problem(
-                    "nemesis.faults",
-                    at,
-                    "fault",
-                    "consumer faults need consumers",
-                ));
-            }
-            FaultKind::ConsumerZombie if duration <= w.session_timeout => {
-                return Err(problem("nemesis.faults", at, "duration", format!("a zombie must stall longer than the session timeout ({:?}) or it is no zombie", w.session_timeout)));
-            }
-            FaultKind::QuorumLoss if c.nodes < 3 => {
-                return Err(problem(
-                    "nemesis.faults",
-                    at,
-                    "fault",
-                    "quorum loss needs at least 3 nodes",
-                ));
-            }
-            _ => {}
-        }
-        let stray = [
-            ("shape", f.shape.is_some() && f.fault != FaultKind::Partition),
-            ("percent", f.percent.is_some() && f.fault != FaultKind::Loss),
-            ("kbit", f.kbit.is_some() && f.fault != FaultKind::Slow),
-            ("delay", f.delay.is_some() && f.fault != FaultKind::Delay),
-            ("to_version", f.to_version.is_some() && f.fault != FaultKind::RollingUpgrade),
-        ];
-        if let Some((key, _)) = stray.iter().find(|(_, bad)| *bad) {
-            return Err(problem(
-                "nemesis.faults",
-                at,
-                key,
-                format!("`{key}` means nothing to `{}`", f.fault.name()),
-            ));
-        }
+        _ => {}
     }
+    Ok(())
+}
+
+/// A knob set on a fault kind it means nothing to.
+fn validate_no_stray_knobs(i: usize, f: &FaultSpec) -> Result<(), Problem> {
+    let at = Some(i);
+    let stray = [
+        ("shape", f.shape.is_some() && f.fault != FaultKind::Partition),
+        ("percent", f.percent.is_some() && f.fault != FaultKind::Loss),
+        ("kbit", f.kbit.is_some() && f.fault != FaultKind::Slow),
+        ("delay", f.delay.is_some() && f.fault != FaultKind::Delay),
+        ("to_version", f.to_version.is_some() && f.fault != FaultKind::RollingUpgrade),
+    ];
+    if let Some((key, _)) = stray.iter().find(|(_, bad)| *bad) {
+        return Err(problem(
+            "nemesis.faults",
+            at,
+            key,
+            format!("`{key}` means nothing to `{}`", f.fault.name()),
+        ));
+    }
+    Ok(())
+}
+
+fn validate_final(s: &Scenario) -> Result<(), Problem> {
+    let w = &s.workload;
     if s.finish.quorum_timeout.is_zero() || s.finish.drain_timeout.is_zero() {
         return Err(problem("final", None, "drain_timeout", "timeouts must be longer than 0s"));
     }

@@ -85,7 +85,7 @@ pub async fn run(command: ChaosCommand) -> anyhow::Result<u8> {
             let seed = args.seed.or(scenario.seed).unwrap_or_else(rand::random);
             let duration = args.duration.unwrap_or(scenario.duration);
             println!("seed {seed}");
-            for fault in chaos::nemesis::plan(&scenario, seed, duration) {
+            for fault in chaos::schedule::plan(&scenario, seed, duration) {
                 let shape = fault.shape.map(|s| format!(" {}", s.name())).unwrap_or_default();
                 println!(
                     "{:>8.1}s  {:<16} {:<9}{shape}  for {:.1}s  draw {:?}",

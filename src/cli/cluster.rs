@@ -5,6 +5,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use rand::Rng;
+use zkmq::cluster::fault::{Member, Verb};
 use zkmq::cluster::{
     self, current_run_id, down_all, down_run, ensure_images, fail_loop, forget_current_run,
     remember_current_run, Cluster, ClusterSpec, FailOptions, NodeMode, SUPPORTED_VERSIONS,
@@ -207,20 +208,15 @@ async fn attach(run: &RunArg) -> anyhow::Result<Cluster> {
     Ok(Cluster::attach(&run_id).await?)
 }
 
-enum Target {
-    Node(usize),
-    Rest,
-}
-
-async fn resolve_target(cluster: &Cluster, target: &str) -> anyhow::Result<Target> {
+async fn resolve_target(cluster: &Cluster, target: &str) -> anyhow::Result<Member> {
     Ok(match target {
-        "rest" => Target::Rest,
+        "rest" => Member::Gateway,
         "leader" => match cluster.leader().await? {
-            Some(node) => Target::Node(node),
+            Some(node) => Member::Node(node),
             None => bail!("no node is leader right now (`zkmq cluster status` shows why)"),
         },
-        "random" => Target::Node(rand::rng().random_range(1..=cluster.spec().nodes)),
-        number => Target::Node(number.parse().with_context(|| {
+        "random" => Member::Node(rand::rng().random_range(1..=cluster.spec().nodes)),
+        number => Member::Node(number.parse().with_context(|| {
             format!(
                 "{number:?} is not a node: use 1..={}, leader, random or rest",
                 cluster.spec().nodes
@@ -250,145 +246,28 @@ async fn interrupted() {
 
 pub async fn run(command: ClusterCommand) -> anyhow::Result<u8> {
     match command {
-        ClusterCommand::Images { force, versions } => {
-            let versions: Vec<&str> = if versions.is_empty() {
-                SUPPORTED_VERSIONS.iter().map(|(v, _, _)| *v).collect()
-            } else {
-                versions.iter().map(String::as_str).collect()
-            };
-            ensure_images(&versions, force, &print_line).await?;
-            for version in versions {
-                println!("{}", cluster::image_for_version(version));
-            }
+        ClusterCommand::Images { force, versions } => images(force, &versions).await?,
+        ClusterCommand::Up(args) => return up(args).await,
+        ClusterCommand::Status { run, json } => status(&run, json).await?,
+        ClusterCommand::List => list().await?,
+        ClusterCommand::Down { run, all } => down(&run, all).await?,
+        ClusterCommand::Logs { node, tail, run } => logs(&node, tail, &run).await?,
+        ClusterCommand::Kill(t) => inflict(&t, Verb::Kill).await?,
+        ClusterCommand::Stop(t) => inflict(&t, Verb::Stop).await?,
+        ClusterCommand::Start(t) => inflict(&t, Verb::Start).await?,
+        ClusterCommand::Restart(t) => inflict(&t, Verb::Restart).await?,
+        ClusterCommand::Pause(t) => inflict(&t, Verb::Pause).await?,
+        ClusterCommand::Unpause(t) => inflict(&t, Verb::Unpause).await?,
+        ClusterCommand::Wipe(t) => inflict(&t, Verb::Wipe).await?,
+        ClusterCommand::Upgrade { target, to } => {
+            inflict(&target, Verb::Upgrade { to_version: to }).await?
         }
-        ClusterCommand::Up(args) => {
-            let run_id = args.run_id.unwrap_or_else(|| cluster::new_run_id("dev"));
-            let mut spec = ClusterSpec::new(run_id.clone(), args.nodes);
-            spec.zk_version = args.zk_version;
-            spec.image = args.image;
-            spec.rest = !args.no_rest;
-            spec.tick_time_ms = u32::try_from(args.tick_time.as_millis()).context("--tick-time")?;
-            spec.up_timeout = args.timeout;
-            let started = std::time::Instant::now();
-            let cluster = tokio::select! {
-                result = Cluster::up(spec, &print_line) => result?,
-                () = interrupted() => {
-                    // Dropping `up` removed whatever it had started.
-                    eprintln!("interrupted: removed everything run {run_id} had started");
-                    return Ok(EXIT_HARNESS_ERROR);
-                }
-            };
-            remember_current_run(&run_id)?;
-            eprintln!(
-                "cluster {run_id} is up in {:.1} s (current cluster; `zkmq cluster down` removes it)",
-                started.elapsed().as_secs_f64()
-            );
-            println!("{}", cluster.connect_string());
-            if let Some(url) = cluster.rest_url() {
-                println!("{url}");
-            }
+        ClusterCommand::Loss { target, percent } => {
+            inflict(&target, Verb::Loss { percent }).await?
         }
-        ClusterCommand::Status { run, json } => {
-            let cluster = attach(&run).await?;
-            let statuses = cluster.status().await?;
-            if json {
-                let value = serde_json::json!({
-                    "run_id": cluster.run_id(),
-                    "connect_string": cluster.connect_string(),
-                    "rest_url": cluster.rest_url(),
-                    "nodes": statuses,
-                });
-                println!("{}", serde_json::to_string_pretty(&value)?);
-            } else {
-                println!("cluster {}", cluster.run_id());
-                println!(
-                    "{:<5} {:<10} {:<12} {:<17} {:<8} image",
-                    "node", "container", "mode", "address", "version"
-                );
-                for s in &statuses {
-                    println!(
-                        "zk{:<3} {:<10} {:<12} {:<17} {:<8} {}",
-                        s.node,
-                        s.container,
-                        s.mode.to_string(),
-                        s.address,
-                        s.version,
-                        s.image
-                    );
-                }
-                println!("connect string: {}", cluster.connect_string());
-                if let Some(url) = cluster.rest_url() {
-                    println!("REST gateway:   {url}");
-                }
-                let serving = statuses.iter().filter(|s| s.mode.is_serving()).count();
-                if !statuses
-                    .iter()
-                    .any(|s| s.mode == NodeMode::Leader || s.mode == NodeMode::Standalone)
-                {
-                    println!("no leader: {serving} of {} nodes serve", statuses.len());
-                }
-            }
-        }
-        ClusterCommand::List => {
-            let current = current_run_id();
-            for run in cluster::list_runs().await? {
-                let mark = if current.as_deref() == Some(run.run_id.as_str()) { "*" } else { " " };
-                println!(
-                    "{mark} {:<28} {} ZooKeeper container(s){}",
-                    run.run_id,
-                    run.zookeeper_containers,
-                    if run.rest { " + REST gateway" } else { "" }
-                );
-            }
-        }
-        ClusterCommand::Down { run, all } => {
-            if all {
-                let removed = down_all().await?;
-                eprintln!("removed {removed} objects of every zkmq run");
-            } else {
-                let run_id = resolve_run(&run)?;
-                let removed = down_run(&run_id).await?;
-                forget_current_run(&run_id);
-                eprintln!("removed {removed} objects of run {run_id}");
-            }
-        }
-        ClusterCommand::Logs { node, tail, run } => {
-            let cluster = attach(&run).await?;
-            let text = if node == "rest" {
-                cluster.rest_logs(tail).await?
-            } else {
-                let node: usize = node.parse().context("node: a number or `rest`")?;
-                cluster.logs(node, tail).await?
-            };
-            // `logs | head` closes the pipe early: not an error worth a panic
-            let _ = std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes());
-        }
-        ClusterCommand::Kill(t) => node_op(&t, Op::Kill).await?,
-        ClusterCommand::Stop(t) => node_op(&t, Op::Stop).await?,
-        ClusterCommand::Start(t) => node_op(&t, Op::Start).await?,
-        ClusterCommand::Restart(t) => node_op(&t, Op::Restart).await?,
-        ClusterCommand::Pause(t) => node_op(&t, Op::Pause).await?,
-        ClusterCommand::Unpause(t) => node_op(&t, Op::Unpause).await?,
-        ClusterCommand::Wipe(t) => node_op(&t, Op::Wipe).await?,
-        ClusterCommand::Upgrade { target, to } => node_op(&target, Op::Upgrade(to)).await?,
-        ClusterCommand::Loss { target, percent } => node_op(&target, Op::Loss(percent)).await?,
-        ClusterCommand::Slow { target, kbit } => node_op(&target, Op::Slow(kbit)).await?,
-        ClusterCommand::Delay { target, delay } => node_op(&target, Op::Delay(delay)).await?,
-        ClusterCommand::Partition { groups, run } => {
-            let cluster = attach(&run).await?;
-            let mut parsed = Vec::new();
-            for group in &groups {
-                let mut nodes = Vec::new();
-                for item in group.split(',').filter(|item| !item.is_empty()) {
-                    match resolve_target(&cluster, item).await? {
-                        Target::Node(node) => nodes.push(node),
-                        Target::Rest => bail!("the REST gateway cannot be partitioned; name nodes"),
-                    }
-                }
-                parsed.push(nodes);
-            }
-            println!("{}", cluster.partition(&parsed).await?);
-        }
+        ClusterCommand::Slow { target, kbit } => inflict(&target, Verb::Slow { kbit }).await?,
+        ClusterCommand::Delay { target, delay } => inflict(&target, Verb::Delay { delay }).await?,
+        ClusterCommand::Partition { groups, run } => partition(&groups, &run).await?,
         ClusterCommand::Heal { run } => {
             let cluster = attach(&run).await?;
             println!("{}", cluster.heal().await?);
@@ -408,45 +287,150 @@ pub async fn run(command: ClusterCommand) -> anyhow::Result<u8> {
     Ok(EXIT_OK)
 }
 
-enum Op {
-    Kill,
-    Stop,
-    Start,
-    Restart,
-    Pause,
-    Unpause,
-    Wipe,
-    Upgrade(String),
-    Loss(u32),
-    Slow(u32),
-    Delay(Duration),
+async fn images(force: bool, versions: &[String]) -> anyhow::Result<()> {
+    let versions: Vec<&str> = if versions.is_empty() {
+        SUPPORTED_VERSIONS.iter().map(|(v, _, _)| *v).collect()
+    } else {
+        versions.iter().map(String::as_str).collect()
+    };
+    ensure_images(&versions, force, &print_line).await?;
+    for version in versions {
+        println!("{}", cluster::image_for_version(version));
+    }
+    Ok(())
 }
 
-async fn node_op(target: &TargetArgs, op: Op) -> anyhow::Result<()> {
-    let cluster = attach(&target.run).await?;
-    let line = match (resolve_target(&cluster, &target.target).await?, op) {
-        (Target::Rest, Op::Kill) => cluster.rest_kill().await?,
-        (Target::Rest, Op::Stop) => cluster.rest_stop().await?,
-        (Target::Rest, Op::Start) => cluster.rest_start().await?,
-        (Target::Rest, Op::Restart) => cluster.rest_restart().await?,
-        (Target::Rest, Op::Pause) => cluster.rest_pause().await?,
-        (Target::Rest, Op::Unpause) => cluster.rest_unpause().await?,
-        (Target::Rest, _) => {
-            bail!("the REST gateway supports kill, stop, start, restart, pause and unpause")
+async fn up(args: UpArgs) -> anyhow::Result<u8> {
+    let run_id = args.run_id.unwrap_or_else(|| cluster::new_run_id("dev"));
+    let mut spec = ClusterSpec::new(run_id.clone(), args.nodes);
+    spec.zk_version = args.zk_version;
+    spec.image = args.image;
+    spec.rest = !args.no_rest;
+    spec.tick_time_ms = u32::try_from(args.tick_time.as_millis()).context("--tick-time")?;
+    spec.up_timeout = args.timeout;
+    let started = std::time::Instant::now();
+    let cluster = tokio::select! {
+        result = Cluster::up(spec, &print_line) => result?,
+        () = interrupted() => {
+            // Dropping `up` removed whatever it had started.
+            eprintln!("interrupted: removed everything run {run_id} had started");
+            return Ok(EXIT_HARNESS_ERROR);
         }
-        (Target::Node(n), Op::Kill) => cluster.kill(n).await?,
-        (Target::Node(n), Op::Stop) => cluster.stop(n).await?,
-        (Target::Node(n), Op::Start) => cluster.start(n).await?,
-        (Target::Node(n), Op::Restart) => cluster.restart(n).await?,
-        (Target::Node(n), Op::Pause) => cluster.pause(n).await?,
-        (Target::Node(n), Op::Unpause) => cluster.unpause(n).await?,
-        (Target::Node(n), Op::Wipe) => cluster.wipe(n).await?,
-        (Target::Node(n), Op::Upgrade(version)) => cluster.upgrade(n, &version).await?,
-        (Target::Node(n), Op::Loss(percent)) => cluster.loss(n, percent).await?,
-        (Target::Node(n), Op::Slow(kbit)) => cluster.slow(n, kbit).await?,
-        (Target::Node(n), Op::Delay(delay)) => cluster.delay(n, delay).await?,
     };
-    println!("{line}");
+    remember_current_run(&run_id)?;
+    eprintln!(
+        "cluster {run_id} is up in {:.1} s (current cluster; `zkmq cluster down` removes it)",
+        started.elapsed().as_secs_f64()
+    );
+    println!("{}", cluster.connect_string());
+    if let Some(url) = cluster.rest_url() {
+        println!("{url}");
+    }
+    Ok(EXIT_OK)
+}
+
+async fn status(run: &RunArg, json: bool) -> anyhow::Result<()> {
+    let cluster = attach(run).await?;
+    let statuses = cluster.status().await?;
+    if json {
+        let value = serde_json::json!({
+            "run_id": cluster.run_id(),
+            "connect_string": cluster.connect_string(),
+            "rest_url": cluster.rest_url(),
+            "nodes": statuses,
+        });
+        println!("{}", serde_json::to_string_pretty(&value)?);
+        return Ok(());
+    }
+    println!("cluster {}", cluster.run_id());
+    println!(
+        "{:<5} {:<10} {:<12} {:<17} {:<8} image",
+        "node", "container", "mode", "address", "version"
+    );
+    for s in &statuses {
+        println!(
+            "zk{:<3} {:<10} {:<12} {:<17} {:<8} {}",
+            s.node,
+            s.container,
+            s.mode.to_string(),
+            s.address,
+            s.version,
+            s.image
+        );
+    }
+    println!("connect string: {}", cluster.connect_string());
+    if let Some(url) = cluster.rest_url() {
+        println!("REST gateway:   {url}");
+    }
+    let serving = statuses.iter().filter(|s| s.mode.is_serving()).count();
+    if !statuses.iter().any(|s| s.mode == NodeMode::Leader || s.mode == NodeMode::Standalone) {
+        println!("no leader: {serving} of {} nodes serve", statuses.len());
+    }
+    Ok(())
+}
+
+async fn list() -> anyhow::Result<()> {
+    let current = current_run_id();
+    for run in cluster::list_runs().await? {
+        let mark = if current.as_deref() == Some(run.run_id.as_str()) { "*" } else { " " };
+        println!(
+            "{mark} {:<28} {} ZooKeeper container(s){}",
+            run.run_id,
+            run.zookeeper_containers,
+            if run.rest { " + REST gateway" } else { "" }
+        );
+    }
+    Ok(())
+}
+
+async fn down(run: &RunArg, all: bool) -> anyhow::Result<()> {
+    if all {
+        let removed = down_all().await?;
+        eprintln!("removed {removed} objects of every zkmq run");
+    } else {
+        let run_id = resolve_run(run)?;
+        let removed = down_run(&run_id).await?;
+        forget_current_run(&run_id);
+        eprintln!("removed {removed} objects of run {run_id}");
+    }
+    Ok(())
+}
+
+async fn logs(node: &str, tail: Option<usize>, run: &RunArg) -> anyhow::Result<()> {
+    let cluster = attach(run).await?;
+    let text = if node == "rest" {
+        cluster.rest_logs(tail).await?
+    } else {
+        let node: usize = node.parse().context("node: a number or `rest`")?;
+        cluster.logs(node, tail).await?
+    };
+    // `logs | head` closes the pipe early: not an error worth a panic
+    let _ = std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes());
+    Ok(())
+}
+
+async fn partition(groups: &[String], run: &RunArg) -> anyhow::Result<()> {
+    let cluster = attach(run).await?;
+    let mut parsed = Vec::new();
+    for group in groups {
+        let mut nodes = Vec::new();
+        for item in group.split(',').filter(|item| !item.is_empty()) {
+            match resolve_target(&cluster, item).await? {
+                Member::Node(node) => nodes.push(node),
+                Member::Gateway => bail!("the REST gateway cannot be partitioned; name nodes"),
+            }
+        }
+        parsed.push(nodes);
+    }
+    println!("{}", cluster.partition(&parsed).await?);
+    Ok(())
+}
+
+/// One fault verb on one node or the gateway, worded as the cluster's outcome says.
+async fn inflict(target: &TargetArgs, verb: Verb) -> anyhow::Result<()> {
+    let cluster = attach(&target.run).await?;
+    let member = resolve_target(&cluster, &target.target).await?;
+    println!("{}", cluster.inflict(member, &verb).await?);
     Ok(())
 }
 

@@ -7,7 +7,13 @@ use std::time::{Duration, Instant};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
+use super::fault::{Member, Verb};
 use super::{Cluster, ClusterError};
+
+/// What the loop does to its victim: a fault verb like any other.
+const STRIKE: Verb = Verb::Kill;
+/// What brings the victim back: the strike's repair.
+const RESTORE: Verb = Verb::Start;
 
 /// How `fail_loop` picks and paces its victims.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -73,14 +79,14 @@ pub async fn fail_loop(
             } else {
                 rand::rng().random_range(1..=cluster.spec().nodes)
             };
-            say(cluster.kill(victim).await?);
+            say(cluster.inflict(Member::Node(victim), &STRIKE).await?.to_string());
             down = Some(victim);
             kills += 1;
             tokio::select! {
                 () = tokio::time::sleep(options.interval) => {}
                 () = &mut shutdown => return Ok(()),
             }
-            say(cluster.start(victim).await?);
+            say(cluster.inflict(Member::Node(victim), &RESTORE).await?.to_string());
             let rejoin = Instant::now();
             tokio::select! {
                 waited = cluster.wait_serving(victim, options.rejoin_timeout) => waited?,
@@ -97,7 +103,17 @@ pub async fn fail_loop(
     .await;
     if let Some(node) = down {
         // Never leave the ensemble short of a node we took down.
-        say(format!("restoring: {}", cluster.start(node).await?));
+        say(format!("restoring: {}", cluster.inflict(Member::Node(node), &RESTORE).await?));
     }
     result.map(|()| kills)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_loop_restores_with_the_repair_of_its_strike() {
+        assert_eq!(STRIKE.repair().and_then(|repair| repair.verb()), Some(RESTORE));
+    }
 }

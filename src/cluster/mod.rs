@@ -5,7 +5,11 @@
 //! - [`Cluster::up`] starts a labelled ensemble (plus, optionally, the REST gateway)
 //!   and returns once a quorum serves; [`Cluster::attach`] finds a running one.
 //! - Node operations ([`Cluster::kill`], [`Cluster::partition`], [`Cluster::upgrade`],
-//!   ...) are idempotent and return one line saying what they did.
+//!   ...) are idempotent and return what they did as data ([`outcome`]), whose
+//!   `Display` is the one line the CLI prints.
+//! - [`fault`] is the one list of fault kinds, and the verbs that carry them out
+//!   ([`Cluster::inflict`]): the scenario schema, the nemesis, `zkmq cluster <verb>`
+//!   and `zkmq cluster fail` all use it.
 //! - [`down_run`] / [`down_all`] remove what a run (or a crashed run) left, by label.
 //!
 //! Everything Docker goes through the private `docker` module. The harness reaches
@@ -15,10 +19,12 @@
 mod docker;
 mod ensemble;
 mod fail;
+pub mod fault;
 mod fourlw;
 mod images;
 mod network;
 mod nodes;
+pub mod outcome;
 mod state;
 
 use std::path::PathBuf;
@@ -269,6 +275,8 @@ pub enum ClusterError {
     NotFound { run_id: String },
     #[error("cluster {run_id} has no node {node} (nodes are 1..={nodes})")]
     UnknownNode { run_id: String, node: usize, nodes: usize },
+    #[error("the REST gateway supports kill, stop, start, restart, pause and unpause")]
+    NotForGateway,
     #[error("cluster {run_id} was started without the REST gateway (start it with rest = true / --rest)")]
     NoGateway { run_id: String },
     #[error("invalid cluster spec: {0}")]

@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use super::docker::Docker;
 use super::ensemble::node_ip;
+use super::outcome::{Healed, Partitioned, Shaped, Shaping};
 use super::{names, Cluster, ClusterError};
 
 const SETUP_CHAINS: &str = "\
@@ -83,7 +84,7 @@ impl Cluster {
     /// is what a ring of majorities or a bridge node needs (for disjoint groups it
     /// is the plain "different groups cannot talk"). Replaces any earlier
     /// partition; the REST gateway keeps reaching every node.
-    pub async fn partition(&self, groups: &[Vec<usize>]) -> Result<String, ClusterError> {
+    pub async fn partition(&self, groups: &[Vec<usize>]) -> Result<Partitioned, ClusterError> {
         let mut groups_of: Vec<Vec<usize>> = vec![Vec::new(); self.spec.nodes + 1];
         for (index, group) in groups.iter().enumerate() {
             for &node in group {
@@ -101,10 +102,10 @@ impl Cluster {
         let can_talk = |a: usize, b: usize| groups_of[a].iter().any(|g| groups_of[b].contains(g));
         let docker = Docker::connect().await?;
         let subnet = self.subnet(&docker).await?;
-        let mut skipped = Vec::new();
+        let mut not_running = Vec::new();
         for (node, state) in self.running_nodes(&docker).await? {
             if state != "running" {
-                skipped.push(format!("zk{node} ({state})"));
+                not_running.push((node, state));
                 continue;
             }
             let mut script = format!("{SETUP_CHAINS}iptables -F ZKMQ-PART\n");
@@ -122,26 +123,14 @@ impl Cluster {
         if !ungrouped.is_empty() {
             described.push(ungrouped);
         }
-        let groups_text = described
-            .iter()
-            .map(|group| group.iter().map(|node| format!("zk{node}")).collect::<Vec<_>>().join(","))
-            .collect::<Vec<_>>()
-            .join(" | ");
-        let mut message = format!("partitioned {groups_text}");
-        if !skipped.is_empty() {
-            message.push_str(&format!(
-                "; no rules inside {} (not running), but its peers' rules cut it off",
-                skipped.join(", ")
-            ));
-        }
-        Ok(message)
+        Ok(Partitioned { groups: described, not_running })
     }
 
     /// Removes every rule and qdisc the harness added, on every running node.
-    pub async fn heal(&self) -> Result<String, ClusterError> {
+    pub async fn heal(&self) -> Result<Healed, ClusterError> {
         let docker = Docker::connect().await?;
         let mut healed = Vec::new();
-        let mut skipped = Vec::new();
+        let mut unreachable = Vec::new();
         for (node, state) in self.running_nodes(&docker).await? {
             match state.as_str() {
                 "running" => {
@@ -152,25 +141,18 @@ impl Cluster {
                          tc qdisc del dev eth0 root 2>/dev/null; true",
                     )
                     .await?;
-                    healed.push(format!("zk{node}"));
+                    healed.push(node);
                 }
                 // A stopped container's network namespace is gone with its rules.
                 "exited" | "created" | "dead" | "missing" => {}
-                _ => skipped.push(format!("zk{node} ({state})")),
+                _ => unreachable.push((node, state)),
             }
         }
-        let mut message = format!("healed the network of {}", healed.join(", "));
-        if !skipped.is_empty() {
-            message.push_str(&format!(
-                "; could not reach {} (unpause, then heal again)",
-                skipped.join(", ")
-            ));
-        }
-        Ok(message)
+        Ok(Healed { healed, unreachable })
     }
 
     /// Drops `percent` of the packets the node sends (0 removes the loss).
-    pub async fn loss(&self, node: usize, percent: u32) -> Result<String, ClusterError> {
+    pub async fn loss(&self, node: usize, percent: u32) -> Result<Shaped, ClusterError> {
         self.check_node(node)?;
         if percent > 100 {
             return Err(ClusterError::InvalidSpec(format!("loss of {percent}%")));
@@ -184,20 +166,16 @@ impl Cluster {
             ));
         }
         self.shell(&docker, node, &script).await?;
-        Ok(if percent == 0 {
-            format!("removed packet loss on zk{node}")
-        } else {
-            format!("zk{node} drops {percent}% of the packets it sends")
-        })
+        Ok(Shaped { node, shaping: Shaping::Loss { percent } })
     }
 
     /// Limits the node's outgoing bandwidth with a token bucket (0 removes it).
-    pub async fn slow(&self, node: usize, kbit: u32) -> Result<String, ClusterError> {
+    pub async fn slow(&self, node: usize, kbit: u32) -> Result<Shaped, ClusterError> {
         self.check_node(node)?;
         let docker = Docker::connect().await?;
         if kbit == 0 {
             self.shell(&docker, node, "tc qdisc del dev eth0 root 2>/dev/null; true").await?;
-            return Ok(format!("removed the bandwidth limit on zk{node}"));
+            return Ok(Shaped { node, shaping: Shaping::Slow { kbit } });
         }
         self.shell(
             &docker,
@@ -207,24 +185,24 @@ impl Cluster {
             ),
         )
         .await?;
-        Ok(format!("zk{node} sends at most {kbit} kbit/s"))
+        Ok(Shaped { node, shaping: Shaping::Slow { kbit } })
     }
 
     /// Delays every packet the node sends (netem). Refused with
     /// [`ClusterError::Unsupported`] where the kernel lacks netem, never skipped.
-    pub async fn delay(&self, node: usize, delay: Duration) -> Result<String, ClusterError> {
+    pub async fn delay(&self, node: usize, delay: Duration) -> Result<Shaped, ClusterError> {
         self.check_node(node)?;
         let docker = Docker::connect().await?;
         if delay.is_zero() {
             self.shell(&docker, node, "tc qdisc del dev eth0 root 2>/dev/null; true").await?;
-            return Ok(format!("removed the delay on zk{node}"));
+            return Ok(Shaped { node, shaping: Shaping::Delay { millis: 0 } });
         }
         let millis = delay.as_millis();
         match self
             .shell(&docker, node, &format!("tc qdisc replace dev eth0 root netem delay {millis}ms"))
             .await
         {
-            Ok(_) => Ok(format!("zk{node} delays its packets by {millis} ms")),
+            Ok(_) => Ok(Shaped { node, shaping: Shaping::Delay { millis } }),
             Err(ClusterError::CommandFailed { output, .. })
                 if output.contains("qdisc kind is unknown") || output.contains("netem") =>
             {

@@ -1,174 +1,150 @@
 //! Node operations: kill, stop, start, restart, pause, unpause, wipe, upgrade, and
 //! the same container verbs on the REST gateway. Each looks at the container's
-//! state first, so repeating an operation is harmless, and says what it did.
+//! state first, so repeating an operation is harmless, and returns what it did
+//! ([`super::outcome`]).
 
 use super::docker::{ContainerPlan, Docker};
 use super::ensemble::{create_and_start, labels, node_plan};
+use super::fault::Member;
+use super::outcome::{ContainerChange, ContainerVerb, Restarted, Upgraded, Wiped};
 use super::{ensure_images, names, Cluster, ClusterError, SUPPORTED_VERSIONS};
 
 /// Seconds a graceful stop waits for the JVM before Docker sends SIGKILL.
 const STOP_GRACE_S: i32 = 10;
 
-/// Container verbs shared by ZooKeeper nodes and the gateway.
-struct Target {
-    /// container name
+/// A container the container verbs act on: a ZooKeeper node or the gateway.
+pub(super) struct ContainerTarget {
     container: String,
-    /// how the message names it: "zk2", "the REST gateway"
-    label: String,
+    member: Member,
 }
 
-async fn state_of(docker: &Docker, target: &Target) -> Result<String, ClusterError> {
-    Ok(docker
-        .inspect_container(&target.container)
-        .await?
-        .map_or_else(|| "missing".to_owned(), |facts| facts.state))
+impl ContainerTarget {
+    pub(super) async fn run(&self, verb: ContainerVerb) -> Result<ContainerChange, ClusterError> {
+        let docker = Docker::connect().await?;
+        let before = docker
+            .inspect_container(&self.container)
+            .await?
+            .map_or_else(|| "missing".to_owned(), |facts| facts.state);
+        if before == "missing" {
+            return Err(missing(self));
+        }
+        let container = self.container.as_str();
+        let acted = match (verb, before.as_str()) {
+            (ContainerVerb::Kill, "running") => {
+                docker.kill_container(container).await?;
+                true
+            }
+            (ContainerVerb::Kill, "paused") => {
+                // Docker refuses to kill a paused container; thawing first lets
+                // SIGKILL land before the process runs any meaningful code.
+                docker.unpause_container(container).await?;
+                docker.kill_container(container).await?;
+                true
+            }
+            (ContainerVerb::Stop, "running") => {
+                docker.stop_container(container, STOP_GRACE_S).await?;
+                true
+            }
+            (ContainerVerb::Stop, "paused") => {
+                docker.unpause_container(container).await?;
+                docker.stop_container(container, STOP_GRACE_S).await?;
+                true
+            }
+            (ContainerVerb::Kill | ContainerVerb::Stop, _) => false,
+            (ContainerVerb::Start, "running") => false,
+            (ContainerVerb::Start, "paused") | (ContainerVerb::Unpause, "paused") => {
+                docker.unpause_container(container).await?;
+                true
+            }
+            (ContainerVerb::Start, _) => {
+                docker.start_container(container).await?;
+                true
+            }
+            (ContainerVerb::Pause, "running") => {
+                docker.pause_container(container).await?;
+                true
+            }
+            (ContainerVerb::Pause | ContainerVerb::Unpause, _) => false,
+        };
+        Ok(ContainerChange { member: self.member, verb, before, acted })
+    }
+
+    async fn restart(&self) -> Result<Restarted, ClusterError> {
+        let stopped = self.run(ContainerVerb::Stop).await?;
+        let started = self.run(ContainerVerb::Start).await?;
+        Ok(Restarted { stopped, started })
+    }
 }
 
-fn missing(target: &Target) -> ClusterError {
+fn missing(target: &ContainerTarget) -> ClusterError {
     ClusterError::InvalidSpec(format!(
         "{} has no container ({}); was the cluster taken down?",
-        target.label, target.container
+        target.member, target.container
     ))
 }
 
-async fn kill(target: &Target) -> Result<String, ClusterError> {
-    let docker = Docker::connect().await?;
-    match state_of(&docker, target).await?.as_str() {
-        "missing" => Err(missing(target)),
-        "running" => {
-            docker.kill_container(&target.container).await?;
-            Ok(format!("killed {} (SIGKILL)", target.label))
-        }
-        "paused" => {
-            // Docker refuses to kill a paused container; thawing first lets
-            // SIGKILL land before the process runs any meaningful code.
-            docker.unpause_container(&target.container).await?;
-            docker.kill_container(&target.container).await?;
-            Ok(format!("killed {} (SIGKILL; it was paused)", target.label))
-        }
-        state => Ok(format!("{} was not running ({state}); nothing to kill", target.label)),
-    }
-}
-
-async fn stop(target: &Target) -> Result<String, ClusterError> {
-    let docker = Docker::connect().await?;
-    match state_of(&docker, target).await?.as_str() {
-        "missing" => Err(missing(target)),
-        "running" => {
-            docker.stop_container(&target.container, STOP_GRACE_S).await?;
-            Ok(format!("stopped {} (SIGTERM)", target.label))
-        }
-        "paused" => {
-            docker.unpause_container(&target.container).await?;
-            docker.stop_container(&target.container, STOP_GRACE_S).await?;
-            Ok(format!("stopped {} (SIGTERM; it was paused)", target.label))
-        }
-        state => Ok(format!("{} was already stopped ({state})", target.label)),
-    }
-}
-
-async fn start(target: &Target) -> Result<String, ClusterError> {
-    let docker = Docker::connect().await?;
-    match state_of(&docker, target).await?.as_str() {
-        "missing" => Err(missing(target)),
-        "running" => Ok(format!("{} was already running", target.label)),
-        "paused" => {
-            docker.unpause_container(&target.container).await?;
-            Ok(format!("unpaused {} (it was paused, not stopped)", target.label))
-        }
-        _ => {
-            docker.start_container(&target.container).await?;
-            Ok(format!("started {}", target.label))
-        }
-    }
-}
-
-async fn restart(target: &Target) -> Result<String, ClusterError> {
-    let stopped = stop(target).await?;
-    let started = start(target).await?;
-    Ok(format!("restarted {}: {stopped}, {started}", target.label))
-}
-
-async fn pause(target: &Target) -> Result<String, ClusterError> {
-    let docker = Docker::connect().await?;
-    match state_of(&docker, target).await?.as_str() {
-        "missing" => Err(missing(target)),
-        "running" => {
-            docker.pause_container(&target.container).await?;
-            Ok(format!("paused {} (cgroup freezer: every process stopped)", target.label))
-        }
-        "paused" => Ok(format!("{} was already paused", target.label)),
-        state => Ok(format!("{} is not running ({state}); nothing to pause", target.label)),
-    }
-}
-
-async fn unpause(target: &Target) -> Result<String, ClusterError> {
-    let docker = Docker::connect().await?;
-    match state_of(&docker, target).await?.as_str() {
-        "missing" => Err(missing(target)),
-        "paused" => {
-            docker.unpause_container(&target.container).await?;
-            Ok(format!("unpaused {}", target.label))
-        }
-        state => Ok(format!("{} was not paused ({state})", target.label)),
-    }
-}
-
 impl Cluster {
-    fn node_target(&self, node: usize) -> Result<Target, ClusterError> {
-        self.check_node(node)?;
-        Ok(Target { container: self.container_name(node), label: format!("zk{node}") })
+    fn node_target(&self, node: usize) -> Result<ContainerTarget, ClusterError> {
+        self.container_target(Member::Node(node))
     }
 
-    fn gateway_target(&self) -> Result<Target, ClusterError> {
-        if !self.spec.rest {
-            return Err(ClusterError::NoGateway { run_id: self.spec.run_id.clone() });
-        }
-        Ok(Target {
-            container: names::gateway(&self.spec.run_id),
-            label: "the REST gateway".to_owned(),
-        })
+    fn gateway_target(&self) -> Result<ContainerTarget, ClusterError> {
+        self.container_target(Member::Gateway)
+    }
+
+    pub(super) fn container_target(&self, member: Member) -> Result<ContainerTarget, ClusterError> {
+        let container = match member {
+            Member::Node(node) => {
+                self.check_node(node)?;
+                self.container_name(node)
+            }
+            Member::Gateway if !self.spec.rest => {
+                return Err(ClusterError::NoGateway { run_id: self.spec.run_id.clone() })
+            }
+            Member::Gateway => names::gateway(&self.spec.run_id),
+        };
+        Ok(ContainerTarget { container, member })
     }
 
     /// SIGKILL: no shutdown, the node's data as it was on disk.
-    pub async fn kill(&self, node: usize) -> Result<String, ClusterError> {
-        kill(&self.node_target(node)?).await
+    pub async fn kill(&self, node: usize) -> Result<ContainerChange, ClusterError> {
+        self.node_target(node)?.run(ContainerVerb::Kill).await
     }
 
     /// Graceful: SIGTERM, SIGKILL after 10 s.
-    pub async fn stop(&self, node: usize) -> Result<String, ClusterError> {
-        stop(&self.node_target(node)?).await
+    pub async fn stop(&self, node: usize) -> Result<ContainerChange, ClusterError> {
+        self.node_target(node)?.run(ContainerVerb::Stop).await
     }
 
     /// Starts a stopped node (unpauses a paused one). Returns at once; use
     /// [`Cluster::wait_serving`] to wait for it to rejoin.
-    pub async fn start(&self, node: usize) -> Result<String, ClusterError> {
-        start(&self.node_target(node)?).await
+    pub async fn start(&self, node: usize) -> Result<ContainerChange, ClusterError> {
+        self.node_target(node)?.run(ContainerVerb::Start).await
     }
 
-    pub async fn restart(&self, node: usize) -> Result<String, ClusterError> {
-        restart(&self.node_target(node)?).await
+    pub async fn restart(&self, node: usize) -> Result<Restarted, ClusterError> {
+        self.node_target(node)?.restart().await
     }
 
     /// Freezes every process of the node (cgroup freezer): its peers and clients
     /// see a node that stopped answering but keeps its connections open.
-    pub async fn pause(&self, node: usize) -> Result<String, ClusterError> {
-        pause(&self.node_target(node)?).await
+    pub async fn pause(&self, node: usize) -> Result<ContainerChange, ClusterError> {
+        self.node_target(node)?.run(ContainerVerb::Pause).await
     }
 
-    pub async fn unpause(&self, node: usize) -> Result<String, ClusterError> {
-        unpause(&self.node_target(node)?).await
+    pub async fn unpause(&self, node: usize) -> Result<ContainerChange, ClusterError> {
+        self.node_target(node)?.run(ContainerVerb::Unpause).await
     }
 
     /// Stops the node, deletes its data directory except `myid`, starts it again:
     /// it must resync everything from the leader.
-    pub async fn wipe(&self, node: usize) -> Result<String, ClusterError> {
+    pub async fn wipe(&self, node: usize) -> Result<Wiped, ClusterError> {
         let target = self.node_target(node)?;
         let docker = Docker::connect().await?;
         let Some(facts) = docker.inspect_container(&target.container).await? else {
             return Err(missing(&target));
         };
-        let stopped = stop(&target).await?;
+        let stopped = target.run(ContainerVerb::Stop).await?;
         // The container is stopped, so a short-lived helper on the same image
         // mounts the volume and clears it.
         let helper = names::helper(&self.spec.run_id, node);
@@ -200,16 +176,14 @@ impl Cluster {
                 output: left,
             });
         }
-        let started = start(&target).await?;
-        Ok(format!(
-            "wiped zk{node}: {stopped}, cleared its data directory (kept: {}), {started}",
-            left.split_whitespace().collect::<Vec<_>>().join(" ")
-        ))
+        let started = target.run(ContainerVerb::Start).await?;
+        let kept = left.split_whitespace().map(str::to_owned).collect();
+        Ok(Wiped { node, stopped, kept, started })
     }
 
     /// Replaces the node's container with one running ZooKeeper `zk_version`, on
     /// the same data volume, address and port: a rolling-upgrade step.
-    pub async fn upgrade(&self, node: usize, zk_version: &str) -> Result<String, ClusterError> {
+    pub async fn upgrade(&self, node: usize, zk_version: &str) -> Result<Upgraded, ClusterError> {
         let target = self.node_target(node)?;
         let image = self.spec.image_for(zk_version);
         if image.starts_with("zkmq/zookeeper:") {
@@ -225,8 +199,8 @@ impl Cluster {
             return Err(missing(&target));
         };
         if facts.image == image {
-            let started = start(&target).await?;
-            return Ok(format!("zk{node} already runs {image}; {started}"));
+            let started = target.run(ContainerVerb::Start).await?;
+            return Ok(Upgraded::AlreadyRuns { node, image, started });
         }
         let port = facts
             .host_port
@@ -235,37 +209,34 @@ impl Cluster {
             facts.labels.get("zkmq.ip").cloned().ok_or_else(|| {
                 ClusterError::InvalidSpec(format!("zk{node} has no zkmq.ip label"))
             })?;
-        let stopped = stop(&target).await?;
+        let stopped = target.run(ContainerVerb::Stop).await?;
         docker.remove_container(&target.container).await?;
         let plan = node_plan(&self.spec, node, &image, zk_version, port, &ip);
         create_and_start(&docker, plan).await?;
-        Ok(format!(
-            "upgraded zk{node} from {} to {image} ({stopped}; same data volume and address 127.0.0.1:{port})",
-            facts.image
-        ))
+        Ok(Upgraded::Replaced { node, from: facts.image, to: image, stopped, port })
     }
 
-    pub async fn rest_kill(&self) -> Result<String, ClusterError> {
-        kill(&self.gateway_target()?).await
+    pub async fn rest_kill(&self) -> Result<ContainerChange, ClusterError> {
+        self.gateway_target()?.run(ContainerVerb::Kill).await
     }
 
-    pub async fn rest_stop(&self) -> Result<String, ClusterError> {
-        stop(&self.gateway_target()?).await
+    pub async fn rest_stop(&self) -> Result<ContainerChange, ClusterError> {
+        self.gateway_target()?.run(ContainerVerb::Stop).await
     }
 
-    pub async fn rest_start(&self) -> Result<String, ClusterError> {
-        start(&self.gateway_target()?).await
+    pub async fn rest_start(&self) -> Result<ContainerChange, ClusterError> {
+        self.gateway_target()?.run(ContainerVerb::Start).await
     }
 
-    pub async fn rest_restart(&self) -> Result<String, ClusterError> {
-        restart(&self.gateway_target()?).await
+    pub async fn rest_restart(&self) -> Result<Restarted, ClusterError> {
+        self.gateway_target()?.restart().await
     }
 
-    pub async fn rest_pause(&self) -> Result<String, ClusterError> {
-        pause(&self.gateway_target()?).await
+    pub async fn rest_pause(&self) -> Result<ContainerChange, ClusterError> {
+        self.gateway_target()?.run(ContainerVerb::Pause).await
     }
 
-    pub async fn rest_unpause(&self) -> Result<String, ClusterError> {
-        unpause(&self.gateway_target()?).await
+    pub async fn rest_unpause(&self) -> Result<ContainerChange, ClusterError> {
+        self.gateway_target()?.run(ContainerVerb::Unpause).await
     }
 }
