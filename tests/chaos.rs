@@ -444,3 +444,67 @@ fn sigint_mid_run_undoes_every_fault_and_leaves_nothing_labelled() {
     assert!(ends.contains_key("heal-all"), "{ends:?}");
     assert_eq!(labelled_objects(&cluster_id(&stdout)), "", "nothing labelled is left: {stdout}");
 }
+
+/// A CI job's timeout ends a run with SIGKILL, which no handler sees: the run's
+/// reaper must remove its cluster, and with it every fault (here a frozen leader),
+/// within 15 s, with no one calling `cluster down`.
+#[test]
+fn sigkill_mid_run_leaves_nothing_labelled_within_15_s() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = small_scenario(
+        dir.path(),
+        "sigkill",
+        "[[nemesis.faults]]\nfault = \"pause\"\ntarget = \"leader\"\nduration = \"60s\"\n",
+        "2m",
+    );
+    let out_dir = dir.path().join("runs");
+    let _permit = permit();
+    let mut child = Command::new(ZKMQ)
+        .args(["chaos", "run"])
+        .arg(&scenario)
+        .arg("--out")
+        .arg(&out_dir)
+        .env("RUST_LOG", "warn,zookeeper_client=error")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (run_id_tx, run_id_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if line.starts_with("starting cluster ") {
+                let _ = run_id_tx.send(cluster_id(&line));
+            }
+        }
+    });
+    let run_id =
+        run_id_rx.recv_timeout(Duration::from_secs(60)).expect("the run names its cluster");
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        assert!(Instant::now() < deadline, "the fault never applied");
+        assert!(child.try_wait().unwrap().is_none(), "the run ended early");
+        let applied = std::fs::read_dir(&out_dir)
+            .ok()
+            .and_then(|mut d| d.next())
+            .and_then(|e| std::fs::read_to_string(e.unwrap().path().join("schedule.json")).ok())
+            .and_then(|t| serde_json::from_str::<Schedule>(&t).ok())
+            .is_some_and(|s| s.faults.iter().any(|f| f.applied && f.end.is_none()));
+        if applied {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_ne!(labelled_objects(&run_id), "", "the run's cluster exists before the kill");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let killed = Instant::now();
+    while labelled_objects(&run_id) != "" {
+        assert!(
+            killed.elapsed() < Duration::from_secs(15),
+            "15 s after SIGKILL, {run_id} still has: {}",
+            labelled_objects(&run_id)
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}

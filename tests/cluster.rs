@@ -363,6 +363,32 @@ async fn the_reaper_removes_a_run_once_its_process_is_gone() {
     assert_eq!(labelled_objects(&run_id), Vec::<String>::new());
 }
 
+/// A run whose owner died and that no reaper removed is listed as stale, and
+/// `down --stale` removes it and nothing else.
+#[tokio::test]
+async fn a_run_whose_owner_is_gone_is_stale_and_down_stale_removes_it() {
+    let mut spec = common::test_spec("stale", 1, false);
+    spec.up_timeout = QUORUM;
+    let run_id = spec.run_id.clone();
+    common::spawn_reaper(&run_id); // in case the test itself fails half-way
+    let mut owner = std::process::Command::new("sleep").arg("600").spawn().unwrap();
+    let started = std::fs::read_to_string(format!("/proc/{}/stat", owner.id())).unwrap();
+    let started: u64 =
+        started.rsplit_once(')').unwrap().1.split_whitespace().nth(19).unwrap().parse().unwrap();
+    spec.owner = Some(zkmq::cluster::Owner { pid: owner.id(), started });
+    let _cluster = Cluster::up(spec, &|line| eprintln!("{line}")).await.unwrap();
+    let listed = |runs: &[zkmq::cluster::RunSummary]| {
+        runs.iter().find(|run| run.run_id == run_id).map(|run| run.stale())
+    };
+    assert_eq!(listed(&zkmq::cluster::list_runs().await.unwrap()), Some(false));
+    owner.kill().unwrap();
+    owner.wait().unwrap();
+    assert_eq!(listed(&zkmq::cluster::list_runs().await.unwrap()), Some(true));
+    let removed = zkmq::cluster::down_stale().await.unwrap();
+    assert!(removed.contains(&run_id), "{removed:?}");
+    assert_eq!(labelled_objects(&run_id), Vec::<String>::new());
+}
+
 #[tokio::test]
 async fn ctrl_c_during_up_leaves_nothing_behind() {
     let run_id = common::test_spec("ctrlc", 3, false).run_id;

@@ -19,7 +19,7 @@ use super::scenario::{AlgorithmChoice, Scenario};
 use super::schedule::{self, PlannedFault, ScheduleError};
 use super::workload::{WorkerPlan, Workload, WorkloadConfig};
 use crate::checker::{self, CheckError};
-use crate::cluster::{self, Cluster, ClusterError, ClusterSpec};
+use crate::cluster::{self, Cluster, ClusterError, ClusterSpec, Owner, ReapPolicy};
 use crate::history::{Event, HistoryError, Phase};
 use crate::queue::{self, Access, Algorithm, Consumer, QueueConfig, QueueError};
 use crate::report;
@@ -56,6 +56,10 @@ pub struct RunOptions {
     pub scenario_path: Option<PathBuf>,
     /// Where progress lines go (the CLI prints them); None: the log.
     pub say: Option<Say>,
+    /// The zkmq binary to start as the run's reaper (`zkmq cluster reap`), which
+    /// removes the cluster within seconds if this process is killed (`kill -9`, a
+    /// CI timeout). `None`: no reaper (the tests start their own).
+    pub reaper: Option<PathBuf>,
 }
 
 /// What a finished run concluded.
@@ -286,6 +290,7 @@ impl BringUp<'_> {
                     spec.image = s.image.clone();
                     spec.rest = s.rest;
                     spec.tick_time_ms = s.tick_time.as_millis() as u32;
+                    spec.owner = self.start_reaper()?;
                     let progress = |line: &str| say(&format!("cluster: {line}"));
                     Cluster::up(spec, &progress).await
                 }
@@ -320,6 +325,19 @@ impl BringUp<'_> {
                 })
             }
         }
+    }
+
+    /// The reaper that removes our cluster (and so every fault in it) if this
+    /// process dies without doing so; none for a cluster kept on purpose. Returns
+    /// the owner to record in the cluster's spec.
+    fn start_reaper(&self) -> Result<Option<Owner>, ClusterError> {
+        let Some(binary) = self.options.reaper.as_deref().filter(|_| !self.options.keep_cluster)
+        else {
+            return Ok(None);
+        };
+        let owner = Owner::current();
+        cluster::spawn_reaper(binary, self.run_id, std::process::id(), ReapPolicy::Always)?;
+        Ok(owner)
     }
 
     /// A reused cluster must have the scenario's nodes, and a gateway if it wants one.

@@ -1,5 +1,6 @@
 //! `zkmq chaos ...`
 
+use anyhow::Context as _;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -133,6 +134,7 @@ async fn run_scenario(args: RunArgs) -> anyhow::Result<u8> {
         algorithm: args.algorithm,
         scenario_path: Some(args.scenario.clone()),
         say: Some(Arc::new(|line: &str| println!("{line}"))),
+        reaper: Some(std::env::current_exe().context("finding the zkmq binary for the reaper")?),
     };
     match chaos::run(scenario, options).await {
         Ok(outcome) => {

@@ -8,7 +8,8 @@ use rand::Rng;
 use zkmq::cluster::fault::{Member, Verb};
 use zkmq::cluster::{
     self, current_run_id, down_all, down_run, ensure_images, fail_loop, forget_current_run,
-    remember_current_run, Cluster, ClusterSpec, FailOptions, NodeMode, SUPPORTED_VERSIONS,
+    remember_current_run, Cluster, ClusterSpec, FailOptions, NodeMode, ReapPolicy,
+    SUPPORTED_VERSIONS,
 };
 
 use super::{EXIT_HARNESS_ERROR, EXIT_OK};
@@ -43,15 +44,20 @@ pub enum ClusterCommand {
         #[arg(long)]
         json: bool,
     },
-    /// List the zkmq runs on this Docker daemon (the current one marked)
+    /// List the zkmq runs on this Docker daemon (the current one marked `*`, runs
+    /// whose owning process is gone marked STALE)
     List,
     /// Remove every container, volume and network of a run (by label)
     Down {
         #[command(flatten)]
         run: RunArg,
         /// Every zkmq run on this Docker daemon, including other people's
-        #[arg(long, conflicts_with = "run_id")]
+        #[arg(long, conflicts_with_all = ["run_id", "stale"])]
         all: bool,
+        /// Every run whose owner (the chaos run that started it) is gone: what a
+        /// killed run left if its reaper could not remove it
+        #[arg(long, conflicts_with = "run_id")]
+        stale: bool,
     },
     /// Print a node's log (`rest` for the gateway)
     Logs {
@@ -140,13 +146,17 @@ pub enum ClusterCommand {
         #[command(flatten)]
         run: RunArg,
     },
-    /// Remove a run once a process exits (test fixtures start this; see tests/common)
+    /// Remove a run once a process exits (chaos runs, `cluster up` and the test
+    /// fixtures start this)
     #[command(hide = true)]
     Reap {
         #[arg(long = "run")]
         run_id: String,
         #[arg(long)]
         pid: u32,
+        /// Spare the run if it became the current cluster (`cluster up` succeeded)
+        #[arg(long)]
+        unless_current: bool,
     },
 }
 
@@ -250,7 +260,7 @@ pub async fn run(command: ClusterCommand) -> anyhow::Result<u8> {
         ClusterCommand::Up(args) => return up(args).await,
         ClusterCommand::Status { run, json } => status(&run, json).await?,
         ClusterCommand::List => list().await?,
-        ClusterCommand::Down { run, all } => down(&run, all).await?,
+        ClusterCommand::Down { run, all, stale } => down(&run, all, stale).await?,
         ClusterCommand::Logs { node, tail, run } => logs(&node, tail, &run).await?,
         ClusterCommand::Kill(t) => inflict(&t, Verb::Kill).await?,
         ClusterCommand::Stop(t) => inflict(&t, Verb::Stop).await?,
@@ -280,8 +290,10 @@ pub async fn run(command: ClusterCommand) -> anyhow::Result<u8> {
                 fail_loop(&cluster, &options, interrupted(), &|line| println!("{line}")).await?;
             eprintln!("{kills} kill(s); every node was started again");
         }
-        ClusterCommand::Reap { run_id, pid } => {
-            cluster::reap(&run_id, pid).await?;
+        ClusterCommand::Reap { run_id, pid, unless_current } => {
+            let policy =
+                if unless_current { ReapPolicy::UnlessCurrent } else { ReapPolicy::Always };
+            cluster::reap(&run_id, pid, policy).await?;
         }
     }
     Ok(EXIT_OK)
@@ -308,6 +320,10 @@ async fn up(args: UpArgs) -> anyhow::Result<u8> {
     spec.rest = !args.no_rest;
     spec.tick_time_ms = u32::try_from(args.tick_time.as_millis()).context("--tick-time")?;
     spec.up_timeout = args.timeout;
+    // Killed before the cluster is up (and current), the reaper removes what
+    // was started; once it is current, the reaper leaves it running.
+    let binary = std::env::current_exe().context("finding the zkmq binary for the reaper")?;
+    cluster::spawn_reaper(&binary, &run_id, std::process::id(), ReapPolicy::UnlessCurrent)?;
     let started = std::time::Instant::now();
     let cluster = tokio::select! {
         result = Cluster::up(spec, &print_line) => result?,
@@ -371,22 +387,42 @@ async fn status(run: &RunArg, json: bool) -> anyhow::Result<()> {
 
 async fn list() -> anyhow::Result<()> {
     let current = current_run_id();
-    for run in cluster::list_runs().await? {
+    let runs = cluster::list_runs().await?;
+    for run in &runs {
         let mark = if current.as_deref() == Some(run.run_id.as_str()) { "*" } else { " " };
+        let owner = match (&run.owner, run.owner_alive) {
+            (Some(owner), Some(false)) => format!("  STALE: owner pid {} is gone", owner.pid),
+            (Some(owner), _) => format!("  owned by pid {}", owner.pid),
+            (None, _) => String::new(),
+        };
         println!(
-            "{mark} {:<28} {} ZooKeeper container(s){}",
+            "{mark} {:<28} {} ZooKeeper container(s){}{owner}",
             run.run_id,
             run.zookeeper_containers,
             if run.rest { " + REST gateway" } else { "" }
         );
     }
+    if runs.iter().any(cluster::RunSummary::stale) {
+        eprintln!(
+            "stale runs: their owner died and left them; `zkmq cluster down --stale` removes them"
+        );
+    }
     Ok(())
 }
 
-async fn down(run: &RunArg, all: bool) -> anyhow::Result<()> {
+async fn down(run: &RunArg, all: bool, stale: bool) -> anyhow::Result<()> {
     if all {
         let removed = down_all().await?;
         eprintln!("removed {removed} objects of every zkmq run");
+    } else if stale {
+        let removed = cluster::down_stale().await?;
+        if removed.is_empty() {
+            eprintln!("no stale run (every run's owner is alive, or it has none)");
+        }
+        for run_id in removed {
+            forget_current_run(&run_id);
+            eprintln!("removed stale run {run_id}");
+        }
     } else {
         let run_id = resolve_run(run)?;
         let removed = down_run(&run_id).await?;

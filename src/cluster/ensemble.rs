@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use super::docker::{ContainerPlan, Docker};
 use super::fourlw::{four_letter_word, parse_srvr};
 use super::{
-    ensure_images, names, Cluster, ClusterError, ClusterSpec, NodeMode, NodeStatus, LABEL_NODE,
-    LABEL_ROLE, LABEL_RUN, LABEL_SPEC,
+    ensure_images, names, Cluster, ClusterError, ClusterSpec, NodeMode, NodeStatus, Owner,
+    LABEL_NODE, LABEL_ROLE, LABEL_RUN, LABEL_SPEC,
 };
 
 const ZOO_CFG_TEMPLATE: &str = include_str!("../../cluster/zoo.cfg.template");
@@ -549,7 +549,7 @@ async fn start_gateway(
 }
 
 /// The run ids that have containers on this Docker daemon, with their ZooKeeper
-/// node count and how many containers run.
+/// node count, how many containers run, and their owner.
 pub async fn list_runs() -> Result<Vec<RunSummary>, ClusterError> {
     let docker = Docker::connect().await?;
     let mut runs: std::collections::BTreeMap<String, RunSummary> = Default::default();
@@ -561,11 +561,19 @@ pub async fn list_runs() -> Result<Vec<RunSummary>, ClusterError> {
             run_id: run_id.clone(),
             zookeeper_containers: 0,
             rest: false,
+            owner: None,
+            owner_alive: None,
         });
         match labels.get(LABEL_ROLE).map(String::as_str) {
             Some("zookeeper") => run.zookeeper_containers += 1,
             Some("rest") => run.rest = true,
             _ => {}
+        }
+        let spec: Option<ClusterSpec> =
+            labels.get(LABEL_SPEC).and_then(|json| serde_json::from_str(json).ok());
+        if let Some(owner) = spec.and_then(|spec| spec.owner) {
+            run.owner = Some(owner);
+            run.owner_alive = Some(owner.alive());
         }
     }
     Ok(runs.into_values().collect())
@@ -577,6 +585,29 @@ pub struct RunSummary {
     pub run_id: String,
     pub zookeeper_containers: usize,
     pub rest: bool,
+    /// The process the run belongs to; `None`: left running on purpose (`zkmq
+    /// cluster up`, `--keep-cluster`), or made by a zkmq that did not record it.
+    pub owner: Option<Owner>,
+    /// Whether that process still runs; `Some(false)`: the run is stale (its
+    /// owner died and no reaper removed it).
+    pub owner_alive: Option<bool>,
+}
+
+impl RunSummary {
+    /// Its owner is gone and nobody removed it.
+    pub fn stale(&self) -> bool {
+        self.owner_alive == Some(false)
+    }
+}
+
+/// Removes every run whose owner is gone. Returns the run ids removed.
+pub async fn down_stale() -> Result<Vec<String>, ClusterError> {
+    let mut removed = Vec::new();
+    for run in list_runs().await?.into_iter().filter(RunSummary::stale) {
+        down_run(&run.run_id).await?;
+        removed.push(run.run_id);
+    }
+    Ok(removed)
 }
 
 /// Removes every container, volume and network labelled `zkmq.run=<run_id>`
@@ -641,29 +672,6 @@ async fn remove_labelled(labels: &[(&str, &str)]) -> Result<usize, ClusterError>
     match first_error {
         Some(err) => Err(err),
         None => Ok(removed),
-    }
-}
-
-/// Waits for process `pid` to exit, then removes run `run_id`: the test fixtures
-/// start this as a detached `zkmq cluster reap` so that ensembles vanish even when
-/// the test process is killed (the idea of testcontainers' Ryuk).
-pub async fn reap(run_id: &str, pid: u32) -> Result<usize, ClusterError> {
-    super::validate_run_id(run_id)?;
-    while process_alive(pid) {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    down_run(run_id).await
-}
-
-/// Linux: the process exists and is not a zombie (exited, not yet waited for).
-fn process_alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        // "pid (comm) S ...": the state follows the last ')'
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().next())
-            .is_some_and(|state| state != "Z" && state != "X"),
-        Err(_) => false,
     }
 }
 

@@ -25,6 +25,7 @@ mod images;
 mod network;
 mod nodes;
 pub mod outcome;
+mod owner;
 mod state;
 
 use std::path::PathBuf;
@@ -32,10 +33,11 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-pub use ensemble::{down_all, down_run, list_runs, reap, RunSummary};
+pub use ensemble::{down_all, down_run, down_stale, list_runs, RunSummary};
 pub use fail::{fail_loop, FailOptions};
 pub use fourlw::{four_letter_word, parse_srvr, SrvrInfo};
 pub use images::{ensure_images, image_for_version, SUPPORTED_VERSIONS};
+pub use owner::{reap, spawn_reaper, Owner, ReapPolicy};
 pub use state::{current_run_id, forget_current_run, remember_current_run, state_file};
 
 /// Label every object we create carries; cleanup removes by it and nothing else.
@@ -81,6 +83,11 @@ pub struct ClusterSpec {
     /// How long `up` waits for a serving quorum before failing with the logs.
     #[serde(with = "humantime_serde")]
     pub up_timeout: Duration,
+    /// The process the cluster lives and dies with (a chaos run), whose reaper
+    /// removes it if the process dies first; `None`: left running on purpose.
+    /// `zkmq cluster list` reads it to mark runs whose owner is gone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner: Option<Owner>,
 }
 
 impl Default for ClusterSpec {
@@ -97,6 +104,7 @@ impl Default for ClusterSpec {
             sync_limit: 4,
             heap_mb: 96,
             up_timeout: Duration::from_secs(90),
+            owner: None,
         }
     }
 }
@@ -215,6 +223,8 @@ pub struct NodeStatus {
 /// variant per verb, naming the object.
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
+    #[error("cannot start the reaper ({} cluster reap): {source}", binary.display())]
+    SpawnReaper { binary: PathBuf, source: std::io::Error },
     #[error("cannot talk to the Docker daemon; is it running? (./cluster/setup-host.sh starts it; DOCKER_HOST selects another): {source}")]
     Connect { source: Box<dyn std::error::Error + Send + Sync> },
     #[error("docker: inspecting image {image} failed: {source}")]
