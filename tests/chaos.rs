@@ -495,11 +495,11 @@ fn sigkill_mid_run_leaves_nothing_labelled_within_15_s() {
         }
         std::thread::sleep(Duration::from_millis(200));
     }
-    assert_ne!(labelled_objects(&run_id), "", "the run's cluster exists before the kill");
+    assert!(!labelled_objects(&run_id).is_empty(), "the run's cluster exists before the kill");
     child.kill().unwrap();
     child.wait().unwrap();
     let killed = Instant::now();
-    while labelled_objects(&run_id) != "" {
+    while !labelled_objects(&run_id).is_empty() {
         assert!(
             killed.elapsed() < Duration::from_secs(15),
             "15 s after SIGKILL, {run_id} still has: {}",
