@@ -172,7 +172,7 @@ pub struct UpArgs {
     tick_time: Duration,
     /// Java heap of each ZooKeeper node (-Xmx), e.g. 256m or 1g: every waiting
     /// message costs heap on every node (README: sizing the heap)
-    #[arg(long, default_value = "96m", value_parser = cluster::parse_heap_mb)]
+    #[arg(long, default_value_t = cluster::DEFAULT_HEAP_MB, value_parser = cluster::parse_heap_mb)]
     heap: u32,
     /// Give up (and remove everything) if no quorum serves by then
     #[arg(long, default_value = "90s", value_parser = humantime::parse_duration)]

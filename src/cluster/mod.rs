@@ -91,7 +91,7 @@ impl Default for ClusterSpec {
             tick_time_ms: 500,
             init_limit: 10,
             sync_limit: 4,
-            heap_mb: 96,
+            heap_mb: DEFAULT_HEAP_MB,
             up_timeout: Duration::from_secs(90),
         }
     }
@@ -133,6 +133,11 @@ impl ClusterSpec {
         Ok(())
     }
 }
+
+/// [`ClusterSpec::heap_mb`]'s default: 5 nodes, a gateway and the tests share 2
+/// cores. It holds [`crate::queue::DEFAULT_MAX_DEPTH`] small messages with room
+/// to spare (README: depth and heap).
+pub const DEFAULT_HEAP_MB: u32 = 96;
 
 /// Below this ZooKeeper does not start reliably; above it a node no longer fits
 /// beside four others on a developer machine.
