@@ -248,7 +248,10 @@ impl Producer {
         }
         let renewed = session.renew_until(deadline).await;
         if let Err(err) = &renewed {
-            *self.lock_last_renewal_error() = err.to_string();
+            *self.lock_last_renewal_error() = match err {
+                QueueError::Connect { reason, .. } => reason.clone(),
+                other => other.to_string(),
+            };
             self.failed_renewals.fetch_add(1, Ordering::SeqCst);
         }
         renewed
