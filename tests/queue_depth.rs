@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use zkmq::cluster::{NodeMode, DEFAULT_HEAP_MB};
 use zkmq::queue::{
-    connect, stats, Access, Consumer, MessageId, Producer, QueueConfig, QueueError, Store, Tree,
+    connect, stats, Access, Consumer, MessageId, Producer, QueueConfig, QueueError, Tree,
     DEFAULT_MAX_DEPTH,
 };
 
