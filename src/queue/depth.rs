@@ -73,6 +73,10 @@ impl DepthGauge {
     /// is stale or says there is no room.
     pub async fn admit(&mut self, store: &dyn Store, messages_dir: &str, wanted: usize) -> Room {
         let wanted_count = wanted as u64;
+        if wanted == 0 {
+            let depth = self.reading.map_or(0, |(_, depth)| depth) + self.let_through;
+            return Room { allowed: 0, depth };
+        }
         let fresh = self.reading.filter(|(at, _)| at.elapsed() < self.refresh);
         if let Some((_, depth)) = fresh {
             let estimate = depth + self.let_through;

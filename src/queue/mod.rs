@@ -15,7 +15,10 @@
 //! - **produce**: create an *empty* sequential node, then set its data at version 0.
 //!   A retried create leaves an empty orphan (skipped, deleted after
 //!   [`QueueConfig::orphan_grace`]), never a second copy; a retried set that meets
-//!   `BadVersion` is read back and confirmed by message id.
+//!   `BadVersion` is read back and confirmed by message id. Past
+//!   [`QueueConfig::max_depth`] waiting messages a send is refused before anything
+//!   is written ([`QueueError::QueueFull`]): a deep queue must not run the
+//!   servers out of heap (see `depth.rs`).
 //! - **take** ([`TakeProtocol::Multi`], native): one `multi` that checks the
 //!   consumer's own `status`, deletes the source at the version read and creates the
 //!   consumer's `message` slot. A batch take ([`Consumer::take_batch`]) does the
