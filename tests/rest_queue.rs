@@ -337,3 +337,27 @@ async fn killing_the_gateway_container_under_a_rest_workload_loses_and_doubles_n
         ledger.by_access
     );
 }
+
+#[tokio::test]
+async fn a_rest_producer_is_refused_past_max_depth_and_writes_nothing() {
+    let cluster = common::shared_ensemble().await;
+    let rest =
+        Access::Rest { url: cluster.rest_url().expect("the shared ensemble runs the gateway") };
+    let config = QueueConfig { max_depth: 5, ..config("rest-depth") };
+    let mut producer = Producer::new(rest.clone(), config.clone()).await.expect("producer");
+    let batch: Vec<_> = (0..4).map(|_| (zkmq::queue::MessageId::generate(), &b"m"[..])).collect();
+    let results = producer.send_batch(&batch).await;
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    // One more fits; the rest of the batch is refused, definitely.
+    let results = producer.send_batch(&batch).await;
+    assert!(results[0].is_ok(), "{results:?}");
+    for refused in &results[1..] {
+        assert!(matches!(refused, Err(QueueError::QueueFull { depth: 5, limit: 5, .. })));
+    }
+    let err = producer.send(b"one more").await.expect_err("the queue is full");
+    assert!(matches!(err, QueueError::QueueFull { .. }) && !err.is_unknown_outcome(), "{err}");
+    let store = zkmq::queue::connect(&rest, &config).await.expect("store");
+    assert_eq!(zkmq::queue::stats(store.as_ref(), &config).await.expect("stats").messages, 5);
+    store.close().await;
+    producer.close().await;
+}

@@ -290,6 +290,7 @@ impl BringUp<'_> {
                     spec.image = s.image.clone();
                     spec.rest = s.rest;
                     spec.tick_time_ms = s.tick_time.as_millis() as u32;
+                    spec.heap_mb = s.heap_mb();
                     spec.owner = self.start_reaper()?;
                     let progress = |line: &str| say(&format!("cluster: {line}"));
                     Cluster::up(spec, &progress).await

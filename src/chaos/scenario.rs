@@ -70,6 +70,17 @@ pub struct ClusterSection {
     /// ZooKeeper's tickTime: shorter ticks make elections and session expiry faster.
     #[serde(with = "humantime_serde", default = "default_tick")]
     pub tick_time: Duration,
+    /// Java heap of each node (`-Xmx`), like `96m` or `1g`: every waiting message
+    /// costs heap on every node (README: depth and heap).
+    #[serde(default = "default_heap")]
+    pub heap: String,
+}
+
+impl ClusterSection {
+    /// [`ClusterSection::heap`] in MiB, as the cluster takes it (validated on load).
+    pub fn heap_mb(&self) -> u32 {
+        crate::cluster::parse_heap_mb(&self.heap).unwrap_or(crate::cluster::DEFAULT_HEAP_MB)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -310,6 +321,9 @@ impl Default for ExpectSection {
 
 fn default_zk_version() -> String {
     "3.8.0".into()
+}
+fn default_heap() -> String {
+    format!("{}m", crate::cluster::DEFAULT_HEAP_MB)
 }
 fn default_tick() -> Duration {
     Duration::from_millis(500)
@@ -579,6 +593,9 @@ fn validate_cluster(c: &ClusterSection) -> Result<(), Problem> {
     }
     if c.tick_time < Duration::from_millis(100) || c.tick_time > Duration::from_secs(10) {
         return Err(problem("cluster", None, "tick_time", "use 100ms to 10s"));
+    }
+    if let Err(message) = crate::cluster::parse_heap_mb(&c.heap) {
+        return Err(problem("cluster", None, "heap", message));
     }
     Ok(())
 }
@@ -988,6 +1005,16 @@ drain_timeout = "1m"
             err.starts_with("scenarios/x.toml:32: bad value for `fault` in [nemesis.faults]"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn the_heap_defaults_to_the_clusters_and_a_bad_one_names_the_key() {
+        assert_eq!(parse(GOOD).unwrap().cluster.heap_mb(), crate::cluster::DEFAULT_HEAP_MB);
+        let big = GOOD.replace("tick_time = \"500ms\"", "tick_time = \"500ms\"\nheap = \"1g\"");
+        assert_eq!(parse(&big).unwrap().cluster.heap_mb(), 1024);
+        let small = GOOD.replace("tick_time = \"500ms\"", "tick_time = \"500ms\"\nheap = \"8m\"");
+        let err = parse(&small).unwrap_err().to_string();
+        assert!(err.contains("bad value for `heap` in [cluster]"), "{err}");
     }
 
     #[test]

@@ -181,6 +181,10 @@ pub struct UpArgs {
     /// ZooKeeper tickTime
     #[arg(long, default_value = "500ms", value_parser = humantime::parse_duration)]
     tick_time: Duration,
+    /// Java heap of each ZooKeeper node (-Xmx), e.g. 256m or 1g: every waiting
+    /// message costs heap on every node (README: sizing the heap)
+    #[arg(long, default_value_t = cluster::DEFAULT_HEAP_MB, value_parser = cluster::parse_heap_mb)]
+    heap: u32,
     /// Give up (and remove everything) if no quorum serves by then
     #[arg(long, default_value = "90s", value_parser = humantime::parse_duration)]
     timeout: Duration,
@@ -320,6 +324,7 @@ async fn up(args: UpArgs) -> anyhow::Result<u8> {
     spec.rest = !args.no_rest;
     spec.tick_time_ms = u32::try_from(args.tick_time.as_millis()).context("--tick-time")?;
     spec.up_timeout = args.timeout;
+    spec.heap_mb = args.heap;
     // Killed before the cluster is up (and current), the reaper removes what
     // was started; once it is current, the reaper leaves it running.
     let binary = std::env::current_exe().context("finding the zkmq binary for the reaper")?;

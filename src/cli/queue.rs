@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
-use zkmq::queue::{self, Access, Algorithm, Consumer, Producer, QueueConfig};
+use zkmq::queue::{self, Access, Algorithm, Consumer, Producer, QueueConfig, QueueError};
 
 /// Where the queue is and which algorithm runs: shared by every queue command.
 #[derive(Args, Debug, Clone)]
@@ -27,6 +27,11 @@ pub struct Target {
     /// Bound on every ZooKeeper call (e.g. 5s, 500ms)
     #[arg(long, value_parser = humantime::parse_duration, default_value = "5s")]
     pub op_timeout: Duration,
+    /// Refuse to send when this many messages wait: every waiting message costs
+    /// heap on every server (README: depth and heap)
+    #[arg(long, default_value_t = queue::DEFAULT_MAX_DEPTH,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_depth: u64,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug)]
@@ -63,6 +68,7 @@ impl Target {
                 AlgorithmArg::Legacy => Algorithm::Legacy,
             },
             op_timeout: self.op_timeout,
+            max_depth: self.max_depth,
             ..QueueConfig::default()
         }
     }
@@ -133,6 +139,10 @@ pub async fn run(command: QueueCommand) -> anyhow::Result<u8> {
                 }
             }
             let mut failed = 0;
+            let mut sent_or_tried = 0;
+            // A full queue or an ensemble that cannot be reached refuses the rest
+            // too: stop there rather than meet the same error for every chunk.
+            let mut stopped_by = None;
             for chunk in payloads.chunks(SEND_CHUNK) {
                 let batch: Vec<_> = chunk
                     .iter()
@@ -144,11 +154,30 @@ pub async fn run(command: QueueCommand) -> anyhow::Result<u8> {
                         Err(err) => {
                             failed += 1;
                             eprintln!("{id}: {err}");
+                            if matches!(
+                                err,
+                                QueueError::QueueFull { .. } | QueueError::Connect { .. }
+                            ) {
+                                stopped_by.get_or_insert(err);
+                            }
                         }
                     }
                 }
+                sent_or_tried += chunk.len();
+                if stopped_by.is_some() {
+                    break;
+                }
             }
             producer.close().await;
+            let unsent = payloads.len() - sent_or_tried;
+            if let Some(err) = stopped_by {
+                anyhow::bail!(
+                    "{} of {} messages were not (or not surely) sent, {unsent} of them not \
+                     tried: {err}",
+                    failed + unsent,
+                    payloads.len()
+                );
+            }
             if failed > 0 {
                 anyhow::bail!(
                     "{failed} of {} messages were not (or not surely) sent",

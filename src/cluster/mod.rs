@@ -78,7 +78,9 @@ pub struct ClusterSpec {
     pub init_limit: u32,
     /// syncLimit, in ticks: how far a follower may fall behind before it is dropped.
     pub sync_limit: u32,
-    /// Java heap per node; small so that 5 nodes and the tests fit on 2 cores.
+    /// Java heap per node (`-Xmx`), in MiB; small so that 5 nodes and the tests fit
+    /// on 2 cores. Every waiting message costs heap on every node: see the queue's
+    /// `max_depth` and README's sizing rule before raising a queue's depth.
     pub heap_mb: u32,
     /// How long `up` waits for a serving quorum before failing with the logs.
     #[serde(with = "humantime_serde")]
@@ -102,7 +104,7 @@ impl Default for ClusterSpec {
             tick_time_ms: 500,
             init_limit: 10,
             sync_limit: 4,
-            heap_mb: 96,
+            heap_mb: DEFAULT_HEAP_MB,
             up_timeout: Duration::from_secs(90),
             owner: None,
         }
@@ -130,6 +132,12 @@ impl ClusterSpec {
             )));
         }
         validate_run_id(&self.run_id)?;
+        if !(MIN_HEAP_MB..=MAX_HEAP_MB).contains(&self.heap_mb) {
+            return Err(ClusterError::InvalidSpec(format!(
+                "heap_mb = {}: use {MIN_HEAP_MB} to {MAX_HEAP_MB} MiB",
+                self.heap_mb
+            )));
+        }
         if self.tick_time_ms < 50 {
             return Err(ClusterError::InvalidSpec(format!(
                 "tick_time_ms = {}: below 50 ms elections never settle",
@@ -138,6 +146,34 @@ impl ClusterSpec {
         }
         Ok(())
     }
+}
+
+/// [`ClusterSpec::heap_mb`]'s default: 5 nodes, a gateway and the tests share 2
+/// cores. It holds [`crate::queue::DEFAULT_MAX_DEPTH`] small messages with room
+/// to spare (README: depth and heap).
+pub const DEFAULT_HEAP_MB: u32 = 96;
+
+/// Below this ZooKeeper does not start reliably; above it a node no longer fits
+/// beside four others on a developer machine.
+pub const MIN_HEAP_MB: u32 = 32;
+pub const MAX_HEAP_MB: u32 = 16 * 1024;
+
+/// Parses a JVM heap size as `-Xmx` takes it (`96m`, `1g`, `512M`; a bare number
+/// is MiB) into MiB, within [`MIN_HEAP_MB`]..=[`MAX_HEAP_MB`].
+pub fn parse_heap_mb(text: &str) -> Result<u32, String> {
+    let text = text.trim();
+    let (digits, scale) = match text.char_indices().last() {
+        Some((at, 'm' | 'M')) => (&text[..at], 1),
+        Some((at, 'g' | 'G')) => (&text[..at], 1024),
+        _ => (text, 1),
+    };
+    let invalid = || format!("heap `{text}`: use a size like 96m or 1g");
+    let mib =
+        digits.parse::<u32>().map_err(|_| invalid())?.checked_mul(scale).ok_or_else(invalid)?;
+    if !(MIN_HEAP_MB..=MAX_HEAP_MB).contains(&mib) {
+        return Err(format!("heap `{text}`: use {MIN_HEAP_MB}m to {}g", MAX_HEAP_MB / 1024));
+    }
+    Ok(mib)
 }
 
 /// A run id names Docker objects, so it must be a valid part of a container name.
@@ -384,5 +420,22 @@ mod names {
     /// The node's name on the cluster network (what zoo.cfg and the gateway use).
     pub fn alias(node: usize) -> String {
         format!("zk{node}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_heap_mb;
+
+    #[test]
+    fn heap_sizes_parse_as_xmx_takes_them() {
+        assert_eq!(parse_heap_mb("96m"), Ok(96));
+        assert_eq!(parse_heap_mb("256M"), Ok(256));
+        assert_eq!(parse_heap_mb("1g"), Ok(1024));
+        assert_eq!(parse_heap_mb("128"), Ok(128));
+        assert!(parse_heap_mb("16m").is_err(), "below the minimum");
+        assert!(parse_heap_mb("96k").is_err());
+        assert!(parse_heap_mb("lots").is_err());
+        assert!(parse_heap_mb("99999999g").is_err());
     }
 }

@@ -15,7 +15,10 @@
 //! - **produce**: create an *empty* sequential node, then set its data at version 0.
 //!   A retried create leaves an empty orphan (skipped, deleted after
 //!   [`QueueConfig::orphan_grace`]), never a second copy; a retried set that meets
-//!   `BadVersion` is read back and confirmed by message id.
+//!   `BadVersion` is read back and confirmed by message id. Past
+//!   [`QueueConfig::max_depth`] waiting messages a send is refused before anything
+//!   is written ([`QueueError::QueueFull`]): a deep queue must not run the
+//!   servers out of heap (see `depth.rs`).
 //! - **take** ([`TakeProtocol::Multi`], native): one `multi` that checks the
 //!   consumer's own `status`, deletes the source at the version read and creates the
 //!   consumer's `message` slot. A batch take ([`Consumer::take_batch`]) does the
@@ -77,6 +80,7 @@
 //! ```
 
 mod consumer;
+mod depth;
 pub mod envelope;
 pub mod legacy;
 pub mod native_store;
@@ -179,7 +183,25 @@ pub struct QueueConfig {
     /// [`QueueError::Unknown`].
     #[serde(with = "humantime_serde")]
     pub retry_budget: Duration,
+    /// The most messages that may wait in `messages/`: a send past it is refused
+    /// at once with [`QueueError::QueueFull`] and nothing is written. Every waiting
+    /// message costs heap on every server, and a server out of heap takes the
+    /// ensemble down with it. The default, [`DEFAULT_MAX_DEPTH`], fits the
+    /// harness's 96 MiB heap with room to spare; raise it only with the heap (the
+    /// sizing rule is in README). Approximate by what producers send within about
+    /// a second (see `depth.rs`).
+    pub max_depth: u64,
 }
+
+/// [`QueueConfig::max_depth`]'s default. Two limits meet near it, as measured on
+/// ZooKeeper 3.8.0 (README, "Depth and heap"): a 96 MiB heap holds about 400
+/// bytes per waiting 100-byte message over a 23 MiB base and died near 150,000,
+/// so 40,000 leaves more than half the heap free for bursts, listings and
+/// snapshots; and one `getChildren` of `messages/` answers 22 bytes per name
+/// (`message-<seq10>` plus its length), so 40,000 names are 880 KB, under the
+/// 1 MiB `jute.maxbuffer` that Java clients apply to a response (47,662 names
+/// would not be).
+pub const DEFAULT_MAX_DEPTH: u64 = 40_000;
 
 impl Default for QueueConfig {
     fn default() -> Self {
@@ -193,6 +215,7 @@ impl Default for QueueConfig {
             take_protocol: TakeProtocol::Auto,
             recovery_interval: Duration::from_secs(2),
             retry_budget: Duration::from_secs(30),
+            max_depth: DEFAULT_MAX_DEPTH,
         }
     }
 }
@@ -205,6 +228,12 @@ pub enum QueueError {
          written: store large payloads elsewhere and send a reference"
     )]
     TooLarge { size: usize, limit: usize },
+    #[error(
+        "queue is full: {depth} messages wait in {queue}, its limit (max_depth) is {limit}; \
+         nothing was written: let consumers catch up and send again, or raise max_depth \
+         together with the servers' heap (README: depth and heap)"
+    )]
+    QueueFull { depth: u64, limit: u64, queue: String },
     #[error(
         "not acknowledged: the message was taken back (this consumer was considered \
          dead and recovery returned the message to the queue); it will be redelivered"
@@ -282,6 +311,9 @@ fn validate(config: &QueueConfig) -> Result<(), QueueError> {
     }
     if config.op_timeout.is_zero() || config.session_timeout.is_zero() {
         return Err(QueueError::Config("op_timeout and session_timeout must be above zero".into()));
+    }
+    if config.max_depth == 0 {
+        return Err(QueueError::Config("max_depth must be at least 1".into()));
     }
     Ok(())
 }
@@ -421,20 +453,46 @@ impl Session {
 
     /// Builds a new store (a new session), retrying until the retry budget is spent.
     pub async fn renew(&mut self) -> Result<(), QueueError> {
-        let deadline = tokio::time::Instant::now() + self.config.retry_budget;
+        self.renew_until(tokio::time::Instant::now() + self.config.retry_budget).await
+    }
+
+    /// Builds a new store, retrying until `deadline`: the caller's retry budget
+    /// bounds the whole operation, renewals included, however long one connect
+    /// attempt would wait by itself. At least one attempt is made.
+    pub async fn renew_until(&mut self, deadline: tokio::time::Instant) -> Result<(), QueueError> {
         self.store.abandon();
         loop {
-            match connect(&self.access, &self.config).await {
-                Ok(store) => {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let attempt = tokio::time::timeout(
+                left.max(Duration::from_millis(100)),
+                connect(&self.access, &self.config),
+            );
+            let err = match attempt.await {
+                Ok(Ok(store)) => {
                     self.store = store;
                     return Ok(());
                 }
-                Err(err) if tokio::time::Instant::now() >= deadline => return Err(err),
-                Err(err) => {
-                    tracing::warn!("renewing the session: {err}");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                }
+                Ok(Err(err)) => err,
+                Err(_) => QueueError::Connect {
+                    target: self.access.target().into(),
+                    reason: "no session before the retry budget was spent".into(),
+                },
+            };
+            if tokio::time::Instant::now() + Duration::from_millis(500) >= deadline {
+                let last = match err {
+                    QueueError::Connect { reason, .. } => reason,
+                    other => other.to_string(),
+                };
+                return Err(QueueError::Connect {
+                    target: self.access.target().into(),
+                    reason: format!(
+                        "the session could not be renewed within the retry budget ({:?}): {last}",
+                        self.config.retry_budget
+                    ),
+                });
             }
+            tracing::warn!("renewing the session: {err}");
+            tokio::time::sleep(Duration::from_millis(500)).await;
         }
     }
 

@@ -1,10 +1,12 @@
 //! Sending messages: create an empty sequential node, then set its data at version 0.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::depth::{DepthGauge, Room};
 use super::envelope::{Envelope, MAX_PAYLOAD};
 use super::store::{CreateMode, MultiOp, Store, StoreError};
 use super::{
@@ -24,6 +26,13 @@ pub struct Producer {
     config: QueueConfig,
     /// "native" or "rest", for histories (does not change with renewals).
     access_path: &'static str,
+    /// Refuses sends past [`QueueConfig::max_depth`].
+    depth: DepthGauge,
+    /// Renewals that ran out of time, and why the last one failed: the sends that
+    /// queued behind a renewal of the same session share its failure rather than
+    /// each spending a whole retry budget again, one after the other.
+    failed_renewals: AtomicU64,
+    last_renewal_error: std::sync::Mutex<String>,
 }
 
 impl Producer {
@@ -32,7 +41,15 @@ impl Producer {
         let tree = Tree::new(&session.config);
         tree.ensure(session.store.as_ref(), session.config.op_timeout).await?;
         let access_path = session.store.access_path();
-        Ok(Producer { session: tokio::sync::Mutex::new(session), tree, config, access_path })
+        Ok(Producer {
+            session: tokio::sync::Mutex::new(session),
+            tree,
+            depth: DepthGauge::new(config.max_depth),
+            config,
+            access_path,
+            failed_renewals: AtomicU64::new(0),
+            last_renewal_error: std::sync::Mutex::new(String::new()),
+        })
     }
 
     /// Sends `payload` under a new id; returns the id.
@@ -44,9 +61,30 @@ impl Producer {
 
     /// Sends `payload` under `id` (the caller recorded the id before the send, as
     /// a history does). `Err(Unknown)`: the message may or may not be in the queue,
-    /// and is never in it twice.
+    /// and is never in it twice. `Err(QueueFull)`: nothing was written.
     pub async fn send_with_id(&mut self, id: &MessageId, payload: &[u8]) -> Result<(), QueueError> {
+        if payload.len() > MAX_PAYLOAD {
+            return Err(QueueError::TooLarge { size: payload.len(), limit: MAX_PAYLOAD });
+        }
+        let room = self.room(1).await;
+        if room.allowed == 0 {
+            return Err(self.full(room));
+        }
         self.produce(id, payload).await
+    }
+
+    /// How many of `wanted` messages fit under the depth ceiling now.
+    async fn room(&mut self, wanted: usize) -> Room {
+        let store = self.store().await;
+        self.depth.admit(store.as_ref(), &self.tree.messages(), wanted).await
+    }
+
+    fn full(&self, room: Room) -> QueueError {
+        QueueError::QueueFull {
+            depth: room.depth + room.allowed as u64,
+            limit: self.depth.max_depth(),
+            queue: self.tree.messages(),
+        }
     }
 
     /// Sends many messages at once. Where the store has `multi` (native), a batch
@@ -57,29 +95,50 @@ impl Producer {
     /// itself with the single-message protocol, starting from the node the batch
     /// created for it. Without `multi` (REST) the single sends are pipelined.
     /// Results come in the order of `messages`; order in the queue is not kept.
+    /// Near the depth ceiling the first messages that fit are sent and the rest
+    /// refused with [`QueueError::QueueFull`] (nothing of them written).
     pub async fn send_batch(
         &mut self,
         messages: &[(MessageId, &[u8])],
     ) -> Vec<Result<(), QueueError>> {
-        let this = &*self;
+        let mut results: Vec<Option<Result<(), QueueError>>> =
+            messages.iter().map(|_| None).collect();
+        let fits = |payload: &[u8]| payload.len() <= MAX_PAYLOAD;
+        let room = self.room(messages.iter().filter(|(_, payload)| fits(payload)).count()).await;
+        let mut admitted = Vec::with_capacity(room.allowed);
+        for (index, (id, payload)) in messages.iter().enumerate() {
+            if !fits(payload) {
+                results[index] =
+                    Some(Err(QueueError::TooLarge { size: payload.len(), limit: MAX_PAYLOAD }));
+            } else if admitted.len() < room.allowed {
+                admitted.push((index, *id, *payload));
+            } else {
+                results[index] = Some(Err(self.full(room)));
+            }
+        }
+        for (index, outcome) in self.send_admitted(&admitted).await {
+            results[index] = Some(outcome);
+        }
+        results.into_iter().map(|result| result.expect("every message has an outcome")).collect()
+    }
+
+    /// [`Producer::send_batch`] once the checks let `admitted` through: each with
+    /// the index of its result.
+    async fn send_admitted(
+        &self,
+        admitted: &[(usize, MessageId, &[u8])],
+    ) -> Vec<(usize, Result<(), QueueError>)> {
         let batched =
             self.config.algorithm == Algorithm::Safe && self.store().await.supports_multi();
         if !batched {
-            return futures::future::join_all(
-                messages.iter().map(|(id, payload)| this.produce(id, payload)),
-            )
-            .await;
+            let sent = admitted.iter().map(|(index, id, payload)| async move {
+                (*index, self.produce(id, payload).await)
+            });
+            return futures::future::join_all(sent).await;
         }
-        let mut results: Vec<Option<Result<(), QueueError>>> =
-            messages.iter().map(|_| None).collect();
         let mut chunks: Vec<Vec<(usize, MessageId, Vec<u8>)>> = Vec::new();
         let mut chunk_bytes = 0;
-        for (index, (id, payload)) in messages.iter().enumerate() {
-            if payload.len() > MAX_PAYLOAD {
-                results[index] =
-                    Some(Err(QueueError::TooLarge { size: payload.len(), limit: MAX_PAYLOAD }));
-                continue;
-            }
+        for (index, id, payload) in admitted {
             let data = Envelope::new(*id, payload).encode();
             let cost = data.len() + OP_OVERHEAD;
             match chunks.last_mut() {
@@ -87,22 +146,23 @@ impl Producer {
                     if chunk.len() < MULTI_MESSAGES && chunk_bytes + cost <= MULTI_BYTES =>
                 {
                     chunk_bytes += cost;
-                    chunk.push((index, *id, data));
+                    chunk.push((*index, *id, data));
                 }
                 _ => {
                     chunk_bytes = cost;
-                    chunks.push(vec![(index, *id, data)]);
+                    chunks.push(vec![(*index, *id, data)]);
                 }
             }
         }
         let done =
-            futures::future::join_all(chunks.iter().map(|chunk| this.produce_multi(chunk))).await;
-        for (chunk, outcomes) in chunks.iter().zip(done) {
-            for ((index, _, _), outcome) in chunk.iter().zip(outcomes) {
-                results[*index] = Some(outcome);
-            }
-        }
-        results.into_iter().map(|result| result.expect("every message has an outcome")).collect()
+            futures::future::join_all(chunks.iter().map(|chunk| self.produce_multi(chunk))).await;
+        chunks
+            .iter()
+            .zip(done)
+            .flat_map(|(chunk, outcomes)| {
+                chunk.iter().map(|(index, _, _)| *index).zip(outcomes).collect::<Vec<_>>()
+            })
+            .collect()
     }
 
     /// One batch in two `multi`s; see [`Producer::send_batch`].
@@ -164,22 +224,58 @@ impl Producer {
     }
 
     /// After `err` on `seen`: renews the session if it is gone (unless another send
-    /// already did), else waits a little before the caller retries.
+    /// already did), else waits a little before the caller retries. A renewal
+    /// stops at the caller's `deadline`; the sends waiting behind a renewal of the
+    /// same session that failed fail with it at once.
     async fn recover_from(
         &self,
         seen: &Arc<dyn Store>,
         err: &StoreError,
+        deadline: Instant,
     ) -> Result<(), QueueError> {
-        if matches!(err, StoreError::SessionExpired(_)) || seen.is_dead() {
-            let mut session = self.session.lock().await;
-            if Arc::ptr_eq(&session.store, seen) {
-                session.renew().await?;
-            }
-            Ok(())
-        } else {
+        if !(matches!(err, StoreError::SessionExpired(_)) || seen.is_dead()) {
             tokio::time::sleep(Duration::from_millis(100)).await;
-            Ok(())
+            return Ok(());
         }
+        let failures_before = self.failed_renewals.load(Ordering::SeqCst);
+        let mut session = self.session.lock().await;
+        if !Arc::ptr_eq(&session.store, seen) {
+            return Ok(());
+        }
+        if self.failed_renewals.load(Ordering::SeqCst) != failures_before {
+            let reason = self.lock_last_renewal_error().clone();
+            return Err(QueueError::Connect { target: session.access.target().into(), reason });
+        }
+        let renewed = session.renew_until(deadline).await;
+        if let Err(err) = &renewed {
+            *self.lock_last_renewal_error() = match err {
+                QueueError::Connect { reason, .. } => reason.clone(),
+                other => other.to_string(),
+            };
+            self.failed_renewals.fetch_add(1, Ordering::SeqCst);
+        }
+        renewed
+    }
+
+    fn lock_last_renewal_error(&self) -> std::sync::MutexGuard<'_, String> {
+        self.last_renewal_error.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// [`Producer::recover_from`] once a write of this message may have landed: a
+    /// session that cannot be renewed leaves its outcome unknown, not failed.
+    async fn recover_in_doubt(
+        &self,
+        seen: &Arc<dyn Store>,
+        err: &StoreError,
+        deadline: Instant,
+        path: &str,
+    ) -> Result<(), QueueError> {
+        self.recover_from(seen, err, deadline).await.map_err(|renewal| match renewal {
+            QueueError::Connect { .. } => QueueError::Unknown(format!(
+                "{path}: the set may have been applied ({err}), and then {renewal}"
+            )),
+            other => other,
+        })
     }
 
     async fn produce(&self, id: &MessageId, payload: &[u8]) -> Result<(), QueueError> {
@@ -212,7 +308,7 @@ impl Producer {
                     let store = self.store().await;
                     if store.is_dead() {
                         let dead = StoreError::SessionExpired("dead".into());
-                        self.recover_from(&store, &dead).await?;
+                        self.recover_from(&store, &dead, deadline).await?;
                         continue 'create;
                     }
                     // A create whose outcome is unknown is simply done again: the
@@ -220,7 +316,8 @@ impl Producer {
                     match store.create(&prefix, b"", CreateMode::PersistentSequential).await {
                         Ok(path) => (path, false),
                         Err(err) if err.is_unknown_outcome() && Instant::now() < deadline => {
-                            self.recover_from(&store, &err).await?;
+                            // Only an empty orphan can be left: a failed renewal is definite.
+                            self.recover_from(&store, &err, deadline).await?;
                             continue 'create;
                         }
                         Err(err) => return Err(err.into()),
@@ -247,7 +344,7 @@ impl Producer {
                     }
                     Err(err) if err.is_unknown_outcome() && Instant::now() < deadline => {
                         retried = true;
-                        self.recover_from(&store, &err).await?;
+                        self.recover_in_doubt(&store, &err, deadline, &path).await?;
                     }
                     Err(err) if err.is_unknown_outcome() => return Err(err.into()),
                     // Definite: the data was not written; an empty orphan is left.
@@ -283,7 +380,7 @@ impl Producer {
                     )))
                 }
                 Err(err) if err.is_unknown_outcome() && Instant::now() < deadline => {
-                    self.recover_from(&store, &err).await?;
+                    self.recover_in_doubt(&store, &err, deadline, path).await?;
                 }
                 Err(err) => {
                     return Err(QueueError::Unknown(format!("{path}: read-back failed: {err}")))
