@@ -74,6 +74,9 @@ pub(crate) struct ContainerFacts {
     pub host_port: Option<u16>,
 }
 
+/// How often a freeze that runc gave up on is tried again.
+const FREEZE_RETRIES: u32 = 3;
+
 /// Output of a command run inside a container.
 #[derive(Debug, Clone)]
 pub(crate) struct ExecOutput {
@@ -300,11 +303,29 @@ impl Docker {
         })
     }
 
+    /// Freezes a container's processes. runc gives up on a freeze that does not
+    /// settle in time ("unable to freeze", seen under load), leaving the container
+    /// running: that is retried a few times before it counts as a failure.
     pub async fn pause_container(&self, name: &str) -> Result<(), ClusterError> {
-        self.inner.pause_container(name).await.map_err(|err| ClusterError::PauseContainer {
-            container: name.to_owned(),
-            source: boxed(err),
-        })
+        let mut tries = 0;
+        loop {
+            match self.inner.pause_container(name).await {
+                Ok(()) => return Ok(()),
+                Err(err)
+                    if tries < FREEZE_RETRIES && err.to_string().contains("unable to freeze") =>
+                {
+                    tries += 1;
+                    tracing::debug!("pausing {name}: {err}; trying again");
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                }
+                Err(err) => {
+                    return Err(ClusterError::PauseContainer {
+                        container: name.to_owned(),
+                        source: boxed(err),
+                    })
+                }
+            }
+        }
     }
 
     pub async fn unpause_container(&self, name: &str) -> Result<(), ClusterError> {
