@@ -377,17 +377,24 @@ fn replay_repeats_the_faults_at_the_same_offsets_on_the_same_targets() {
     }
 }
 
-#[test]
-fn sigint_mid_run_undoes_every_fault_and_leaves_nothing_labelled() {
-    let dir = tempfile::tempdir().unwrap();
+/// A run in the background: the process, its out dir, its stdout (collected by a
+/// thread) and, as soon as it is printed, its cluster's run id.
+struct BackgroundRun {
+    child: std::process::Child,
+    out_dir: PathBuf,
+    lines: std::thread::JoinHandle<Vec<String>>,
+    run_id: std::sync::mpsc::Receiver<String>,
+}
+
+/// A run of a small scenario whose one fault (a frozen leader) lasts a minute.
+fn start_run_with_a_lasting_fault(dir: &Path, name: &str) -> BackgroundRun {
     let scenario = small_scenario(
-        dir.path(),
-        "sigint",
+        dir,
+        name,
         "[[nemesis.faults]]\nfault = \"pause\"\ntarget = \"leader\"\nduration = \"60s\"\n",
         "2m",
     );
-    let out_dir = dir.path().join("runs");
-    let _permit = permit();
+    let out_dir = dir.join("runs");
     let mut child = Command::new(ZKMQ)
         .args(["chaos", "run"])
         .arg(&scenario)
@@ -399,26 +406,46 @@ fn sigint_mid_run_undoes_every_fault_and_leaves_nothing_labelled() {
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
+    let (run_id_tx, run_id) = std::sync::mpsc::channel();
     let lines = std::thread::spawn(move || {
-        BufReader::new(stdout).lines().map_while(Result::ok).collect::<Vec<_>>()
+        let mut lines = Vec::new();
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if line.starts_with("starting cluster ") {
+                let _ = run_id_tx.send(cluster_id(&line));
+            }
+            lines.push(line);
+        }
+        lines
     });
+    BackgroundRun { child, out_dir, lines, run_id }
+}
 
-    // Wait until the pause is applied (and not yet undone), then interrupt.
+/// Waits until the run's fault is applied and not yet undone.
+fn wait_until_the_fault_holds(child: &mut std::process::Child, out_dir: &Path) {
     let deadline = Instant::now() + Duration::from_secs(180);
     loop {
         assert!(Instant::now() < deadline, "the fault never applied");
         assert!(child.try_wait().unwrap().is_none(), "the run ended early");
-        let applied = std::fs::read_dir(&out_dir)
+        let applied = std::fs::read_dir(out_dir)
             .ok()
             .and_then(|mut d| d.next())
             .and_then(|e| std::fs::read_to_string(e.unwrap().path().join("schedule.json")).ok())
             .and_then(|t| serde_json::from_str::<Schedule>(&t).ok())
             .is_some_and(|s| s.faults.iter().any(|f| f.applied && f.end.is_none()));
         if applied {
-            break;
+            return;
         }
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+#[test]
+fn sigint_mid_run_undoes_every_fault_and_leaves_nothing_labelled() {
+    let dir = tempfile::tempdir().unwrap();
+    let _permit = permit();
+    let BackgroundRun { mut child, out_dir, lines, .. } =
+        start_run_with_a_lasting_fault(dir.path(), "sigint");
+    wait_until_the_fault_holds(&mut child, &out_dir);
     let status = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
     assert!(status.success());
     let code = child.wait().unwrap().code();
@@ -451,50 +478,11 @@ fn sigint_mid_run_undoes_every_fault_and_leaves_nothing_labelled() {
 #[test]
 fn sigkill_mid_run_leaves_nothing_labelled_within_15_s() {
     let dir = tempfile::tempdir().unwrap();
-    let scenario = small_scenario(
-        dir.path(),
-        "sigkill",
-        "[[nemesis.faults]]\nfault = \"pause\"\ntarget = \"leader\"\nduration = \"60s\"\n",
-        "2m",
-    );
-    let out_dir = dir.path().join("runs");
     let _permit = permit();
-    let mut child = Command::new(ZKMQ)
-        .args(["chaos", "run"])
-        .arg(&scenario)
-        .arg("--out")
-        .arg(&out_dir)
-        .env("RUST_LOG", "warn,zookeeper_client=error")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (run_id_tx, run_id_rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if line.starts_with("starting cluster ") {
-                let _ = run_id_tx.send(cluster_id(&line));
-            }
-        }
-    });
-    let run_id =
-        run_id_rx.recv_timeout(Duration::from_secs(60)).expect("the run names its cluster");
-    let deadline = Instant::now() + Duration::from_secs(180);
-    loop {
-        assert!(Instant::now() < deadline, "the fault never applied");
-        assert!(child.try_wait().unwrap().is_none(), "the run ended early");
-        let applied = std::fs::read_dir(&out_dir)
-            .ok()
-            .and_then(|mut d| d.next())
-            .and_then(|e| std::fs::read_to_string(e.unwrap().path().join("schedule.json")).ok())
-            .and_then(|t| serde_json::from_str::<Schedule>(&t).ok())
-            .is_some_and(|s| s.faults.iter().any(|f| f.applied && f.end.is_none()));
-        if applied {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let BackgroundRun { mut child, out_dir, run_id, .. } =
+        start_run_with_a_lasting_fault(dir.path(), "sigkill");
+    wait_until_the_fault_holds(&mut child, &out_dir);
+    let run_id = run_id.recv_timeout(Duration::from_secs(10)).expect("the run names its cluster");
     assert!(!labelled_objects(&run_id).is_empty(), "the run's cluster exists before the kill");
     child.kill().unwrap();
     child.wait().unwrap();
