@@ -220,6 +220,14 @@ fn smoke_is_valid_and_its_results_agree_with_the_history() {
         schedule.faults.iter().filter(|f| f.applied).map(|f| f.fault.as_str()).collect();
     assert_eq!(applied, ["kill", "kill", "partition", "rest-restart"], "{:#?}", schedule.faults);
     assert!(schedule.faults.iter().all(|f| f.end.is_some()), "{:#?}", schedule.faults);
+    // The HTML report's per-fault table gives each applied fault its unavailability
+    // (it once matched windows by the planned start and showed "–" on every row).
+    let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
+    let applied_rows: Vec<&str> = html.lines().filter(|l| l.contains("<td>yes</td>")).collect();
+    assert_eq!(applied_rows.len(), applied.len(), "one row per applied fault");
+    for row in applied_rows {
+        assert!(!row.contains('–'), "a fault without its window: {row}");
+    }
     assert_eq!(labelled_objects(&cluster_id(&stdout)), "", "the cluster is gone");
 }
 
