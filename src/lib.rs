@@ -22,11 +22,14 @@
 //! the message envelope, producers, consumers, the recovery janitor and the list of
 //! what is left in the tree ([`queue::leftovers`]), all written once against the
 //! [`queue::Store`] trait, which has two backends: the native ZooKeeper client and a
-//! client of the REST gateway. It knows nothing of Docker,
-//! chaos or reports. Every outcome is done, definitely not done, or unknown.
-//! Producers send one message at a time or a batch in two transactions; consumers
-//! take one at a time or a batch per transaction (a slot per message), which is
-//! what makes it fast: a message's cost is its share of a replicated transaction.
+//! client of the REST gateway. It knows nothing of Docker, chaos or reports. Every
+//! outcome is done, definitely not done, or unknown; an unknown take is settled by
+//! a write that conflicts with it (`queue::consumer::doubt`), never by a read
+//! alone. Producers send one message at a time or a batch in two transactions,
+//! refused with `QueueFull` past the queue's depth ceiling (`queue::depth`), so
+//! that a deep queue cannot run the servers out of heap; consumers take one at a
+//! time or a batch per transaction (a slot per message), which is what makes it
+//! fast: a message's cost is its share of a replicated transaction.
 //!
 //! **[`rest`]**: our re-implementation of ZooKeeper's contrib REST gateway
 //! (`znodes/v1`, `sessions/v1`), an axum server that talks to the ensemble over the
@@ -39,7 +42,9 @@
 //! partition, heal, upgrade, which return what they did as data (`cluster::outcome`).
 //! `cluster::fault` is the one list of fault kinds and how each is carried out,
 //! shared by the scenario schema, the nemesis, `zkmq cluster <verb>` and
-//! `zkmq cluster fail` (its module doc says how to add a fault kind).
+//! `zkmq cluster fail` (its module doc says how to add a fault kind). Every
+//! cluster records its owner, and a detached reaper (`cluster::owner`) removes it
+//! when the owner dies without doing so (`kill -9`).
 //!
 //! **[`chaos`]**: a run. The scenario schema (TOML), the seeded fault schedule
 //! (`chaos::schedule`: pure, seed → plan, and replay), its execution
@@ -66,13 +71,16 @@
 //!
 //! **[`report`]**: statistics, plots and the files a person or a CI system reads:
 //! HTML, Markdown, JSON, JUnit and HdrHistogram logs, all from a run directory alone;
-//! `zkmq report --compare` of two runs; `report::zk_log`, which finds in the saved
+//! `report::render` has one function per section of each file, and the console
+//! summary beside them; `zkmq report --compare` of two runs; `report::zk_log`, which finds in the saved
 //! server logs the truncations that dropped transactions (where the ensemble itself
 //! may have lost writes); and `report::Progress`, the live view the chaos run loop
 //! feeds while a run goes.
 //!
 //! **[`bench`]**: throughput and latency benchmarks of the queue on a running
-//! ensemble; performance targets live here, never in timed tests.
+//! ensemble, closed loop or open loop at a fixed rate, on a shallow or a prefilled
+//! queue; performance targets live here, never in timed tests. The peer it is
+//! measured against, kazoo's `LockingQueue`, is driven by `benches/kazoo_queue.py`.
 
 #![forbid(unsafe_code)]
 // The Layout above links every module; without the harness the gated ones are
