@@ -77,7 +77,7 @@
 //! may have lost writes); and `report::Progress`, the live view the chaos run loop
 //! feeds while a run goes.
 //!
-//! **[`bench`]**: throughput and latency benchmarks of the queue on a running
+//! **[`bench`](mod@bench)**: throughput and latency benchmarks of the queue on a running
 //! ensemble, closed loop or open loop at a fixed rate, on a shallow or a prefilled
 //! queue; performance targets live here, never in timed tests. The peer it is
 //! measured against, kazoo's `LockingQueue`, is driven by `benches/kazoo_queue.py`.

@@ -245,7 +245,7 @@ pub struct NodeStatus {
     pub container: String,
     /// ZooKeeper's own view, from `srvr`.
     pub mode: NodeMode,
-    /// Where clients reach it: 127.0.0.1:<published port>.
+    /// Where clients reach it: `127.0.0.1:<published port>`.
     pub address: String,
     /// ZooKeeper's version as `srvr` reports it ("" when down).
     pub version: String,

@@ -1,4 +1,4 @@
-//! The native backend of [`Store`](super::Store): ZooKeeper's binary protocol.
+//! The native backend of [`Store`]: ZooKeeper's binary protocol.
 //!
 //! Three facts about `zookeeper-client` 0.11 shape this file:
 //!

@@ -1,4 +1,4 @@
-//! The REST backend of [`Store`](super::Store): a client of ZooKeeper's REST
+//! The REST backend of [`Store`]: a client of ZooKeeper's REST
 //! interface (zkmq's gateway, or any compatible one).
 //!
 //! Each store opens one gateway session (`/sessions/v1`) and sends every request
