@@ -159,16 +159,27 @@ fn an_unknown_ack_is_not_a_loss() {
     assert_eq!(result.invariants.ack_unknown.examples, vec!["m1"]);
 }
 
+/// A message the drain could not move is stuck, not lost; and a nightly job must
+/// not pass it: it fails the run, unless the scenario says it expects stuck ones.
 #[test]
-fn a_leftover_listed_by_the_drain_is_stuck_not_lost() {
+fn a_leftover_listed_by_the_drain_is_stuck_not_lost_and_fails_the_run() {
     let mut history = History::default();
     history.produce("producer-1", "m1", Phase::Ok);
     history.line("drain", "leftover", Phase::Ok, Some("m1"), None);
     history.line("drain", "drain", Phase::Fail, None, None);
     let result = history.check();
-    assert!(result.valid, "{result:#?}");
+    assert!(!result.valid, "{result:#?}");
     assert_eq!(result.invariants.stuck.examples, vec!["m1"]);
+    assert_eq!(result.invariants.lost.count, 0);
     assert!(!result.drain.complete);
+
+    let dir = tempfile::tempdir().unwrap();
+    history.write(dir.path());
+    std::fs::write(dir.path().join("scenario.toml"), "name = \"x\"\n[expect]\nstuck = true\n")
+        .unwrap();
+    let allowed = check_history(dir.path()).unwrap();
+    assert!(allowed.valid && allowed.stuck_allowed, "{allowed:#?}");
+    assert_eq!(allowed.invariants.stuck.count, 1);
 }
 
 #[test]

@@ -112,7 +112,10 @@ fn reports_agree_with_results_json_which_agrees_with_the_checker() {
 
     let cases = junit_cases(&std::fs::read_to_string(&reports.junit_xml).unwrap());
     let names: Vec<&str> = cases.iter().map(|(_, name, _)| name.as_str()).collect();
-    assert_eq!(names, ["lost", "duplicated_past_ack", "unexpected", "corrupt", "expect.valid"]);
+    assert_eq!(
+        names,
+        ["lost", "duplicated_past_ack", "unexpected", "corrupt", "stuck", "expect.valid"]
+    );
     assert!(cases.iter().all(|(_, _, failed)| !failed));
 }
 

@@ -311,11 +311,15 @@ pub struct ExpectSection {
     /// tests; the exit code always reports what the checker found.
     #[serde(default = "default_true")]
     pub valid: bool,
+    /// Messages may be left in the tree where nothing can move them (the drain
+    /// lists them as stuck): reported, not a violation. Default: a violation.
+    #[serde(default)]
+    pub stuck: bool,
 }
 
 impl Default for ExpectSection {
     fn default() -> Self {
-        Self { valid: true }
+        Self { valid: true, stuck: false }
     }
 }
 

@@ -14,10 +14,13 @@
 //!   already running when the ack completed may have taken the message before the ack.
 //! - **unexpected**: a delivered (or acknowledged) id that no produce ever invoked.
 //! - **corrupt**: a delivery whose checksum differs from the produce's.
+//! - **stuck**: never acknowledged, and listed by the final drain as still in the
+//!   tree (in a slot recovery could not move, say). A scenario that expects it says
+//!   `[expect] stuck = true`; it is then only reported.
 //!
 //! Reported, allowed: recovered (produce `fail`/`info`/no outcome, yet delivered),
 //! redelivered before ack (delivered twice or more before its first `ok` ack),
-//! order inversions, stuck (listed by the drain as left in the tree), ack unknown,
+//! order inversions, ack unknown,
 //! unavailability windows, availability and latency. `info` outcomes never count as
 //! failures.
 //!
@@ -74,8 +77,13 @@ pub enum CheckError {
 /// under `check`; its schema is documented in README.md ("Reports").
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CheckResult {
-    /// True when lost, duplicated past ack, unexpected and corrupt are all 0.
+    /// True when lost, duplicated past ack, unexpected, corrupt and stuck are all
+    /// 0 (stuck only where the scenario does not allow it).
     pub valid: bool,
+    /// The scenario allows messages left stuck (`[expect] stuck = true`): they are
+    /// then reported, not a violation.
+    #[serde(default)]
+    pub stuck_allowed: bool,
     /// The history that was checked.
     pub history: PathBuf,
     /// Lines read (not counting a truncated last line).
@@ -150,7 +158,8 @@ pub struct Invariants {
     pub redelivered_before_ack: Finding,
     /// Delivered after a later message of the same producer. Allowed (FIFO is best effort).
     pub order_inversions: Finding,
-    /// Never acknowledged, listed by the drain as still in the tree. Reported.
+    /// Never acknowledged, listed by the drain as still in the tree. Must be 0,
+    /// unless the scenario allows it.
     pub stuck: Finding,
     /// Last ack had an unknown outcome and the message never came back. Reported: it
     /// was most likely acknowledged.
@@ -158,25 +167,34 @@ pub struct Invariants {
 }
 
 impl Invariants {
-    /// The four that must be 0, with their names as used in reports and JUnit.
-    pub fn required(&self) -> [(&'static str, &Finding); 4] {
-        [
+    /// The ones that must be 0, with their names as used in reports and JUnit:
+    /// `stuck` too (a drain that leaves a message where nothing can move it is a
+    /// broken promise), unless the scenario allows it (`[expect] stuck = true`).
+    pub fn required(&self, stuck_allowed: bool) -> Vec<(&'static str, &Finding)> {
+        let mut required = vec![
             ("lost", &self.lost),
             ("duplicated_past_ack", &self.duplicated_past_ack),
             ("unexpected", &self.unexpected),
             ("corrupt", &self.corrupt),
-        ]
+        ];
+        if !stuck_allowed {
+            required.push(("stuck", &self.stuck));
+        }
+        required
     }
 
     /// The ones that are only reported.
-    pub fn reported(&self) -> [(&'static str, &Finding); 5] {
-        [
+    pub fn reported(&self, stuck_allowed: bool) -> Vec<(&'static str, &Finding)> {
+        let mut reported = vec![
             ("recovered", &self.recovered),
             ("redelivered_before_ack", &self.redelivered_before_ack),
             ("order_inversions", &self.order_inversions),
-            ("stuck", &self.stuck),
-            ("ack_unknown", &self.ack_unknown),
-        ]
+        ];
+        if stuck_allowed {
+            reported.push(("stuck", &self.stuck));
+        }
+        reported.push(("ack_unknown", &self.ack_unknown));
+        reported
     }
 }
 
@@ -570,6 +588,8 @@ pub struct Checker {
     /// Windows `[0, next_window)` have started (by `t`).
     next_window: usize,
     drain: DrainInfo,
+    /// Messages left stuck are reported, not a violation (the scenario says so).
+    stuck_allowed: bool,
 }
 
 impl Default for Checker {
@@ -593,12 +613,20 @@ impl Checker {
             invariants: Invariants::default(),
             faults_source: "none".into(),
             faults_from_history: true,
+            stuck_allowed: false,
             windows: Vec::new(),
             closings: WindowClosings::default(),
             closings_by_access: Vec::new(),
             next_window: 0,
             drain: DrainInfo::default(),
         }
+    }
+
+    /// Messages the drain left in the tree are reported, not a violation: for a
+    /// scenario that expects them (`[expect] stuck = true`).
+    pub fn allowing_stuck(mut self, allowed: bool) -> Self {
+        self.stuck_allowed = allowed;
+        self
     }
 
     /// A checker that takes fault windows from a known schedule (applied faults only)
@@ -992,9 +1020,12 @@ impl Checker {
         let windows = Self::closed_windows(self.windows, &self.closings, &self.closings_by_access);
         let paths = self.closings_by_access.iter().map(|(path, _)| &**path);
         let unavailability_summary = summarise_windows(&windows, paths);
-        let valid = invariants.required().iter().all(|(_, finding)| finding.count == 0);
+        let stuck_allowed = self.stuck_allowed;
+        let valid =
+            invariants.required(stuck_allowed).iter().all(|(_, finding)| finding.count == 0);
         CheckResult {
             valid,
+            stuck_allowed,
             history,
             events: self.index,
             truncated_last_line,
@@ -1084,8 +1115,19 @@ pub fn check_history(path: &Path) -> Result<CheckResult, CheckError> {
         Some(schedule) => Checker::with_schedule(&schedule),
         None => Checker::new(),
     };
+    checker = checker.allowing_stuck(run_dir.read_scenario()?.is_some_and(|s| stuck_allowed(&s)));
     let truncated = for_each_line(&history, |view| checker.observe_view(view))?;
     Ok(checker.finish(history, truncated))
+}
+
+/// Whether a scenario's text says `[expect] stuck = true`. Read as plain TOML: the
+/// checker knows run directories, not the chaos schema.
+fn stuck_allowed(scenario: &str) -> bool {
+    scenario
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|table| table.get("expect")?.get("stuck")?.as_bool())
+        .unwrap_or(false)
 }
 
 /// Streams a history file's lines to `visit`; returns whether a truncated last line

@@ -85,7 +85,7 @@ pub fn summary_markdown(results: &Results) -> String {
     let verdict = if results.valid { "✅ VALID" } else { "❌ VIOLATED" };
     let _ = writeln!(out, "### zkmq chaos: {verdict} — {}\n", title(results));
     let _ = writeln!(out, "| invariant | count | examples |\n|---|---:|---|");
-    for (name, finding) in check.invariants.required() {
+    for (name, finding) in check.invariants.required(check.stuck_allowed) {
         let mark = if finding.count == 0 { "✅" } else { "❌" };
         let _ = writeln!(
             out,
@@ -95,7 +95,7 @@ pub fn summary_markdown(results: &Results) -> String {
             examples(finding)
         );
     }
-    for (name, finding) in check.invariants.reported() {
+    for (name, finding) in check.invariants.reported(check.stuck_allowed) {
         let _ = writeln!(
             out,
             "| {} (reported) | {} | {} |",
@@ -204,8 +204,13 @@ pub fn console_summary(check: &CheckResult, truncations: &[Truncation]) -> Vec<S
         m.acknowledged,
         percent(check.availability)
     )];
-    let required = check.invariants.required().into_iter().map(|(name, f)| (name, f, true));
-    let reported = check.invariants.reported().into_iter().map(|(name, f)| (name, f, false));
+    let required =
+        check.invariants.required(check.stuck_allowed).into_iter().map(|(name, f)| (name, f, true));
+    let reported = check
+        .invariants
+        .reported(check.stuck_allowed)
+        .into_iter()
+        .map(|(name, f)| (name, f, false));
     for (name, finding, must_be_zero) in required.chain(reported) {
         let rule = if must_be_zero { " (must be 0)" } else { "" };
         let examples: Vec<&str> =
@@ -280,7 +285,7 @@ pub fn junit(results: &Results) -> String {
         .map_or_else(|| "zkmq chaos".to_owned(), |run| format!("zkmq chaos {}", run.scenario));
     let mut cases = String::new();
     let (mut tests, mut failures, mut skipped) = (0, 0, 0);
-    for (name, finding) in check.invariants.required() {
+    for (name, finding) in check.invariants.required(check.stuck_allowed) {
         tests += 1;
         let _ =
             write!(cases, "    <testcase classname=\"zkmq.invariants\" name=\"{name}\" time=\"0\"");
@@ -423,10 +428,10 @@ fn html_verdict(out: &mut String, results: &Results) {
 fn html_invariants(out: &mut String, results: &Results) {
     let check = &results.check;
     out.push_str("<h2>Invariants</h2>\n<table><tr><th>invariant</th><th>rule</th><th>count</th><th>first message ids</th></tr>\n");
-    for (name, finding) in check.invariants.required() {
+    for (name, finding) in check.invariants.required(check.stuck_allowed) {
         finding_row(out, name, finding, true);
     }
-    for (name, finding) in check.invariants.reported() {
+    for (name, finding) in check.invariants.reported(check.stuck_allowed) {
         finding_row(out, name, finding, false);
     }
     out.push_str("</table>\n");
