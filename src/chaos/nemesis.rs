@@ -349,6 +349,13 @@ impl Nemesis {
             }
             Target::Minority => Ok(nodes_only(sorted(&p.draw[..(n.saturating_sub(1) / 2).max(1)]))),
             Target::Majority => Ok(nodes_only(sorted(&p.draw[..n / 2 + 1]))),
+            // A rolling fault walks the nodes in the plan's drawn order, which the
+            // seed decides (and a replay repeats); other faults hit the set.
+            Target::All
+                if matches!(p.fault, FaultKind::RollingRestart | FaultKind::RollingUpgrade) =>
+            {
+                Ok(nodes_only(p.draw.clone()))
+            }
             Target::All => Ok(nodes_only(sorted(&p.draw))),
             Target::Rest => Ok(nodes_only(Vec::new())),
             Target::Consumer => {
