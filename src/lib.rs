@@ -66,7 +66,9 @@
 //!
 //! **[`report`]**: statistics, plots and the files a person or a CI system reads:
 //! HTML, Markdown, JSON, JUnit and HdrHistogram logs, all from a run directory alone;
-//! `zkmq report --compare` of two runs; `report::zk_log`, which finds in the saved
+//! `zkmq report --compare` of two runs; `zkmq report --trend` of many (`report::trend`:
+//! each run's headline figures and its regressions against the runs before it, the
+//! page a nightly job publishes); `report::zk_log`, which finds in the saved
 //! server logs the truncations that dropped transactions (where the ensemble itself
 //! may have lost writes); and `report::Progress`, the live view the chaos run loop
 //! feeds while a run goes.

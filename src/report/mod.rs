@@ -9,6 +9,10 @@
 //! - `latency-<kind>.hlog`: HdrHistogram interval logs per operation kind;
 //! - `plots/*.png`, `plots/*.svg`: throughput, latency, queue depth, node states.
 //!
+//! Across runs: [`compare`] puts two side by side, and [`trend`] lines up many (the
+//! nightly page: `trend.html`, `trend.md`, `trend.json`, written where the caller says,
+//! not into a run directory).
+//!
 //! [`Progress`] is the live view of a run in progress (fed by the chaos run loop).
 
 mod compare;
