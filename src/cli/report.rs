@@ -11,7 +11,7 @@ use super::{EXIT_HARNESS_ERROR, EXIT_OK, EXIT_VIOLATION};
 
 #[derive(clap::Args)]
 #[command(
-    about = "Write (or compare, or trend) the reports of saved runs",
+    about = "Write the reports of saved runs, compare two, or line many up in a trend",
     long_about = "Write the reports of a saved run directory: results.json, summary.md, report.html, \
 junit.xml, latency-<kind>.hlog (HdrHistogram interval logs) and plots/*.png|svg. They are written \
 from the run directory's files alone, so a report can be regenerated at any time.\n\n\
