@@ -581,15 +581,23 @@ fn a_trend_lists_a_crashed_run_flags_slow_throughput_and_names_a_directory_witho
     let mut slow = dated_run(&dir("3"), 3, SyntheticOptions { seed: 22, ..small(0, 0) });
     slow.throughput.ops_per_s = first.throughput.ops_per_s / 2.0;
     std::fs::write(dir("3").join("results.json"), serde_json::to_string(&slow).unwrap()).unwrap();
+    // A run of another scenario, ten times faster, between them: not a baseline of 3.
+    let mut smoke = dated_run(&dir("2-smoke"), 2, SyntheticOptions { seed: 23, ..small(0, 0) });
+    smoke.run.as_mut().unwrap().scenario = "smoke".into();
+    smoke.throughput.ops_per_s *= 10.0;
+    std::fs::write(dir("2-smoke").join("results.json"), serde_json::to_string(&smoke).unwrap())
+        .unwrap();
 
     let out = tempfile::tempdir().unwrap();
-    let output = zkmq_trend(&[&dir("1"), &dir("2"), &dir("3")], out.path());
+    let output = zkmq_trend(&[&dir("1"), &dir("2"), &dir("2-smoke"), &dir("3")], out.path());
     assert_eq!(output.status.code(), Some(1), "{}", String::from_utf8_lossy(&output.stderr));
     let trend: report::Trend =
         serde_json::from_str(&std::fs::read_to_string(out.path().join("trend.json")).unwrap())
             .unwrap();
     let slow_flag = &trend.regressions[0];
     assert_eq!((slow_flag.run.as_str(), slow_flag.metric.as_str()), ("3", "ops_per_s"));
+    let names: Vec<&str> = trend.runs.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["1", "2", "2-smoke", "3"]);
     let earlier: Vec<f64> =
         trend.runs[..2].iter().map(|r| r.figures.as_ref().unwrap().ops_per_s).collect();
     assert_close(slow_flag.baseline, Some((earlier[0] + earlier[1]) / 2.0), "baseline");
@@ -606,7 +614,7 @@ fn a_trend_lists_a_crashed_run_flags_slow_throughput_and_names_a_directory_witho
     assert!(newest.figures.is_none() && trend.newest_regressed);
     let markdown = std::fs::read_to_string(out.path().join("trend.md")).unwrap();
     assert!(
-        markdown.contains("| #4 | 4 | 2026-01-04T02:00:00Z | synthetic (7) | crashed |"),
+        markdown.contains("| #5 | 4 | 2026-01-04T02:00:00Z | synthetic (7) | crashed |"),
         "{markdown}"
     );
 

@@ -25,7 +25,8 @@ pub const TREND_JSON: &str = "trend.json";
 /// Version of the `trend.json` layout; bumped only on incompatible changes.
 pub const TREND_SCHEMA_VERSION: u32 = 1;
 
-/// When a run counts as regressed against the median of the runs before it. The one
+/// When a run counts as regressed against the median of the runs before it (of the
+/// same scenario). The one
 /// place these numbers live: trend.json carries them, and the pages state them.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Thresholds {
@@ -187,7 +188,8 @@ pub fn find_runs(dirs: &[PathBuf]) -> Result<Vec<PathBuf>, ReportError> {
 }
 
 /// Reads each run's `run.json` and `results.json` (none: crashed), sorts the runs by
-/// their start and flags each one's regressions.
+/// their start and flags each one's regressions against the earlier runs of the same
+/// scenario.
 pub fn trend(dirs: &[PathBuf]) -> Result<Trend, ReportError> {
     let mut dated = Vec::new();
     for dir in find_runs(dirs)? {
@@ -198,8 +200,13 @@ pub fn trend(dirs: &[PathBuf]) -> Result<Trend, ReportError> {
     dated.sort_by_key(|(start, _)| *start);
     let mut runs: Vec<TrendRun> = dated.into_iter().map(|(_, run)| run).collect();
     for index in 0..runs.len() {
-        let earlier: Vec<&RunFigures> =
-            runs[..index].iter().filter_map(|run| run.figures.as_ref()).collect();
+        // A smoke run among the soak nights says nothing about the soak's figures.
+        let scenario = &runs[index].scenario;
+        let earlier: Vec<&RunFigures> = runs[..index]
+            .iter()
+            .filter(|run| &run.scenario == scenario)
+            .filter_map(|run| run.figures.as_ref())
+            .collect();
         runs[index].regressions = regressions(&runs[index], &earlier, &THRESHOLDS);
     }
     let regressions: Vec<Regression> =

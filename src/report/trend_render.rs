@@ -69,8 +69,8 @@ fn rules(limits: &Thresholds) -> String {
     format!(
         "A run regresses when a must-be-zero invariant is violated, when it crashed (no \
          results.json), when its operations/s or acknowledged messages/s fall below {:.0}% of \
-         the median of the earlier runs, or when its unavailability median (overall or on one \
-         access path) is above {}x the earlier median and by more than {:.2} s.",
+         the median of the earlier runs of its scenario, or when its unavailability median (overall \
+         or on one access path) is above {}x the earlier median and by more than {:.2} s.",
         limits.throughput_floor * 100.0,
         limits.unavailability_ceiling,
         limits.unavailability_slack_s
