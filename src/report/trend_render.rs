@@ -45,6 +45,14 @@ impl Table {
     }
 }
 
+/// "1 run", "3 runs".
+fn runs_count(trend: &Trend) -> String {
+    match trend.runs.len() {
+        1 => "1 run".to_owned(),
+        n => format!("{n} runs"),
+    }
+}
+
 fn seconds(value: Option<f64>) -> String {
     value.map_or_else(|| "–".to_owned(), |s| format!("{s:.2} s"))
 }
@@ -214,7 +222,7 @@ fn tables(trend: &Trend) -> Vec<Table> {
 /// `trend.md`: the headline and regressions first, then the tables.
 pub fn markdown(trend: &Trend) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "## zkmq trend: {} runs\n\n{}\n", trend.runs.len(), headline(trend));
+    let _ = writeln!(out, "## zkmq trend: {}\n\n{}\n", runs_count(trend), headline(trend));
     out.push_str("### Regressions\n\n");
     let lines = regression_lines(trend);
     if lines.is_empty() {
@@ -233,7 +241,7 @@ pub fn markdown(trend: &Trend) -> String {
 /// `trend.html`: one self-contained page, regressions first, plots inline (SVG).
 pub fn html(trend: &Trend) -> Result<String, ReportError> {
     let mut out = String::new();
-    let title = format!("zkmq trend — {} runs", trend.runs.len());
+    let title = format!("zkmq trend — {}", runs_count(trend));
     let _ = writeln!(
         out,
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{0}</title><style>{STYLE}</style></head><body>\n<h1>{0}</h1>",
