@@ -72,7 +72,10 @@
 //! **[`report`]**: statistics, plots and the files a person or a CI system reads:
 //! HTML, Markdown, JSON, JUnit and HdrHistogram logs, all from a run directory alone;
 //! `report::render` has one function per section of each file, and the console
-//! summary beside them; `zkmq report --compare` of two runs; `report::zk_log`, which finds in the saved
+//! summary beside them; `zkmq report --compare` of two runs; `zkmq report --trend`
+//! of many (`report::trend`: each run's headline figures and its regressions
+//! against the runs before it, the page a nightly job publishes); `report::zk_log`,
+//! which finds in the saved
 //! server logs the truncations that dropped transactions (where the ensemble itself
 //! may have lost writes); and `report::Progress`, the live view the chaos run loop
 //! feeds while a run goes.

@@ -275,6 +275,13 @@ impl RunDir {
         self.history_path().is_file()
     }
 
+    /// Whether the directory holds a run, finished or not: a run writes `run.json`
+    /// first, so a crashed one has at least that (a synthetic or older run may have
+    /// only a history, a copied one only its results).
+    pub fn is_run(&self) -> bool {
+        [RUN, HISTORY, RESULTS].iter().any(|name| self.root.join(name).is_file())
+    }
+
     /// The run loop's history writer (appends and flushes each line).
     pub fn create_history(&self) -> Result<HistoryWriter, HistoryError> {
         HistoryWriter::create(&self.history_path())

@@ -468,3 +468,169 @@ fn progress_counts_outcomes_faults_and_violations_as_they_happen() {
     );
     progress.finish("done");
 }
+
+/// A synthetic run with its reports, started on `day` of January 2026 (run.json's
+/// start decides the trend's order, not the directory's name).
+fn dated_run(dir: &Path, day: u32, options: SyntheticOptions) -> Results {
+    run_dir(dir, options);
+    let run_json = dir.join("run.json");
+    let mut meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&run_json).unwrap()).unwrap();
+    meta["started_at"] = format!("2026-01-{day:02}T02:00:00Z").into();
+    std::fs::write(&run_json, meta.to_string()).unwrap();
+    report::write_reports(dir).unwrap().results
+}
+
+/// Equal within parsing error: trend.json's figures went through JSON twice.
+fn assert_close(a: Option<f64>, b: Option<f64>, what: &str) {
+    match (a, b) {
+        (Some(a), Some(b)) => {
+            assert!((a - b).abs() <= 1e-9 * a.abs().max(1.0), "{what}: {a} != {b}")
+        }
+        _ => assert_eq!(a, b, "{what}"),
+    }
+}
+
+fn zkmq_trend(args: &[&Path], out: &Path) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_zkmq"))
+        .args(["report", "--trend"])
+        .args(args)
+        .arg("--out")
+        .arg(out)
+        .output()
+        .unwrap()
+}
+
+/// Three nights in a directory of runs, named against their order: trend.json has
+/// each run's figures as its results.json says them, oldest first; the night that
+/// lost messages is flagged at the top of every file and fails the command.
+#[test]
+fn a_trend_lists_each_run_oldest_first_and_flags_the_newest_that_lost_messages() {
+    let reports = tempfile::tempdir().unwrap();
+    let nights = [
+        ("c-night", 1, small(0, 0)),
+        ("a-night", 2, SyntheticOptions { seed: 11, ..small(0, 0) }),
+        ("b-night", 3, SyntheticOptions { seed: 12, ..small(2, 0) }),
+    ];
+    let results: Vec<Results> = nights
+        .iter()
+        .map(|(name, day, options)| dated_run(&reports.path().join(name), *day, options.clone()))
+        .collect();
+    std::fs::write(reports.path().join("README.md"), "not a run").unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let output = zkmq_trend(&[reports.path()], out.path());
+    assert_eq!(output.status.code(), Some(1), "{}", String::from_utf8_lossy(&output.stderr));
+
+    let json = std::fs::read_to_string(out.path().join("trend.json")).unwrap();
+    let trend: report::Trend = serde_json::from_str(&json).unwrap();
+    let names: Vec<&str> = trend.runs.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["c-night", "a-night", "b-night"]);
+    for ((run, results), (_, _, options)) in trend.runs.iter().zip(&results).zip(&nights) {
+        let figures = run.figures.as_ref().unwrap();
+        assert_eq!(run.seed, Some(options.seed));
+        assert_eq!(run.verdict, results.verdict);
+        assert_close(Some(figures.ops_per_s), Some(results.throughput.ops_per_s), "ops/s");
+        assert_close(
+            Some(figures.acknowledged_per_s),
+            Some(results.throughput.acknowledged_per_s),
+            "acknowledged/s",
+        );
+        assert_close(Some(figures.availability), Some(results.check.availability), "availability");
+        let summary = &results.check.unavailability_summary;
+        assert_close(figures.unavailability.median_s, summary.median_s, "median");
+        assert_close(figures.unavailability.max_s, summary.max_s, "max");
+        for (kind, own) in &figures.unavailability.by_fault {
+            assert_close(own.median_s, summary.median_by_fault.get(kind).copied(), kind);
+            let max = results.check.unavailability.iter().filter(|w| &w.fault == kind);
+            let max = max.filter_map(|w| w.duration_s).reduce(f64::max);
+            assert_close(own.max_s, max, kind);
+        }
+        let paths: Vec<&String> = figures.unavailability_by_access.keys().collect();
+        assert_eq!(paths, summary.by_access.keys().collect::<Vec<_>>());
+        let rest = &figures.unavailability_by_access["rest"];
+        assert_close(rest.median_s, summary.by_access["rest"].median_s, "rest median");
+        let applied = results.faults.iter().filter(|f| f.applied).count() as u64;
+        assert!(applied > 0);
+        assert_eq!(figures.faults_applied.values().sum::<u64>(), applied);
+        assert_eq!(figures.violations.lost, results.check.invariants.lost.count);
+    }
+    assert!(trend.newest_regressed);
+    let flagged: Vec<(&str, &str)> =
+        trend.regressions.iter().map(|r| (r.run.as_str(), r.metric.as_str())).collect();
+    assert_eq!(flagged, [("b-night", "lost")], "{:#?}", trend.regressions);
+
+    let markdown = std::fs::read_to_string(out.path().join("trend.md")).unwrap();
+    let html = std::fs::read_to_string(out.path().join("trend.html")).unwrap();
+    for page in [&markdown, &html] {
+        let flag = page.find("b-night: 2 lost (must be 0)").expect("the regression is listed");
+        assert!(flag < page.find("Runs (oldest first)").unwrap(), "regressions come first");
+        for name in names.iter() {
+            assert!(page.contains(name), "{name} is in the page");
+        }
+    }
+    assert_eq!(html.matches("<svg").count(), 3, "throughput, unavailability, violations");
+    assert!(String::from_utf8_lossy(&output.stdout).contains("### Regressions"));
+}
+
+/// A crashed run (run.json, no results.json) is listed as crashed and, as the
+/// newest, regressed; throughput below 80% of the earlier median is flagged against
+/// that median; a directory that holds no run is an error naming it.
+#[test]
+fn a_trend_lists_a_crashed_run_flags_slow_throughput_and_names_a_directory_without_runs() {
+    let runs = tempfile::tempdir().unwrap();
+    let dir = |name: &str| runs.path().join(name);
+    let first = dated_run(&dir("1"), 1, small(0, 0));
+    dated_run(&dir("2"), 2, SyntheticOptions { seed: 21, ..small(0, 0) });
+    let mut slow = dated_run(&dir("3"), 3, SyntheticOptions { seed: 22, ..small(0, 0) });
+    slow.throughput.ops_per_s = first.throughput.ops_per_s / 2.0;
+    std::fs::write(dir("3").join("results.json"), serde_json::to_string(&slow).unwrap()).unwrap();
+    // A run of another scenario, ten times faster, between them: not a baseline of 3.
+    let mut smoke = dated_run(&dir("2-smoke"), 2, SyntheticOptions { seed: 23, ..small(0, 0) });
+    smoke.run.as_mut().unwrap().scenario = "smoke".into();
+    smoke.throughput.ops_per_s *= 10.0;
+    std::fs::write(dir("2-smoke").join("results.json"), serde_json::to_string(&smoke).unwrap())
+        .unwrap();
+
+    let out = tempfile::tempdir().unwrap();
+    let output = zkmq_trend(&[&dir("1"), &dir("2"), &dir("2-smoke"), &dir("3")], out.path());
+    assert_eq!(output.status.code(), Some(1), "{}", String::from_utf8_lossy(&output.stderr));
+    let trend: report::Trend =
+        serde_json::from_str(&std::fs::read_to_string(out.path().join("trend.json")).unwrap())
+            .unwrap();
+    let slow_flag = &trend.regressions[0];
+    assert_eq!((slow_flag.run.as_str(), slow_flag.metric.as_str()), ("3", "ops_per_s"));
+    let names: Vec<&str> = trend.runs.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["1", "2", "2-smoke", "3"]);
+    let earlier: Vec<f64> =
+        trend.runs[..2].iter().map(|r| r.figures.as_ref().unwrap().ops_per_s).collect();
+    assert_close(slow_flag.baseline, Some((earlier[0] + earlier[1]) / 2.0), "baseline");
+
+    // Night 4 crashed after writing run.json.
+    std::fs::create_dir(dir("4")).unwrap();
+    std::fs::copy(dir("1").join("run.json"), dir("4").join("run.json")).unwrap();
+    let run_json = std::fs::read_to_string(dir("4").join("run.json")).unwrap();
+    std::fs::write(dir("4").join("run.json"), run_json.replace("2026-01-01", "2026-01-04"))
+        .unwrap();
+    let trend = report::write_trend(&[runs.path().to_owned()], out.path()).unwrap().trend;
+    let newest = trend.runs.last().unwrap();
+    assert_eq!((newest.name.as_str(), newest.verdict.as_str()), ("4", "crashed"));
+    assert!(newest.figures.is_none() && trend.newest_regressed);
+    let markdown = std::fs::read_to_string(out.path().join("trend.md")).unwrap();
+    assert!(
+        markdown.contains("| #5 | 4 | 2026-01-04T02:00:00Z | synthetic (7) | crashed |"),
+        "{markdown}"
+    );
+
+    // Without the slow and the crashed nights, the newest did not regress: exit 0.
+    let output = zkmq_trend(&[&dir("1"), &dir("2")], out.path());
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+
+    let empty = tempfile::tempdir().unwrap();
+    let output = zkmq_trend(&[&dir("1"), empty.path()], out.path());
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&format!("{} is neither a run directory", empty.path().display())),
+        "{stderr}"
+    );
+}

@@ -54,9 +54,9 @@ pub enum Command {
     /// Run chaos scenarios: workload, seeded faults, history, checker, report
     #[command(subcommand)]
     Chaos(chaos::ChaosCommand),
-    /// Re-check a saved run's history against the delivery invariants
+    // No doc comments here: they would replace the about and long_about (examples,
+    // exit codes) that CheckArgs and ReportArgs carry.
     Check(report::CheckArgs),
-    /// Write (or compare) the reports of saved runs
     Report(report::ReportArgs),
     /// Measure the queue's throughput and latency on a running ensemble
     #[command(subcommand)]

@@ -11,14 +11,23 @@ use super::{EXIT_HARNESS_ERROR, EXIT_OK, EXIT_VIOLATION};
 
 #[derive(clap::Args)]
 #[command(
-    about = "Write (or compare) the reports of saved runs",
+    about = "Write the reports of saved runs, compare two, or line many up in a trend",
     long_about = "Write the reports of a saved run directory: results.json, summary.md, report.html, \
 junit.xml, latency-<kind>.hlog (HdrHistogram interval logs) and plots/*.png|svg. They are written \
 from the run directory's files alone, so a report can be regenerated at any time.\n\n\
 Examples:\n  zkmq report reports/20260101-120000-smoke\n  \
 zkmq report --compare reports/<run on 3.8.0> reports/<run on 3.9.3>\n  \
-zkmq report --example /tmp/example-run     a synthetic run (no cluster) and its reports",
-    group = clap::ArgGroup::new("what").required(true).args(["run", "compare", "example"])
+zkmq report --trend reports/ --out public/     every run in reports/, oldest first\n  \
+zkmq report --example /tmp/example-run     a synthetic run (no cluster) and its reports\n\n\
+--trend writes trend.html, trend.md and trend.json: per run its verdict, throughput, \
+availability, unavailability per fault kind (and per access path), faults applied and \
+violations, plots over the runs, and the regressions of each run against the median of the \
+runs before it (listed first). A run directory without results.json is listed as crashed.\n\n\
+Exit codes: 0 the run is valid (--trend: the newest run did not regress), 1 a delivery \
+invariant is violated (--trend: the newest run regressed, so a nightly job can fail on it), \
+2 the runs could not be read.",
+    group = clap::ArgGroup::new("what").required(true).args(["run", "compare", "trend", "example"]),
+    group = clap::ArgGroup::new("writes_out").args(["compare", "trend"])
 )]
 pub struct ReportArgs {
     /// A saved run directory (reports/<timestamp>-<scenario>)
@@ -26,8 +35,12 @@ pub struct ReportArgs {
     /// Put two runs side by side: throughput, latencies, unavailability, invariant counts
     #[arg(long, num_args = 2, value_names = ["RUN_A", "RUN_B"])]
     pub compare: Option<Vec<PathBuf>>,
-    /// Where --compare writes its Markdown (default: compare.md in RUN_B)
-    #[arg(long, requires = "compare")]
+    /// A trend across runs: run directories, or directories of them (such as reports/)
+    #[arg(long, num_args = 1.., value_name = "DIR")]
+    pub trend: Option<Vec<PathBuf>>,
+    /// Where --compare writes its Markdown (default: compare.md in RUN_B); with
+    /// --trend, the directory for trend.html, trend.md and trend.json (default: .)
+    #[arg(long, requires = "writes_out")]
     pub out: Option<PathBuf>,
     /// Write a synthetic run (no cluster needed) into this directory, then its reports
     #[arg(long, value_name = "DIR")]
@@ -38,6 +51,10 @@ pub struct ReportArgs {
 }
 
 pub async fn run(args: ReportArgs) -> anyhow::Result<u8> {
+    if let Some(dirs) = args.trend {
+        let out = args.out.unwrap_or_else(|| PathBuf::from("."));
+        return trend(dirs, out).await;
+    }
     if let Some(runs) = args.compare {
         let (a, b) = (&runs[0], &runs[1]);
         let markdown = tokio::task::spawn_blocking({
@@ -61,12 +78,22 @@ pub async fn run(args: ReportArgs) -> anyhow::Result<u8> {
             dir
         }
         (Some(dir), None) => dir,
-        (None, None) => unreachable!("clap requires one of RUN, --compare, --example"),
+        (None, None) => unreachable!("clap requires one of RUN, --compare, --trend, --example"),
     };
     let reports = tokio::task::spawn_blocking(move || report::write_reports(&dir)).await??;
     print!("{}", std::fs::read_to_string(&reports.summary_md).unwrap_or_default());
     println!("\nreport: {}", reports.report_html.display());
     Ok(if reports.results.valid { EXIT_OK } else { EXIT_VIOLATION })
+}
+
+/// `--trend`: writes the three files, prints the Markdown and says where they went.
+async fn trend(dirs: Vec<PathBuf>, out: PathBuf) -> anyhow::Result<u8> {
+    let files = tokio::task::spawn_blocking(move || report::write_trend(&dirs, &out)).await??;
+    print!("{}", std::fs::read_to_string(&files.markdown).unwrap_or_default());
+    for path in [&files.html, &files.markdown, &files.json] {
+        eprintln!("written to {}", path.display());
+    }
+    Ok(if files.trend.newest_regressed { EXIT_VIOLATION } else { EXIT_OK })
 }
 
 #[derive(clap::Args)]

@@ -9,6 +9,10 @@
 //! - `latency-<kind>.hlog`: HdrHistogram interval logs per operation kind;
 //! - `plots/*.png`, `plots/*.svg`: throughput, latency, queue depth, node states.
 //!
+//! Across runs: [`compare`] puts two side by side, and [`trend`] lines up many (the
+//! nightly page: `trend.html`, `trend.md`, `trend.json`, written where the caller says,
+//! not into a run directory).
+//!
 //! [`Progress`] is the live view of a run in progress (fed by the chaos run loop).
 
 mod compare;
@@ -16,6 +20,9 @@ mod plots;
 mod progress;
 mod render;
 pub mod series;
+pub mod trend;
+mod trend_plots;
+mod trend_render;
 pub mod zk_log;
 
 use std::path::{Path, PathBuf};
@@ -29,6 +36,7 @@ pub use compare::compare;
 pub use plots::PLOTS;
 pub use progress::{Progress, ProgressSnapshot};
 pub use render::console_summary;
+pub use trend::{write_trend, Trend};
 
 /// Version of the `results.json` layout; bumped only on incompatible changes.
 pub const RESULTS_SCHEMA_VERSION: u32 = 1;
@@ -48,6 +56,12 @@ pub enum ReportError {
     Plot { path: PathBuf, message: String },
     #[error("{path} is not a run directory (it has no {history})", history = rundir::HISTORY)]
     NotARun { path: PathBuf },
+    /// `--trend` takes run directories and directories of them.
+    #[error(
+        "{path} is neither a run directory (no {run}, {history} or {results}) nor a directory of run directories",
+        run = rundir::RUN, history = rundir::HISTORY, results = rundir::RESULTS
+    )]
+    NotARunOrRuns { path: PathBuf },
 }
 
 /// `results.json`: the run's verdict and every figure.

@@ -18,7 +18,7 @@ use crate::rundir::RunDir;
 static FONT: &[u8] = include_bytes!("../../assets/DejaVuSans.ttf");
 static REGISTER: Once = Once::new();
 
-fn register_font() {
+pub(super) fn register_font() {
     REGISTER.call_once(|| {
         for style in [FontStyle::Normal, FontStyle::Bold] {
             if plotters::style::register_font("sans-serif", style, FONT).is_err() {

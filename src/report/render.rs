@@ -340,7 +340,7 @@ pub fn junit(results: &Results) -> String {
     )
 }
 
-const STYLE: &str = r#"
+pub(super) const STYLE: &str = r#"
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2rem auto; max-width: 1240px; color: #222; padding: 0 1rem; }
 h1 { font-size: 1.5rem; margin-bottom: .3rem; }
 h2 { font-size: 1.15rem; margin-top: 2rem; border-bottom: 1px solid #ddd; padding-bottom: .2rem; }
