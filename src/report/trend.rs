@@ -115,23 +115,27 @@ pub struct FaultUnavailability {
     pub max_s: Option<f64>,
 }
 
-/// The four must-be-zero invariants' counts.
+/// The must-be-zero invariants' counts.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Violations {
     pub lost: u64,
     pub duplicated_past_ack: u64,
     pub unexpected: u64,
     pub corrupt: u64,
+    /// Left in the tree by the drain (0 where the scenario allows stuck messages).
+    #[serde(default)]
+    pub stuck: u64,
 }
 
 impl Violations {
     /// Name (as in reports and JUnit) and count of each, in the checker's order.
-    pub fn counts(&self) -> [(&'static str, u64); 4] {
+    pub fn counts(&self) -> [(&'static str, u64); 5] {
         [
             ("lost", self.lost),
             ("duplicated_past_ack", self.duplicated_past_ack),
             ("unexpected", self.unexpected),
             ("corrupt", self.corrupt),
+            ("stuck", self.stuck),
         ]
     }
 }
@@ -306,6 +310,7 @@ fn figures(results: &Results) -> RunFigures {
             duplicated_past_ack: invariants.duplicated_past_ack.count,
             unexpected: invariants.unexpected.count,
             corrupt: invariants.corrupt.count,
+            stuck: if check.stuck_allowed { 0 } else { invariants.stuck.count },
         },
     }
 }
