@@ -66,9 +66,9 @@ fn headline(trend: &Trend) -> String {
     match trend.runs.last() {
         None => "No runs.".to_owned(),
         Some(newest) if trend.newest_regressed => {
-            format!("❌ The newest run, {}, regressed.", newest.name)
+            format!("REGRESSED: the newest run, {}, is worse than the runs before it.", newest.name)
         }
-        Some(newest) => format!("✅ The newest run, {}, did not regress.", newest.name),
+        Some(newest) => format!("OK: the newest run, {}, did not regress.", newest.name),
     }
 }
 
