@@ -59,7 +59,7 @@
 //!
 //! **[`rundir`]**: a run directory's files (`scenario.toml`, `run.json`,
 //! `history.jsonl`, `schedule.json`, `samples.jsonl`, `logs/`, `results.json` and the
-//! reports): their names and the typed read and write of each, for the run loop that
+//! reports; `stopped.json` and `data/` for a run stopped at its first violation): their names and the typed read and write of each, for the run loop that
 //! writes them and for the checker, the reports and a replay that read them. Plain
 //! files and serde types, nothing of ZooKeeper or Docker.
 //!

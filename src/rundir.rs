@@ -46,6 +46,12 @@ pub const SAMPLES: &str = "samples.jsonl";
 pub const RESULTS: &str = "results.json";
 /// The server and gateway logs saved at the end of a run.
 pub const LOGS_DIR: &str = "logs";
+/// Each member's ZooKeeper data directory (`data/zk<n>/version-2/...`), copied only
+/// when a run stopped at its first violation (data directories are big).
+pub const DATA_DIR: &str = "data";
+/// Why and when a run stopped before its planned end ([`Stopped`]); absent when it
+/// ran its course.
+pub const STOPPED: &str = "stopped.json";
 /// The verdict and counts in Markdown.
 pub const SUMMARY_MD: &str = "summary.md";
 /// The self-contained HTML page.
@@ -95,6 +101,26 @@ pub struct RunMeta {
     pub zkmq_version: String,
     /// The exact command that repeats this run (scenario, seed, replayed schedule).
     pub replay_command: String,
+}
+
+/// `stopped.json`: a run that stopped its workload before the planned duration
+/// because the live checker saw a violation (`--stop-on-violation`). A file of its
+/// own, written when it happens, so `zkmq report` can say so from the directory
+/// alone and `run.json` stays what was asked for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Stopped {
+    /// `first violation`.
+    pub reason: String,
+    /// Seconds since the run started (the history's clock) of the event that made
+    /// the first violation known.
+    pub at_s: f64,
+    /// The same moment as RFC 3339, UTC.
+    pub at: String,
+    /// Violations known when the workload was told to stop (duplicated past ack,
+    /// unexpected, corrupt; losses are only known after the drain).
+    pub violations: u64,
+    /// The planned workload duration in seconds, for "stopped at 12 s of 300 s".
+    pub planned_s: f64,
 }
 
 /// What every reader of `schedule.json` needs: the faults as they actually ran.
@@ -448,6 +474,25 @@ impl RunDir {
 
     pub fn compare_md_path(&self) -> PathBuf {
         self.root.join(COMPARE_MD)
+    }
+
+    /// Where the members' data directories are copied (`data/zk<n>/`).
+    pub fn data_dir(&self) -> PathBuf {
+        self.root.join(DATA_DIR)
+    }
+
+    pub fn stopped_path(&self) -> PathBuf {
+        self.root.join(STOPPED)
+    }
+
+    pub fn write_stopped(&self, stopped: &Stopped) -> Result<(), RunDirError> {
+        write_json(&self.stopped_path(), stopped)
+    }
+
+    /// `None` for a run that was not stopped early.
+    pub fn read_stopped(&self) -> Result<Option<Stopped>, RunDirError> {
+        let path = self.stopped_path();
+        read_optional(&path)?.map(|text| parse_json(&path, STOPPED, &text)).transpose()
     }
 }
 

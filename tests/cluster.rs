@@ -477,3 +477,25 @@ async fn the_gateway_answers_and_is_a_fault_target() {
     assert!(acted(cluster.rest_unpause().await.unwrap(), "paused"));
     assert!(cluster.rest_logs(Some(20)).await.unwrap().contains("zk1:2181"));
 }
+
+/// What a run stopped at a violation keeps: each member's data directory, copied
+/// out of its container (`myid`, `version-2/` with the transaction log).
+#[tokio::test]
+async fn save_data_dirs_copies_each_members_zookeeper_files() {
+    let cluster = common::own_ensemble(1, false).await;
+    let path = common::unique_chroot("data");
+    write(&cluster.node_address(1), &path, b"kept").await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let copied = cluster.save_data_dirs(dir.path()).await;
+    cluster.down().await.unwrap();
+    let copied = copied.unwrap();
+    assert_eq!(copied.len(), 1, "{copied:?}");
+    let zk1 = dir.path().join("zk1");
+    assert_eq!(std::fs::read_to_string(zk1.join("myid")).unwrap().trim(), "1");
+    let files: Vec<String> = std::fs::read_dir(zk1.join("version-2"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(files.iter().any(|f| f.starts_with("log.")), "{files:?}");
+    assert!(!dir.path().join("zk1.tar").exists(), "the spool is removed");
+}

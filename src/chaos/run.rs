@@ -3,6 +3,11 @@
 //! Whatever happens after the cluster exists (the end of the schedule, Ctrl-C,
 //! SIGTERM, an internal error) goes through one exit path that undoes every fault
 //! and removes the cluster unless asked to keep it, so a run leaves nothing behind.
+//!
+//! With `stop_on_violation` the workload also ends at the first violation the live
+//! checker ([`report::Progress`]) sees; the run then heals, drains and checks as
+//! usual (so its counts are exact), and before the cluster goes copies every
+//! member's data directory into `data/`, next to the logs.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -23,7 +28,7 @@ use crate::cluster::{self, Cluster, ClusterError, ClusterSpec, Owner, ReapPolicy
 use crate::history::{Event, HistoryError, Phase};
 use crate::queue::{self, Access, Algorithm, Consumer, QueueConfig, QueueError};
 use crate::report;
-use crate::rundir::{RunDir, RunDirError, RunMeta};
+use crate::rundir::{RunDir, RunDirError, RunMeta, Stopped};
 
 /// How long the workload's workers may take to finish their last operation.
 const WORKER_STOP_WAIT: Duration = Duration::from_secs(60);
@@ -52,6 +57,8 @@ pub struct RunOptions {
     pub replay: Option<PathBuf>,
     /// Overrides the scenario's algorithm.
     pub algorithm: Option<AlgorithmChoice>,
+    /// Overrides the scenario's `stop_on_violation`.
+    pub stop_on_violation: Option<bool>,
     /// The scenario's file, to print the command that repeats the run.
     pub scenario_path: Option<PathBuf>,
     /// Where progress lines go (the CLI prints them); None: the log.
@@ -73,6 +80,8 @@ pub struct RunOutcome {
     pub replay_command: String,
     /// One line per invariant, for the console.
     pub summary: Vec<String>,
+    /// Set when the workload stopped at the first violation (`stopped.json`).
+    pub stopped: Option<Stopped>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -103,6 +112,7 @@ pub async fn run(scenario: Scenario, options: RunOptions) -> Result<RunOutcome, 
     let (seed, replay_plan) = choose_seed(&scenario, &options)?;
     let duration = options.duration.unwrap_or(scenario.duration);
     let algorithm = options.algorithm.unwrap_or(scenario.workload.algorithm);
+    let stop_on_violation = options.stop_on_violation.unwrap_or(scenario.stop_on_violation);
     let rerun = rerun_command(&scenario, &options, seed, duration, algorithm);
     say(&format!("seed {seed}   (repeat with: {rerun})"));
 
@@ -114,6 +124,7 @@ pub async fn run(scenario: Scenario, options: RunOptions) -> Result<RunOutcome, 
     as_run.seed = Some(seed);
     as_run.duration = duration;
     as_run.workload.algorithm = algorithm;
+    as_run.stop_on_violation = stop_on_violation;
     let (run_dir, replay_command) = open_run_dir(&as_run, &options, stamp, &stamp_text, &rerun)?;
     say(&format!("run directory {}", run_dir.root().display()));
 
@@ -153,11 +164,16 @@ pub async fn run(scenario: Scenario, options: RunOptions) -> Result<RunOutcome, 
         plan,
         run_id: &run_id,
         say: &say,
+        stop_on_violation,
     };
     let body_result = body.run(stop_rx.clone()).await;
 
     let keep = options.keep_cluster || !owned;
-    leave(&cluster, &run_dir, &run_id, scenario.cluster.rest, keep, &say).await;
+    // The file, not the body's result: a run that stopped and then failed (no
+    // quorum after healing) still keeps its evidence.
+    let stopped = run_dir.read_stopped().ok().flatten();
+    let leaving = Leave { cluster: &cluster, run_dir: &run_dir, run_id: &run_id, say: &say };
+    leaving.run(scenario.cluster.rest, keep, stopped.is_some()).await;
     signals.abort();
     if interrupted.lock().unwrap_or_else(|p| p.into_inner()).is_some() {
         return Err(interrupted_error(&interrupted, keep));
@@ -165,7 +181,8 @@ pub async fn run(scenario: Scenario, options: RunOptions) -> Result<RunOutcome, 
     body_result?;
 
     let (valid, summary) = verdict(&run_dir, &say)?;
-    Ok(RunOutcome { run_dir: run_dir.root().to_owned(), valid, seed, replay_command, summary })
+    let run_dir = run_dir.root().to_owned();
+    Ok(RunOutcome { run_dir, valid, seed, replay_command, summary, stopped })
 }
 
 /// The signal that interrupted the run, once one did.
@@ -216,6 +233,11 @@ fn rerun_command(
     }
     if options.algorithm.is_some() {
         rerun.push_str(&format!(" --algorithm {algorithm}"));
+    }
+    match options.stop_on_violation {
+        Some(true) => rerun.push_str(" --stop-on-violation"),
+        Some(false) => rerun.push_str(" --stop-on-violation=false"),
+        None => {}
     }
     rerun
 }
@@ -361,29 +383,57 @@ impl BringUp<'_> {
     }
 }
 
-/// The one exit path once the cluster exists: undo every fault, keep the logs,
-/// remove the cluster unless it is to be kept.
-async fn leave(
-    cluster: &Cluster,
-    run_dir: &RunDir,
-    run_id: &str,
-    rest: bool,
-    keep: bool,
-    say: &(dyn Fn(&str) + Send + Sync),
-) {
-    if let Err(problems) = nemesis::heal_everything(cluster, rest).await {
-        say(&format!("warning: undoing faults at the end: {problems}"));
+/// The one exit path once the cluster exists.
+struct Leave<'a> {
+    cluster: &'a Cluster,
+    run_dir: &'a RunDir,
+    run_id: &'a str,
+    say: &'a (dyn Fn(&str) + Send + Sync),
+}
+
+impl Leave<'_> {
+    /// Undoes every fault, keeps the logs (and, for a run stopped at a violation,
+    /// every member's data directory: they are big, and only then worth it),
+    /// removes the cluster unless it is to be kept.
+    async fn run(&self, rest: bool, keep: bool, keep_data: bool) {
+        let (cluster, run_dir, say) = (self.cluster, self.run_dir, self.say);
+        if let Err(problems) = nemesis::heal_everything(cluster, rest).await {
+            say(&format!("warning: undoing faults at the end: {problems}"));
+        }
+        if let Err(err) = cluster.save_logs(&run_dir.logs_dir()).await {
+            say(&format!("warning: cannot save the node logs: {err}"));
+        }
+        if keep_data {
+            self.save_data().await;
+        }
+        self.remove(keep).await;
     }
-    if let Err(err) = cluster.save_logs(&run_dir.logs_dir()).await {
-        say(&format!("warning: cannot save the node logs: {err}"));
+
+    async fn save_data(&self) {
+        let dir = self.run_dir.data_dir();
+        match self.cluster.save_data_dirs(&dir).await {
+            Ok(copied) => {
+                let files: u64 = copied.iter().map(|(_, files)| files).sum();
+                (self.say)(&format!(
+                    "copied {} members' data directories ({files} files) into {}",
+                    copied.len(),
+                    dir.display()
+                ));
+            }
+            Err(err) => (self.say)(&format!("warning: cannot copy the data directories: {err}")),
+        }
     }
-    if keep {
-        say(&format!(
-            "cluster {run_id} left running (remove it with: zkmq cluster down --run {run_id})"
-        ));
-    } else if let Err(err) = cluster.down().await {
-        say(&format!("warning: removing cluster {run_id}: {err}; retrying by label"));
-        let _ = cluster::down_run(run_id).await;
+
+    async fn remove(&self, keep: bool) {
+        let (cluster, run_id, say) = (self.cluster, self.run_id, self.say);
+        if keep {
+            say(&format!(
+                "cluster {run_id} left running (remove it with: zkmq cluster down --run {run_id})"
+            ));
+        } else if let Err(err) = cluster.down().await {
+            say(&format!("warning: removing cluster {run_id}: {err}; retrying by label"));
+            let _ = cluster::down_run(run_id).await;
+        }
     }
 }
 
@@ -461,6 +511,8 @@ struct Body<'a> {
     plan: Vec<PlannedFault>,
     run_id: &'a str,
     say: &'a (dyn Fn(&str) + Send + Sync),
+    /// End the workload at the first violation the live checker sees.
+    stop_on_violation: bool,
 }
 
 impl Body<'_> {
@@ -483,6 +535,26 @@ impl Body<'_> {
             retry_budget: w.retry_budget,
             recovery_interval: w.recovery_interval,
             ..QueueConfig::default()
+        }
+    }
+
+    /// Writes `stopped.json` (the reports and the exit path read it) and says so.
+    fn record_stop(&self, at_s: f64, violations: u64) {
+        let at = time::OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc3339)
+            .expect("RFC 3339");
+        let stopped = Stopped {
+            reason: "first violation".into(),
+            at_s,
+            at,
+            violations,
+            planned_s: self.duration.as_secs_f64(),
+        };
+        (self.say)(&format!(
+            "violation seen at {at_s:.1} s: stopping the workload (stop on violation)"
+        ));
+        if let Err(err) = self.run_dir.write_stopped(&stopped) {
+            (self.say)(&format!("warning: {err}; the data directories will not be copied"));
         }
     }
 
@@ -596,9 +668,11 @@ impl Body<'_> {
 
         // The workload phase; the progress view prints the live line.
         let counters = workload.counters.clone();
+        let violated = first_violation(&progress, self.stop_on_violation);
         tokio::select! {
             () = tokio::time::sleep(self.duration) => {}
             _ = combined.wait_for(|s| *s) => {}
+            at = violated => self.record_stop(at, progress.violations_so_far()),
         }
         let _ = phase_tx.send(true);
         progress.set_phase("healing");
@@ -644,6 +718,18 @@ impl Body<'_> {
         }
         Ok(())
     }
+}
+
+/// The history time of the first violation the live checker sees; never, when
+/// not asked to stop on one.
+async fn first_violation(progress: &report::Progress, enabled: bool) -> f64 {
+    let mut seen = progress.first_violation();
+    if enabled {
+        if let Ok(Some(at)) = seen.wait_for(Option::is_some).await.map(|at| *at) {
+            return at;
+        }
+    }
+    std::future::pending().await
 }
 
 /// A receiver that turns true when either turns true.

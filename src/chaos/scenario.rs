@@ -41,6 +41,13 @@ pub struct Scenario {
     /// and without either a fresh seed is drawn (and printed first).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seed: Option<u64>,
+    /// Stop the workload at the first violation the live checker sees (duplicated
+    /// past ack, unexpected, corrupt: a loss is only known after the drain, so it
+    /// never stops a run early), then heal, drain, check as usual and also copy
+    /// every member's data directory into the run directory. For CI soaks that
+    /// should fail fast and keep the evidence; `--stop-on-violation` overrides.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stop_on_violation: bool,
     pub cluster: ClusterSection,
     pub workload: WorkloadSection,
     #[serde(default)]
@@ -968,6 +975,23 @@ drain_timeout = "1m"
         let again = parse(&s.to_toml()).unwrap();
         assert_eq!(s, again);
         assert!(s.to_toml().contains("duration = \"1m 30s\""), "{}", s.to_toml());
+    }
+
+    #[test]
+    fn stop_on_violation_is_a_top_level_key_that_round_trips() {
+        assert!(!parse(GOOD).unwrap().stop_on_violation, "off unless asked");
+        let text = GOOD.replace("seed = 7\n", "seed = 7\nstop_on_violation = true\n");
+        let s = parse(&text).unwrap();
+        assert!(s.stop_on_violation);
+        assert!(s.to_toml().contains("stop_on_violation = true"), "{}", s.to_toml());
+        assert_eq!(parse(&s.to_toml()).unwrap(), s);
+        // Only at the top level: in a table it is an unknown key, with its line.
+        let text = GOOD.replace("nodes = 5", "nodes = 5\nstop_on_violation = true");
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(
+            err.starts_with("scenarios/x.toml:9: unknown key `stop_on_violation` in [cluster]"),
+            "{err}"
+        );
     }
 
     #[test]

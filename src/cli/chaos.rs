@@ -26,6 +26,7 @@ pub enum ChaosCommand {
     ///   zkmq chaos run scenarios/smoke.toml
     ///   zkmq chaos run scenarios/legacy.toml --seed 7
     ///   zkmq chaos run scenarios/smoke.toml --replay reports/<run>/schedule.json
+    ///   zkmq chaos run scenarios/soak.toml --stop-on-violation
     #[command(verbatim_doc_comment)]
     Run(RunArgs),
     /// Print the fault schedule a scenario and seed give, without running anything.
@@ -63,6 +64,12 @@ pub struct RunArgs {
     /// Queue algorithm: safe, or legacy (the unsafe 2011 port the checker must catch).
     #[arg(long)]
     pub algorithm: Option<AlgorithmChoice>,
+    /// Stop the workload at the first violation the live checker sees (duplicated
+    /// past ack, unexpected, corrupt; a loss is only known after the drain), then
+    /// heal, drain, check, and copy every member's data directory into data/.
+    /// Overrides the scenario's `stop_on_violation`; `=false` turns it off.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub stop_on_violation: Option<bool>,
 }
 
 #[derive(Args)]
@@ -132,6 +139,7 @@ async fn run_scenario(args: RunArgs) -> anyhow::Result<u8> {
         keep_cluster: args.keep_cluster,
         replay: args.replay,
         algorithm: args.algorithm,
+        stop_on_violation: args.stop_on_violation,
         scenario_path: Some(args.scenario.clone()),
         say: Some(Arc::new(|line: &str| println!("{line}"))),
         reaper: Some(std::env::current_exe().context("finding the zkmq binary for the reaper")?),
@@ -142,6 +150,14 @@ async fn run_scenario(args: RunArgs) -> anyhow::Result<u8> {
                 println!("  {line}");
             }
             println!("reports in {}", outcome.run_dir.display());
+            if let Some(stopped) = &outcome.stopped {
+                println!("{}", zkmq::report::stopped_line(stopped));
+                let data = RunDir::new(&outcome.run_dir).data_dir();
+                println!(
+                    "server logs in logs/, each member's data directory in {}",
+                    data.display()
+                );
+            }
             if outcome.valid {
                 println!("VALID: no message lost, none delivered again after its ack");
                 Ok(EXIT_OK)

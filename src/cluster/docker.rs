@@ -8,6 +8,7 @@
 //! connections die with the runtime that opened them.
 
 use std::collections::HashMap;
+use std::path::{Component, Path};
 
 use bollard::models::{
     ContainerCreateBody, ContainerStateStatusEnum, EndpointIpamConfig, EndpointSettings,
@@ -15,13 +16,14 @@ use bollard::models::{
     PortBinding, VolumeCreateRequest,
 };
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, KillContainerOptionsBuilder,
-    ListContainersOptionsBuilder, ListNetworksOptionsBuilder, ListVolumesOptionsBuilder,
-    LogsOptionsBuilder, RemoveContainerOptionsBuilder, RemoveVolumeOptionsBuilder,
-    StopContainerOptionsBuilder,
+    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, DownloadFromContainerOptionsBuilder,
+    KillContainerOptionsBuilder, ListContainersOptionsBuilder, ListNetworksOptionsBuilder,
+    ListVolumesOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
+    RemoveVolumeOptionsBuilder, StopContainerOptionsBuilder,
 };
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
+use tokio::io::AsyncWriteExt;
 
 use super::ClusterError;
 
@@ -523,6 +525,47 @@ impl Docker {
         Ok(text)
     }
 
+    /// `docker cp container:path dest`: copies a directory out of a container,
+    /// running or stopped, into `dest` (created), without the directory's own name
+    /// (`/data/version-2/x` lands at `dest/version-2/x`). Returns the files copied.
+    ///
+    /// Docker sends a tar. It is spooled to `dest.tar` beside `dest` and unpacked
+    /// from there, since a ZooKeeper data directory (preallocated transaction logs)
+    /// can be far more than memory should hold; the spool is removed after.
+    pub async fn download(
+        &self,
+        container: &str,
+        path: &str,
+        dest: &Path,
+    ) -> Result<u64, ClusterError> {
+        let options = DownloadFromContainerOptionsBuilder::default().path(path).build();
+        let spool = dest.with_extension("tar");
+        std::fs::create_dir_all(dest)
+            .map_err(ClusterError::io(format!("creating {}", dest.display())))?;
+        let writing = || ClusterError::io(format!("writing {}", spool.display()));
+        let mut file = tokio::fs::File::create(&spool).await.map_err(writing())?;
+        let mut stream = self.inner.download_from_container(container, Some(options));
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|err| ClusterError::Download {
+                container: container.to_owned(),
+                path: path.to_owned(),
+                source: boxed(err),
+            })?;
+            file.write_all(&chunk).await.map_err(writing())?;
+        }
+        file.flush().await.map_err(writing())?;
+        drop(file);
+        let (archive, into) = (spool.clone(), dest.to_owned());
+        let unpacked = tokio::task::spawn_blocking(move || unpack_stripped(&archive, &into))
+            .await
+            .unwrap_or_else(|join| Err(std::io::Error::other(join.to_string())));
+        let _ = std::fs::remove_file(&spool);
+        unpacked.map_err(ClusterError::io(format!(
+            "unpacking {container}:{path} into {}",
+            dest.display()
+        )))
+    }
+
     /// Waits until the container exits; returns its exit code.
     pub async fn wait_container(&self, container: &str) -> Result<i64, ClusterError> {
         let mut stream = self.inner.wait_container(container, None);
@@ -542,6 +585,39 @@ impl Docker {
         }
         Ok(code)
     }
+}
+
+/// Unpacks a tar from `docker cp` into `dest` without its top directory. Only
+/// directories and regular files are written, and only at plain relative paths: a
+/// symlink or a `..` from a container must not write outside `dest`.
+fn unpack_stripped(archive: &Path, dest: &Path) -> std::io::Result<u64> {
+    let file = std::fs::File::open(archive)?;
+    let mut archive = tar::Archive::new(std::io::BufReader::new(file));
+    let mut files = 0;
+    for entry in archive.entries()? {
+        let mut entry = entry?;
+        let path = entry.path()?.into_owned();
+        let mut components = path.components();
+        components.next();
+        let inner = components.as_path();
+        if inner.as_os_str().is_empty()
+            || !inner.components().all(|c| matches!(c, Component::Normal(_)))
+        {
+            continue;
+        }
+        let target = dest.join(inner);
+        let kind = entry.header().entry_type();
+        if kind.is_dir() {
+            std::fs::create_dir_all(&target)?;
+        } else if kind.is_file() {
+            if let Some(parent) = target.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            entry.unpack(&target)?;
+            files += 1;
+        }
+    }
+    Ok(files)
 }
 
 fn label_filters(labels: &[(&str, &str)]) -> HashMap<String, Vec<String>> {

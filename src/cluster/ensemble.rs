@@ -17,6 +17,8 @@ const START_SCRIPT: &str = include_str!("../../cluster/zk-start.sh");
 
 /// The gateway listens here inside its container.
 pub(super) const GATEWAY_PORT: u16 = 9998;
+/// Where a node's data volume is mounted (`dataDir` in zoo.cfg.template).
+const DATA_MOUNT: &str = "/data";
 /// How long one `srvr` may take before the node counts as down.
 const SRVR_TIMEOUT: Duration = Duration::from_secs(2);
 const POLL: Duration = Duration::from_millis(200);
@@ -102,7 +104,7 @@ pub(super) fn node_plan(
         labels,
         network: names::network(&spec.run_id),
         aliases: vec![names::alias(node)],
-        volume: Some((names::volume(&spec.run_id, node), "/data".to_owned())),
+        volume: Some((names::volume(&spec.run_id, node), DATA_MOUNT.to_owned())),
         binds_ro: Vec::new(),
         ipv4: Some(ip.to_owned()),
         publish: Some((2181, port)),
@@ -476,6 +478,30 @@ impl Cluster {
                 .map_err(ClusterError::io(format!("writing {}", path.display())))?;
         }
         Ok(())
+    }
+
+    /// Copies each member's data directory (`myid`, and `version-2/` with its
+    /// snapshots and transaction logs) into `dir/zk<N>/`: what a post-mortem of a
+    /// violation reads, and gone once the cluster is removed. Every member is tried
+    /// (a failed one leaves the others useful); returns the files copied per node
+    /// and the first failure.
+    pub async fn save_data_dirs(&self, dir: &Path) -> Result<Vec<(usize, u64)>, ClusterError> {
+        let docker = Docker::connect().await?;
+        let (mut copied, mut first_error) = (Vec::new(), None);
+        for node in self.node_ids() {
+            let into = dir.join(names::alias(node));
+            match docker.download(&self.container_name(node), DATA_MOUNT, &into).await {
+                Ok(files) => copied.push((node, files)),
+                Err(err) => {
+                    tracing::warn!("copying the data of zk{node}: {err}");
+                    first_error.get_or_insert(err);
+                }
+            }
+        }
+        match first_error {
+            Some(err) => Err(err),
+            None => Ok(copied),
+        }
     }
 
     /// Removes every container, volume and network labelled with this run id.

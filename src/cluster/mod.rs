@@ -305,6 +305,8 @@ pub enum ClusterError {
     Exec { container: String, command: String, source: Box<dyn std::error::Error + Send + Sync> },
     #[error("`{command}` in {container} exited with {exit_code}: {output}")]
     CommandFailed { container: String, command: String, exit_code: i64, output: String },
+    #[error("docker: copying {path} out of {container} failed: {source}")]
+    Download { container: String, path: String, source: Box<dyn std::error::Error + Send + Sync> },
     #[error("docker: reading the logs of {container} failed: {source}")]
     Logs { container: String, source: Box<dyn std::error::Error + Send + Sync> },
     #[error("{tool} is missing; install it: {install}")]

@@ -30,7 +30,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::checker::{self, CheckError, CheckResult};
-use crate::rundir::{self, FaultRecord, RunDir, RunDirError, RunMeta};
+use crate::rundir::{self, FaultRecord, RunDir, RunDirError, RunMeta, Stopped};
 
 pub use compare::compare;
 pub use plots::PLOTS;
@@ -86,6 +86,11 @@ pub struct Results {
     /// `logs/zk*.log`): where the ensemble itself may have lost writes.
     #[serde(default)]
     pub zookeeper_truncations: Vec<zk_log::Truncation>,
+    /// `stopped.json`: the run stopped its workload at the first violation the live
+    /// checker saw (`--stop-on-violation`), and when; absent for a run that ran its
+    /// planned duration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped: Option<Stopped>,
 }
 
 /// Rates over the recorded duration (`check.duration_s`).
@@ -173,6 +178,7 @@ pub fn write_reports(run_dir: &Path) -> Result<Reports, ReportError> {
     let run = dir.read_run_meta()?;
     let scenario = dir.read_scenario()?;
     let schedule = dir.read_schedule()?;
+    let stopped = dir.read_stopped()?;
 
     let started = run.as_ref().and_then(|run| series::parse_rfc3339(&run.started_at));
     let (series, hdr_logs) = series::collect(&dir, schedule.as_ref(), check.duration_s, started)?;
@@ -207,10 +213,14 @@ pub fn write_reports(run_dir: &Path) -> Result<Reports, ReportError> {
         check,
         files: file_names,
         zookeeper_truncations: zk_log::scan_dir(&dir.logs_dir()),
+        stopped,
     };
 
     let results_json = dir.write_results(&results)?;
-    let summary_md = dir.write_summary_md(&render::summary_markdown(&results))?;
+    let summary_md = dir.write_summary_md(&with_stop_note(
+        render::summary_markdown(&results),
+        results.stopped.as_ref(),
+    ))?;
     let junit_xml = dir.write_junit_xml(&render::junit(&results))?;
     let report_html = dir.write_report_html(&render::html(&results, scenario.as_deref(), &dir)?)?;
 
@@ -224,6 +234,32 @@ pub fn write_reports(run_dir: &Path) -> Result<Reports, ReportError> {
         plots,
         hdr_logs,
     })
+}
+
+/// One line saying that and when the run stopped at its first violation, for the
+/// console and `summary.md`.
+pub fn stopped_line(stopped: &Stopped) -> String {
+    format!(
+        "stopped at the {} at {:.1} s of {:.0} s planned ({}), {} violation{} known then; \
+         lost messages are only known after the drain",
+        stopped.reason,
+        stopped.at_s,
+        stopped.planned_s,
+        stopped.at,
+        stopped.violations,
+        if stopped.violations == 1 { "" } else { "s" }
+    )
+}
+
+/// `summary.md` with the stop line under its heading, where a reader looks first:
+/// a stopped run's figures cover a shorter workload than planned.
+fn with_stop_note(summary: String, stopped: Option<&Stopped>) -> String {
+    let Some(stopped) = stopped else { return summary };
+    let note = format!("⏹ The run was {}.\n\n", stopped_line(stopped));
+    match summary.find("\n\n") {
+        Some(at) => format!("{}{note}{}", &summary[..at + 2], &summary[at + 2..]),
+        None => format!("{note}{summary}"),
+    }
 }
 
 /// Reads a run's `results.json`, writing the reports first if it has none.

@@ -5,6 +5,8 @@
 //! when faults start and end; it keeps its own streaming [`Checker`] so it can show
 //! violations as they happen (duplicates, unexpected and corrupt deliveries are
 //! known online; losses only at the end). Cheap to clone; all clones share one view.
+//! [`Progress::first_violation`] lets the run loop stop at the first of them
+//! (`--stop-on-violation`).
 
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,6 +15,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use tokio::sync::watch;
 
 use crate::checker::{Checker, EventView, Kind};
 use crate::history::{Event, Phase};
@@ -99,6 +102,9 @@ struct Shared {
     state: Mutex<State>,
     stop: AtomicBool,
     bar: Option<ProgressBar>,
+    /// The `t` of the event that made the first violation known: a watch, so the
+    /// run loop can wait for it beside its other reasons to stop.
+    first_violation: watch::Sender<Option<f64>>,
 }
 
 /// The live view. Create it when the workload starts; drop it (or call
@@ -152,6 +158,7 @@ impl Progress {
             }),
             stop: AtomicBool::new(false),
             bar,
+            first_violation: watch::Sender::new(None),
         });
         let ticker_shared = Arc::clone(&shared);
         let scenario = scenario.to_owned();
@@ -197,7 +204,23 @@ impl Progress {
                 Phase::Invoke => {}
             }
         }
+        let before = state.checker.violations_so_far();
         state.checker.observe(event);
+        if before == 0 && state.checker.violations_so_far() > 0 {
+            self.shared.first_violation.send_replace(Some(event.t));
+        }
+    }
+
+    /// Turns `Some(t)` when the first must-be-zero violation is seen (duplicated
+    /// past ack, unexpected, corrupt), `t` being the history time of the event that
+    /// showed it. A loss is never seen here: it is only known once the drain ends.
+    pub fn first_violation(&self) -> watch::Receiver<Option<f64>> {
+        self.shared.first_violation.subscribe()
+    }
+
+    /// Must-be-zero violations seen so far (see [`Progress::first_violation`]).
+    pub fn violations_so_far(&self) -> u64 {
+        self.state().checker.violations_so_far()
     }
 
     /// A fault was applied; `label` is what the line shows (`kill zk3`).
@@ -240,5 +263,36 @@ impl Progress {
 impl Drop for Shared {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(t: f64, process: &str, op: &str, phase: Phase, msg: Option<&str>) -> Event {
+        let mut e = Event::new(t, process, op, phase);
+        e.msg = msg.map(str::to_owned);
+        e.checksum = msg.map(|_| 7);
+        e
+    }
+
+    #[test]
+    fn the_first_violation_is_signalled_once_with_its_time() {
+        let progress = Progress::plain("unit", Duration::from_secs(60), Duration::from_secs(3600));
+        let first = progress.first_violation();
+        progress.observe(&event(1.0, "p", "produce", Phase::Invoke, Some("a")));
+        progress.observe(&event(1.1, "p", "produce", Phase::Ok, Some("a")));
+        progress.observe(&event(1.2, "c", "take", Phase::Invoke, None));
+        progress.observe(&event(1.3, "c", "take", Phase::Ok, Some("a")));
+        assert_eq!(*first.borrow(), None, "a normal delivery is no violation");
+        // A delivery of an id no produce invoked: unexpected, known at once.
+        progress.observe(&event(2.0, "c", "take", Phase::Invoke, None));
+        progress.observe(&event(2.5, "c", "take", Phase::Ok, Some("ghost")));
+        progress.observe(&event(3.0, "c", "take", Phase::Invoke, None));
+        progress.observe(&event(3.5, "c", "take", Phase::Ok, Some("ghost-2")));
+        assert_eq!(*first.borrow(), Some(2.5), "the time of the first one");
+        assert_eq!(progress.violations_so_far(), 2);
+        progress.finish("done");
     }
 }
