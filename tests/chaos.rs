@@ -302,6 +302,8 @@ fn stop_on_violation_ends_legacy_early_and_keeps_each_members_data() {
     assert_eq!(results["valid"], false);
     let summary = std::fs::read_to_string(run.join("summary.md")).unwrap();
     assert!(summary.contains("stopped at the first violation at "), "{summary}");
+    let html = std::fs::read_to_string(run.join("report.html")).unwrap();
+    assert!(html.contains("stopped at the first violation at "), "report.html says so too");
 
     for node in 1..=3 {
         let data = run.join(format!("data/zk{node}"));

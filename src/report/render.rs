@@ -412,6 +412,13 @@ fn html_verdict(out: &mut String, results: &Results) {
         ("violated", "VIOLATED: the queue broke a delivery invariant")
     };
     let _ = writeln!(out, "<div class=\"verdict {class}\">{verdict}</div>");
+    if let Some(stopped) = &results.stopped {
+        let _ = writeln!(
+            out,
+            "<p class=\"warn\">The run {}: its figures cover a shorter workload than planned. Each member's data directory is in <code>data/</code>.</p>",
+            escape(&super::stopped_line(stopped))
+        );
+    }
     if !check.drain.complete {
         let _ = writeln!(
             out,
