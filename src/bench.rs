@@ -92,7 +92,8 @@ pub struct QueueBenchResult {
 pub struct RateHeld {
     /// Messages per second asked for.
     pub asked_per_s: f64,
-    /// Messages per second sent, from the first send to the last one answered.
+    /// Messages per second sent: the asked rate, scaled by how much longer the sends
+    /// took than their schedule spans.
     pub sent_per_s: f64,
     /// How far the furthest-behind send started after it was due, milliseconds.
     pub max_behind_ms: f64,
@@ -222,9 +223,7 @@ pub async fn bench_queue(config: QueueBenchConfig) -> Result<QueueBenchResult, Q
         write_latency_ms,
         read_latency_ms,
         prefilled: config.prefill as u64,
-        rate: config
-            .rate
-            .map(|asked| sends.held(asked, total, config.send_batch * config.producers)),
+        rate: config.rate.map(|asked| sends.held(asked)),
     })
 }
 
@@ -299,7 +298,11 @@ async fn prefill(config: &QueueBenchConfig, queue: &QueueConfig) -> Result<(), Q
 #[derive(Debug, Default)]
 struct SendTimes {
     first: Option<Duration>,
-    last_answered: Option<Duration>,
+    /// When the last batch went out (not when it was answered: its latency is
+    /// the latency figures' business, not the rate's).
+    last_sent: Option<Duration>,
+    /// When that last batch was due (its schedule's span, from 0).
+    last_due: Duration,
     max_behind: Duration,
 }
 
@@ -309,19 +312,20 @@ impl SendTimes {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        self.last_answered = self.last_answered.max(other.last_answered);
+        self.last_sent = self.last_sent.max(other.last_sent);
+        self.last_due = self.last_due.max(other.last_due);
         self.max_behind = self.max_behind.max(other.max_behind);
     }
 
-    fn held(&self, asked_per_s: f64, sent: u64, batch: usize) -> RateHeld {
-        let span = match (self.first, self.last_answered) {
-            (Some(first), Some(last)) if last > first => (last - first).as_secs_f64(),
-            _ => 0.0,
+    fn held(&self, asked_per_s: f64) -> RateHeld {
+        // The schedule spans `last_due`; the sends took from the first to the last.
+        // Their ratio is the share of the asked rate that was sent.
+        let sent_per_s = match (self.first, self.last_sent) {
+            (Some(first), Some(last)) if last > first && !self.last_due.is_zero() => {
+                asked_per_s * self.last_due.as_secs_f64() / (last - first).as_secs_f64()
+            }
+            _ => asked_per_s,
         };
-        // A producer's last batch is due one batch interval before its share would
-        // be over: that interval belongs to the span at the asked rate.
-        let span = span + batch as f64 / asked_per_s;
-        let sent_per_s = sent as f64 / span;
         let max_behind_ms = self.max_behind.as_secs_f64() * 1000.0;
         RateHeld {
             asked_per_s,
@@ -355,11 +359,13 @@ fn produce(
                     let due = Duration::from_secs_f64(sent as f64 / per_s);
                     tokio::time::sleep_until((started + due).into()).await;
                     times.max_behind = times.max_behind.max(started.elapsed().saturating_sub(due));
+                    times.last_due = due;
                     due
                 }
                 None => started.elapsed(),
             };
             times.first.get_or_insert(started.elapsed());
+            times.last_sent = Some(started.elapsed());
             sent += batch;
             let mut payload = vec![0u8; size];
             payload[..8].copy_from_slice(&(due.as_nanos() as u64).to_be_bytes());
@@ -370,7 +376,6 @@ fn produce(
                     progress.errors.fetch_add(1, Ordering::Relaxed);
                 }
             }
-            times.last_answered = Some(started.elapsed());
         }
         producer.close().await;
         times
