@@ -30,10 +30,13 @@ use std::path::{Path, PathBuf};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::history::{HistoryError, HistoryWriter};
+use crate::history::{HistoryError, HistoryFormat, HistoryWriter};
 
 /// The operation log ([`crate::history`]).
 pub const HISTORY: &str = "history.jsonl";
+/// The operation log as a gzip stream (`history = "gzip"` in the scenario): a run
+/// directory holds this or [`HISTORY`], and every reader takes either.
+pub const HISTORY_GZ: &str = "history.jsonl.gz";
 /// The faults as they ran ([`ScheduleFile`]).
 pub const SCHEDULE: &str = "schedule.json";
 /// What the run was ([`RunMeta`]).
@@ -203,6 +206,9 @@ pub enum Sample {
     /// A node's (or the gateway's, `node: "rest"`) state:
     /// `leader`, `follower`, `standalone`, `down`, `paused`, `partitioned`, `not-serving`.
     Node { t: f64, node: String, state: String, version: String },
+    /// The harness itself: its resident memory and the history's size on disk, so
+    /// a soak shows both stay bounded.
+    Harness { t: f64, rss_mib: f64, history_bytes: u64 },
 }
 
 /// Appends samples to `samples.jsonl`, one JSON object per line.
@@ -276,7 +282,7 @@ impl RunDir {
     /// (whose directory holds the rest of the run). Returns the directory and the
     /// history to read.
     pub fn locate_history(path: &Path) -> Result<(Self, PathBuf), RunDirError> {
-        let history = if path.is_dir() { path.join(HISTORY) } else { path.to_owned() };
+        let history = if path.is_dir() { Self::new(path).history_path() } else { path.to_owned() };
         if !history.is_file() {
             return Err(RunDirError::NoHistory { path: path.to_owned() });
         }
@@ -293,8 +299,14 @@ impl RunDir {
         path.strip_prefix(&self.root).unwrap_or(path).display().to_string()
     }
 
+    /// The history: `history.jsonl.gz` when the run wrote one, else `history.jsonl`.
     pub fn history_path(&self) -> PathBuf {
-        self.root.join(HISTORY)
+        let compressed = self.root.join(HISTORY_GZ);
+        if compressed.is_file() {
+            compressed
+        } else {
+            self.root.join(HISTORY)
+        }
     }
 
     pub fn has_history(&self) -> bool {
@@ -305,12 +317,16 @@ impl RunDir {
     /// first, so a crashed one has at least that (a synthetic or older run may have
     /// only a history, a copied one only its results).
     pub fn is_run(&self) -> bool {
-        [RUN, HISTORY, RESULTS].iter().any(|name| self.root.join(name).is_file())
+        [RUN, HISTORY, HISTORY_GZ, RESULTS].iter().any(|name| self.root.join(name).is_file())
     }
 
-    /// The run loop's history writer (appends and flushes each line).
-    pub fn create_history(&self) -> Result<HistoryWriter, HistoryError> {
-        HistoryWriter::create(&self.history_path())
+    /// The run loop's history writer, named after its format.
+    pub fn create_history(&self, format: HistoryFormat) -> Result<HistoryWriter, HistoryError> {
+        let name = match format {
+            HistoryFormat::Plain => HISTORY,
+            HistoryFormat::Gzip => HISTORY_GZ,
+        };
+        HistoryWriter::create(&self.root.join(name), format)
     }
 
     pub fn scenario_path(&self) -> PathBuf {

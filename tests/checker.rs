@@ -734,3 +734,65 @@ fn zkmq_check_exits_0_valid_1_violated_2_unreadable() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("m1"), "names the lost id");
     assert_eq!(code(&dir.path().join("missing")).status.code(), Some(2));
 }
+
+/// A soak's history is a gzip stream (`history = "gzip"`): the checker reads it to
+/// the same result as the plain lines, and one cut short by a killed harness up to
+/// its last flush, saying the end was torn.
+#[test]
+fn a_gzip_history_checks_like_the_plain_one_and_a_torn_one_reads_to_its_last_flush() {
+    use zkmq::history::{self, HistoryFormat, HistoryWriter};
+    let dir = tempfile::tempdir().unwrap();
+    let plain = dir.path().join("history.jsonl");
+    let options =
+        SyntheticOptions { operations: 20_000, lose: 2, duplicate: 1, ..Default::default() };
+    synthetic::write_history(&plain, &options).unwrap();
+    let events: Vec<Event> = history::read(&plain).unwrap().map(Result::unwrap).collect();
+
+    let gzip_dir = dir.path().join("gzip");
+    std::fs::create_dir_all(&gzip_dir).unwrap();
+    let gzip = gzip_dir.join("history.jsonl.gz");
+    let writer = HistoryWriter::create(&gzip, HistoryFormat::Gzip).unwrap();
+    for (n, event) in events.iter().enumerate() {
+        writer.record(event).unwrap();
+        if n % 5_000 == 0 {
+            writer.flush().unwrap();
+        }
+    }
+    writer.finish().unwrap();
+    let compressed = std::fs::metadata(&gzip).unwrap().len();
+    let original = std::fs::metadata(&plain).unwrap().len();
+    assert!(compressed * 4 < original, "gzip {compressed} bytes of {original}");
+
+    let from_plain = check_history(&plain).unwrap();
+    let from_gzip = check_history(&gzip_dir).unwrap();
+    assert_eq!(from_gzip.events, from_plain.events);
+    assert_eq!(from_gzip.invariants, from_plain.invariants);
+    assert_eq!(from_gzip.messages, from_plain.messages);
+    assert!(!from_gzip.truncated_last_line);
+    assert_eq!(from_gzip.invariants.lost.count, 2);
+
+    // Killed mid-run: the stream has no trailer and ends inside a block.
+    let torn = dir.path().join("torn.jsonl.gz");
+    let writer = HistoryWriter::create(&torn, HistoryFormat::Gzip).unwrap();
+    for event in &events[..10_000] {
+        writer.record(event).unwrap();
+    }
+    writer.flush().unwrap();
+    let flushed = std::fs::metadata(&torn).unwrap().len();
+    for event in &events[10_000..12_000] {
+        writer.record(event).unwrap();
+    }
+    writer.flush().unwrap();
+    let bytes = std::fs::read(&torn).unwrap();
+    let cut = flushed as usize + (bytes.len() - flushed as usize) / 2;
+    std::fs::write(&torn, &bytes[..cut]).unwrap();
+    let result = check_history(&torn).unwrap();
+    assert!(result.truncated_last_line, "a torn gzip history says so");
+    assert!(
+        (10_000..12_000).contains(&(result.events as usize)),
+        "read to (about) the last flush: {} events",
+        result.events
+    );
+    let read: Vec<_> = history::read(&torn).unwrap().collect::<Result<_, _>>().unwrap();
+    assert_eq!(read.len() as u64, result.events);
+}

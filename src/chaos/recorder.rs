@@ -31,6 +31,11 @@ impl Recorder {
         Ok(())
     }
 
+    /// Makes what was recorded durable (a gzip history buffers up to a second).
+    pub fn flush(&self) -> Result<(), HistoryError> {
+        self.writer.flush()
+    }
+
     pub fn progress(&self) -> Option<&Progress> {
         self.progress.as_ref()
     }

@@ -25,7 +25,7 @@ use super::schedule::{self, PlannedFault, ScheduleError};
 use super::workload::{WorkerPlan, Workload, WorkloadConfig};
 use crate::checker::{self, CheckError};
 use crate::cluster::{self, Cluster, ClusterError, ClusterSpec, Owner, ReapPolicy};
-use crate::history::{Event, HistoryError, Phase};
+use crate::history::{Event, HistoryError, HistoryWriter, Phase};
 use crate::queue::{self, Access, Algorithm, Consumer, QueueConfig, QueueError};
 use crate::report;
 use crate::rundir::{RunDir, RunDirError, RunMeta, Stopped};
@@ -443,12 +443,13 @@ fn verdict(
     run_dir: &RunDir,
     say: &(dyn Fn(&str) + Send + Sync),
 ) -> Result<(bool, Vec<String>), ChaosError> {
-    let result = checker::check_history(&run_dir.history_path())?;
-    let truncations = match report::write_reports(run_dir.root()) {
-        Ok(reports) => reports.results.zookeeper_truncations,
+    // The reports check the history once; without them the verdict still stands.
+    let (result, truncations) = match report::write_reports(run_dir.root()) {
+        Ok(reports) => (reports.results.check, reports.results.zookeeper_truncations),
         Err(err) => {
             say(&format!("warning: cannot write the reports: {err}"));
-            report::zk_log::scan_dir(&run_dir.logs_dir())
+            let result = checker::check_history(&run_dir.history_path())?;
+            (result, report::zk_log::scan_dir(&run_dir.logs_dir()))
         }
     };
     Ok((result.valid, report::console_summary(&result, &truncations)))
@@ -638,7 +639,11 @@ impl Body<'_> {
 
         // t = 0: the workload and the schedule start now.
         let progress = report::Progress::new(&s.name, self.duration);
-        let history = Recorder::new(self.run_dir.create_history()?, Some(progress.clone()));
+        let writer = self.run_dir.create_history(s.history)?;
+        // Whichever way the run ends, the history is complete before it is checked
+        // (an aborted task may still hold a clone of the writer).
+        let _finish = FinishHistory(writer.clone());
+        let history = Recorder::new(writer, Some(progress.clone()));
         let (phase_tx, phase_rx) = watch::channel(false);
         let mut combined = combine(stop.clone(), phase_rx.clone());
         let workload = Workload::start(&config, &history, &combined);
@@ -717,6 +722,17 @@ impl Body<'_> {
             Err(line) => say(&format!("warning: {line}")),
         }
         Ok(())
+    }
+}
+
+/// Ends the history file when dropped (a gzip history gets its trailer).
+struct FinishHistory(HistoryWriter);
+
+impl Drop for FinishHistory {
+    fn drop(&mut self) {
+        if let Err(err) = self.0.finish() {
+            tracing::error!("cannot finish the history: {err}");
+        }
     }
 }
 

@@ -1,5 +1,7 @@
-//! The cluster sampler: queue depth and node states about once a second, into
-//! `samples.jsonl` (the depth and node-timeline plots) and the live depth counter.
+//! The cluster sampler: queue depth, node states and the harness's own memory about
+//! once a second, into `samples.jsonl` (the depth and node-timeline plots, the
+//! harness figures of the report) and the live depth counter. It also flushes the
+//! history each second.
 //! It observes and never acts, so it is no part of the workload the checker judges.
 
 use std::sync::atomic::Ordering;
@@ -109,11 +111,27 @@ pub async fn sample(
                 version: env!("CARGO_PKG_VERSION").into(),
             });
         }
+        if let Err(err) = history.flush() {
+            tracing::error!("{err}");
+        }
+        samples.push(Sample::Harness {
+            t: history.now(),
+            rss_mib: resident_mib().unwrap_or(0.0),
+            history_bytes: std::fs::metadata(run_dir.history_path()).map(|m| m.len()).unwrap_or(0),
+        });
         let written = samples.iter().try_for_each(|sample| out.append(sample));
         if let Err(err) = written.and_then(|()| out.flush()) {
             tracing::error!("{err}");
         }
     }
+}
+
+/// This process's resident set (`VmRSS` of /proc/self/status) in MiB; None off Linux.
+pub fn resident_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
 }
 
 /// The gateway's row in the node timeline, from its health endpoint: `serving`,

@@ -15,6 +15,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::history::HistoryFormat;
+
 pub use crate::cluster::fault::{FaultKind, PartitionShape, Target, ALL_FAULTS};
 
 /// Largest payload a scenario may ask for: ZooKeeper's default `jute.maxbuffer` is
@@ -48,6 +50,11 @@ pub struct Scenario {
     /// should fail fast and keep the evidence; `--stop-on-violation` overrides.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub stop_on_violation: bool,
+    /// `plain` (`history.jsonl`, the default) or `gzip` (`history.jsonl.gz`,
+    /// streamed and flushed every second): for soaks whose history would run to
+    /// gigabytes. `zkmq check`, `report` and `compare` read either.
+    #[serde(default, skip_serializing_if = "is_plain")]
+    pub history: HistoryFormat,
     pub cluster: ClusterSection,
     pub workload: WorkloadSection,
     #[serde(default)]
@@ -58,6 +65,10 @@ pub struct Scenario {
     /// scenario built to be caught (legacy).
     #[serde(default)]
     pub expect: ExpectSection,
+}
+
+fn is_plain(format: &HistoryFormat) -> bool {
+    *format == HistoryFormat::Plain
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

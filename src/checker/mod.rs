@@ -40,14 +40,13 @@
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
-use std::fs::File;
-use std::io::{BufRead, BufReader};
+use std::io::BufRead;
 use std::path::{Path, PathBuf};
 
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
-use crate::history::{Event, Phase};
+use crate::history::{self, Event, HistoryError, Phase};
 use crate::rundir::{self, RunDir, RunDirError, Schedule};
 
 pub mod synthetic;
@@ -434,7 +433,9 @@ impl Kind {
 }
 
 const NONE: u32 = u32::MAX;
-const NEVER: u64 = u64::MAX;
+/// `acked_at` of a message never acknowledged. History indexes are kept in 32
+/// bits (a message costs less): a history of up to 4,294,967,294 lines.
+const NEVER: u32 = u32::MAX;
 
 // Message flags: one bit per fact, so each message is counted once per finding.
 const PRODUCE_INVOKED: u16 = 1;
@@ -447,6 +448,8 @@ const DUPLICATED: u16 = 1 << 6;
 const CORRUPT: u16 = 1 << 7;
 const REDELIVERED: u16 = 1 << 9;
 const INVERTED: u16 = 1 << 10;
+/// `checksum` holds the produced payload's CRC.
+const HAS_CHECKSUM: u16 = 1 << 11;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum ProduceState {
@@ -457,19 +460,115 @@ enum ProduceState {
     Ok,
 }
 
-/// What the checker remembers of one message: about 32 bytes plus its id.
+/// What the checker remembers of one message: 20 bytes, plus about 24 for its id
+/// in [`MessageIds`]. Soaks check millions of messages, live and after the run.
 #[derive(Debug, Clone)]
 struct Message {
-    checksum: Option<u32>,
+    /// CRC-32 of the produced payload, when `flags` has [`HAS_CHECKSUM`].
+    checksum: u32,
     /// Interned producer process, [`NONE`] if never produced.
     producer: u32,
     /// Rank among the producer's `ok` produces, [`NONE`] if none ended `ok`.
     rank: u32,
-    produce: ProduceState,
+    /// History index of the first `ok` ack, [`NEVER`] if none.
+    acked_at: u32,
     flags: u16,
-    deliveries_before_ack: u32,
-    /// History index of the first `ok` ack.
-    acked_at: u64,
+    produce: ProduceState,
+    /// Deliveries before the first `ok` ack, counted up to 255 (only "2 or more"
+    /// matters).
+    deliveries_before_ack: u8,
+}
+
+/// Message ids, interned to slots of `Checker::messages` in first-seen order. The
+/// workload's ids are UUIDs, kept as their 16 bytes; any other id as its text.
+#[derive(Debug, Default)]
+struct MessageIds {
+    uuids: HashMap<[u8; 16], u32, RandomBytes>,
+    others: HashMap<Box<str>, u32>,
+}
+
+impl MessageIds {
+    /// The canonical (lowercase, hyphenated) UUID form, which formats back to `id`.
+    fn uuid_bytes(id: &str) -> Option<[u8; 16]> {
+        if id.len() != 36 || id.bytes().any(|b| b.is_ascii_uppercase()) {
+            return None;
+        }
+        uuid::Uuid::try_parse(id).ok().map(|uuid| *uuid.as_bytes())
+    }
+
+    fn get(&self, id: &str) -> Option<u32> {
+        match Self::uuid_bytes(id) {
+            Some(bytes) => self.uuids.get(&bytes).copied(),
+            None => self.others.get(id).copied(),
+        }
+    }
+
+    fn insert(&mut self, id: &str, slot: u32) {
+        match Self::uuid_bytes(id) {
+            Some(bytes) => self.uuids.insert(bytes, slot),
+            None => self.others.insert(id.into(), slot),
+        };
+    }
+
+    /// The ids of these slots (one pass over every id: for the few examples).
+    fn names(&self, slots: &[u32]) -> HashMap<u32, String> {
+        let wanted: std::collections::HashSet<u32> = slots.iter().copied().collect();
+        let uuids = self.uuids.iter().filter(|(_, slot)| wanted.contains(slot));
+        let uuids = uuids.map(|(bytes, &slot)| (slot, uuid::Uuid::from_bytes(*bytes).to_string()));
+        let others = self.others.iter().filter(|(_, slot)| wanted.contains(slot));
+        uuids.chain(others.map(|(id, &slot)| (slot, id.to_string()))).collect()
+    }
+}
+
+/// Hashes keys that are already random (UUID v4 bytes) by folding and mixing
+/// them: several times faster than SipHash on the checker's hottest path, and any
+/// UUID still spreads (the multiply mixes every bit into the high ones).
+#[derive(Debug, Default, Clone, Copy)]
+struct RandomBytes;
+
+impl std::hash::BuildHasher for RandomBytes {
+    type Hasher = FoldHasher;
+    fn build_hasher(&self) -> FoldHasher {
+        FoldHasher(0)
+    }
+}
+
+struct FoldHasher(u64);
+
+impl std::hash::Hasher for FoldHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 = (self.0.rotate_left(23) ^ u64::from_le_bytes(word))
+                .wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0 ^ (self.0 >> 29)
+    }
+}
+
+/// A finding decided at the end, over slots: its count and its first slots.
+#[derive(Debug, Default)]
+struct SlotFinding {
+    count: u64,
+    slots: Vec<u32>,
+}
+
+impl SlotFinding {
+    fn add(&mut self, slot: u32) {
+        self.count += 1;
+        if self.slots.len() < EXAMPLES {
+            self.slots.push(slot);
+        }
+    }
+
+    fn into_finding(self, names: &HashMap<u32, String>) -> Finding {
+        let examples = self.slots.iter().filter_map(|slot| names.get(slot).cloned()).collect();
+        Finding { count: self.count, examples }
+    }
 }
 
 /// A process's operation in progress (processes are sequential).
@@ -485,13 +584,13 @@ struct Pending {
 struct ProducerOrder {
     next_rank: u32,
     /// (history index of the delivery, highest rank delivered so far), increasing.
-    max_rank_log: Vec<(u64, u32)>,
+    max_rank_log: Vec<(u32, u32)>,
 }
 
 impl ProducerOrder {
     /// Highest rank delivered by events strictly before `index`.
     fn max_rank_before(&self, index: u64) -> Option<u32> {
-        let position = self.max_rank_log.partition_point(|(at, _)| *at < index);
+        let position = self.max_rank_log.partition_point(|(at, _)| u64::from(*at) < index);
         position.checked_sub(1).map(|p| self.max_rank_log[p].1)
     }
 }
@@ -570,7 +669,7 @@ pub struct FaultStart {
 pub struct Checker {
     index: u64,
     last_t: f64,
-    ids: HashMap<Box<str>, u32>,
+    ids: MessageIds,
     messages: Vec<Message>,
     pending: HashMap<Box<str>, Pending>,
     producer_ids: HashMap<Box<str>, u32>,
@@ -604,7 +703,7 @@ impl Checker {
         Self {
             index: 0,
             last_t: 0.0,
-            ids: HashMap::new(),
+            ids: MessageIds::default(),
             messages: Vec::new(),
             pending: HashMap::new(),
             producer_ids: HashMap::new(),
@@ -749,19 +848,19 @@ impl Checker {
     }
 
     fn message_slot(&mut self, id: &str) -> usize {
-        if let Some(&slot) = self.ids.get(id) {
+        if let Some(slot) = self.ids.get(id) {
             return slot as usize;
         }
         let slot = self.messages.len();
-        self.ids.insert(id.into(), slot as u32);
+        self.ids.insert(id, slot as u32);
         self.messages.push(Message {
-            checksum: None,
+            checksum: 0,
             producer: NONE,
             rank: NONE,
-            produce: ProduceState::Pending,
-            flags: 0,
-            deliveries_before_ack: 0,
             acked_at: NEVER,
+            flags: 0,
+            produce: ProduceState::Pending,
+            deliveries_before_ack: 0,
         });
         slot
     }
@@ -797,8 +896,11 @@ impl Checker {
                     let message = &mut self.messages[slot];
                     message.flags |= PRODUCE_INVOKED;
                     message.producer = producer;
-                    if message.checksum.is_none() {
-                        message.checksum = event.checksum;
+                    if let Some(checksum) =
+                        event.checksum.filter(|_| message.flags & HAS_CHECKSUM == 0)
+                    {
+                        message.checksum = checksum;
+                        message.flags |= HAS_CHECKSUM;
                     }
                 }
             }
@@ -847,7 +949,7 @@ impl Checker {
                     }
                 } else {
                     message.flags |= ACKED;
-                    message.acked_at = index;
+                    message.acked_at = index.min(u64::from(NEVER - 1)) as u32;
                 }
             }
             (Kind::Ack, Phase::Info) => {
@@ -891,20 +993,21 @@ impl Checker {
                 self.invariants.unexpected.add(id);
             }
         } else {
-            if let (Some(produced), Some(delivered)) = (message.checksum, checksum) {
+            let produced = (message.flags & HAS_CHECKSUM != 0).then_some(message.checksum);
+            if let (Some(produced), Some(delivered)) = (produced, checksum) {
                 if produced != delivered && message.flags & CORRUPT == 0 {
                     message.flags |= CORRUPT;
                     self.invariants.corrupt.add(id);
                 }
             }
         }
-        if message.acked_at != NEVER && invoke_index > message.acked_at {
+        if message.acked_at != NEVER && invoke_index > u64::from(message.acked_at) {
             if message.flags & DUPLICATED == 0 {
                 message.flags |= DUPLICATED;
                 self.invariants.duplicated_past_ack.add(id);
             }
         } else if message.acked_at == NEVER {
-            message.deliveries_before_ack += 1;
+            message.deliveries_before_ack = message.deliveries_before_ack.saturating_add(1);
             if message.deliveries_before_ack == 2 && message.flags & REDELIVERED == 0 {
                 message.flags |= REDELIVERED;
                 self.invariants.redelivered_before_ack.add(id);
@@ -925,7 +1028,7 @@ impl Checker {
             }
             let order = &mut self.producers[producer];
             if order.max_rank_log.last().is_none_or(|&(_, max)| rank > max) {
-                order.max_rank_log.push((index, rank));
+                order.max_rank_log.push((index.min(u64::from(u32::MAX)) as u32, rank));
             }
         }
     }
@@ -962,11 +1065,14 @@ impl Checker {
     pub fn finish(self, history: PathBuf, truncated_last_line: bool) -> CheckResult {
         let mut invariants = self.invariants;
         let mut counts = MessageCounts::default();
-        // Stable, first-seen order for examples: sort ids by slot.
-        let mut ids: Vec<(&str, u32)> = self.ids.iter().map(|(id, &s)| (&**id, s)).collect();
-        ids.sort_unstable_by_key(|&(_, slot)| slot);
-        for (id, slot) in ids {
-            let message = &self.messages[slot as usize];
+        // Decided per slot, in first-seen order, so examples are stable; the few
+        // example ids are looked up once at the end.
+        let mut recovered = SlotFinding::default();
+        let mut stuck = SlotFinding::default();
+        let mut ack_unknown = SlotFinding::default();
+        let mut lost = SlotFinding::default();
+        for (slot, message) in self.messages.iter().enumerate() {
+            let slot = slot as u32;
             let flags = message.flags;
             if flags & PRODUCE_INVOKED != 0 {
                 counts.produce_invoked += 1;
@@ -981,7 +1087,7 @@ impl Checker {
                 // Decided here, not at the delivery: a produce's `ok` is often
                 // logged just after a consumer already took the message.
                 if flags & PRODUCE_INVOKED != 0 && message.produce != ProduceState::Ok {
-                    invariants.recovered.add(id);
+                    recovered.add(slot);
                 }
             }
             if flags & ACKED != 0 {
@@ -996,13 +1102,20 @@ impl Checker {
                 continue;
             }
             if flags & LEFTOVER != 0 {
-                invariants.stuck.add(id);
+                stuck.add(slot);
             } else if flags & ACK_INFO != 0 {
-                invariants.ack_unknown.add(id);
+                ack_unknown.add(slot);
             } else {
-                invariants.lost.add(id);
+                lost.add(slot);
             }
         }
+        let decided: [&SlotFinding; 4] = [&recovered, &stuck, &ack_unknown, &lost];
+        let wanted: Vec<u32> = decided.iter().flat_map(|f| f.slots.iter().copied()).collect();
+        let names = self.ids.names(&wanted);
+        invariants.recovered = recovered.into_finding(&names);
+        invariants.stuck = stuck.into_finding(&names);
+        invariants.ack_unknown = ack_unknown.into_finding(&names);
+        invariants.lost = lost.into_finding(&names);
 
         let mut operations = BTreeMap::new();
         let (mut ok, mut answered) = (0, 0);
@@ -1136,17 +1249,23 @@ pub fn for_each_line(
     path: &Path,
     mut visit: impl FnMut(EventView<'_>),
 ) -> Result<bool, CheckError> {
-    let file =
-        File::open(path).map_err(|source| CheckError::Read { path: path.to_owned(), source })?;
-    let mut reader = BufReader::with_capacity(1 << 16, file);
+    let read_error = |source| CheckError::Read { path: path.to_owned(), source };
+    let mut reader = history::open(path).map_err(|err| match err {
+        HistoryError::Open { source, .. } => read_error(source),
+        other => read_error(std::io::Error::other(other.to_string())),
+    })?;
     let mut line = String::new();
     let mut number = 0u64;
     let mut bad: Option<(u64, serde_json::Error)> = None;
     loop {
         line.clear();
-        let read = reader
-            .read_line(&mut line)
-            .map_err(|source| CheckError::Read { path: path.to_owned(), source })?;
+        let read = match reader.read_line(&mut line) {
+            Ok(read) => read,
+            // A gzip history whose writer was killed: what was flushed is whole; a
+            // line cut at the tear is dropped like a torn last line.
+            Err(err) if history::is_torn_gzip(&err) => return Ok(true),
+            Err(source) => return Err(read_error(source)),
+        };
         if read == 0 {
             break;
         }

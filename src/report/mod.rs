@@ -91,6 +91,43 @@ pub struct Results {
     /// planned duration.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stopped: Option<Stopped>,
+    /// The harness's own cost: memory, history size, check time. Absent for a run
+    /// without harness samples (synthetic or older runs) apart from the check time.
+    #[serde(default)]
+    pub harness: HarnessFigures,
+}
+
+/// What the harness itself cost, so a soak shows its memory and history stay
+/// bounded and its checking stays cheap (README, "A soak at CI scale").
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct HarnessFigures {
+    /// Resident memory of the chaos run's process at its first and last sample,
+    /// and the largest sampled, in MiB.
+    pub rss_start_mib: Option<f64>,
+    pub rss_end_mib: Option<f64>,
+    pub rss_max_mib: Option<f64>,
+    /// The history file as the report read it, and its size on disk.
+    pub history_file: String,
+    pub history_bytes: u64,
+    /// Wall time of this report's checker pass over the history.
+    pub check_s: f64,
+}
+
+impl HarnessFigures {
+    fn new(series: &series::Series, history: &Path, check_s: f64) -> Self {
+        let rss = series.harness.iter().map(|h| h.1).filter(|rss| *rss > 0.0);
+        Self {
+            rss_start_mib: rss.clone().next(),
+            rss_end_mib: rss.clone().last(),
+            rss_max_mib: rss.reduce(f64::max),
+            history_file: history
+                .file_name()
+                .map(|name| name.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            history_bytes: std::fs::metadata(history).map(|m| m.len()).unwrap_or(0),
+            check_s,
+        }
+    }
 }
 
 /// Rates over the recorded duration (`check.duration_s`).
@@ -174,7 +211,9 @@ pub fn write_reports(run_dir: &Path) -> Result<Reports, ReportError> {
     if !dir.has_history() {
         return Err(ReportError::NotARun { path: run_dir.to_owned() });
     }
+    let check_started = std::time::Instant::now();
     let check = checker::check_history(run_dir)?;
+    let check_s = check_started.elapsed().as_secs_f64();
     let run = dir.read_run_meta()?;
     let scenario = dir.read_scenario()?;
     let schedule = dir.read_schedule()?;
@@ -183,6 +222,7 @@ pub fn write_reports(run_dir: &Path) -> Result<Reports, ReportError> {
     let started = run.as_ref().and_then(|run| series::parse_rfc3339(&run.started_at));
     let (series, hdr_logs) = series::collect(&dir, schedule.as_ref(), check.duration_s, started)?;
     let plots = plots::write_plots(&dir, &series)?;
+    let harness = HarnessFigures::new(&series, &dir.history_path(), check_s);
 
     let duration = check.duration_s.max(f64::MIN_POSITIVE);
     let completed: u64 = check.operations.values().map(|o| o.ok + o.fail + o.info).sum();
@@ -214,6 +254,7 @@ pub fn write_reports(run_dir: &Path) -> Result<Reports, ReportError> {
         files: file_names,
         zookeeper_truncations: zk_log::scan_dir(&dir.logs_dir()),
         stopped,
+        harness,
     };
 
     let results_json = dir.write_results(&results)?;

@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 
 use super::zk_log::Truncation;
-use super::{plots::PLOTS, ReportError, Results};
+use super::{plots::PLOTS, HarnessFigures, ReportError, Results};
 use crate::checker::{CheckResult, Finding, UnavailabilitySummary, UnavailabilityWindow};
 use crate::rundir::{FaultRecord, RunDir};
 
@@ -118,6 +118,7 @@ pub fn summary_markdown(results: &Results) -> String {
         results.throughput.duration_s,
         percent(check.availability)
     );
+    let _ = writeln!(out, "\nHarness: {}.", harness_line(&results.harness));
     let u = &check.unavailability_summary;
     let applied = results.faults.iter().filter(|f| f.applied).count();
     let _ = writeln!(
@@ -496,11 +497,33 @@ fn html_run(out: &mut String, results: &Results) {
         ("throughput", format!("{:.1} ops/s ({:.1} ok/s); {:.1} messages acknowledged/s", t.ops_per_s, t.ok_ops_per_s, t.acknowledged_per_s)),
         ("availability", format!("{} of queue operations answered ok", percent(check.availability))),
         ("drain", format!("{}{}", if check.drain.complete { "complete" } else { "incomplete" }, check.drain.detail.as_deref().map(|d| format!(": {d}")).unwrap_or_default())),
+        ("harness", harness_line(&results.harness)),
     ];
     for (key, value) in rows {
         let _ = writeln!(out, "<tr><th>{key}</th><td>{}</td></tr>", escape(&value));
     }
     out.push_str("</table>\n");
+}
+
+/// The harness's own cost in one line: memory, history size, check time.
+pub fn harness_line(h: &HarnessFigures) -> String {
+    let mib = |v: Option<f64>| v.map_or("?".to_string(), |v| format!("{v:.0}"));
+    let memory = if h.rss_max_mib.is_some() {
+        format!(
+            "resident {} MiB at start, {} at end, {} at most; ",
+            mib(h.rss_start_mib),
+            mib(h.rss_end_mib),
+            mib(h.rss_max_mib)
+        )
+    } else {
+        String::new()
+    };
+    format!(
+        "{memory}history {} ({:.1} MiB); checked in {:.2} s",
+        h.history_file,
+        h.history_bytes as f64 / (1 << 20) as f64,
+        h.check_s
+    )
 }
 
 /// Per operation kind: outcomes, availability and latency.
