@@ -121,7 +121,7 @@ pub const GZIP_FLUSH_EVERY: Duration = Duration::from_secs(1);
 enum Sink {
     Plain(BufWriter<File>),
     Gzip {
-        out: GzEncoder<BufWriter<File>>,
+        out: Box<GzEncoder<BufWriter<File>>>,
         flushed: Instant,
     },
     /// After [`HistoryWriter::finish`]: the file is complete.
@@ -146,7 +146,7 @@ impl HistoryWriter {
         let sink = match format {
             HistoryFormat::Plain => Sink::Plain(file),
             HistoryFormat::Gzip => Sink::Gzip {
-                out: GzEncoder::new(file, Compression::fast()),
+                out: Box::new(GzEncoder::new(file, Compression::default())),
                 flushed: Instant::now(),
             },
         };

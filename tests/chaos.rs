@@ -466,12 +466,13 @@ struct BackgroundRun {
 
 /// A run of a small scenario whose one fault (a frozen leader) lasts a minute.
 fn start_run_with_a_lasting_fault(dir: &Path, name: &str) -> BackgroundRun {
-    let scenario = small_scenario(
-        dir,
-        name,
-        "[[nemesis.faults]]\nfault = \"pause\"\ntarget = \"leader\"\nduration = \"60s\"\n",
-        "2m",
-    );
+    let fault = "[[nemesis.faults]]\nfault = \"pause\"\ntarget = \"leader\"\nduration = \"60s\"\n";
+    start_run_with(dir, name, fault)
+}
+
+/// A run of a small scenario with these faults, its output read as it goes.
+fn start_run_with(dir: &Path, name: &str, faults: &str) -> BackgroundRun {
+    let scenario = small_scenario(dir, name, faults, "2m");
     let out_dir = dir.join("runs");
     let mut child = Command::new(ZKMQ)
         .args(["chaos", "run"])
@@ -573,4 +574,49 @@ fn sigkill_mid_run_leaves_nothing_labelled_within_15_s() {
         );
         std::thread::sleep(Duration::from_millis(250));
     }
+}
+
+/// A loss fault lives in its node's network namespace, which a restart of the
+/// container replaces: the nemesis sees the restart within its window and applies
+/// the loss again to the new container, saying so in the history.
+#[test]
+fn a_loss_whose_node_restarts_in_its_window_is_applied_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let _permit = permit();
+    let fault = "[[nemesis.faults]]\nfault = \"loss\"\ntarget = \"random\"\npercent = 20\nduration = \"60s\"\n";
+    let BackgroundRun { mut child, out_dir, lines, run_id } =
+        start_run_with(dir.path(), "reapply", fault);
+    wait_until_the_fault_holds(&mut child, &out_dir);
+    let run_id = run_id.recv_timeout(Duration::from_secs(5)).unwrap();
+    let run = run_dir(&out_dir);
+    let node = schedule(&run).faults[0].resolved.clone().expect("the loss names its node");
+    let container = format!("zkmq-{run_id}-{node}");
+    let rules = |container: &str| {
+        let out = Command::new("docker")
+            .args(["exec", container, "iptables", "-S", "ZKMQ-LOSS"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(rules(&container).contains("statistic"), "the loss holds: {}", rules(&container));
+    let restarted = Command::new("docker").args(["restart", "-t", "1", &container]).status();
+    assert!(restarted.unwrap().success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !rules(&container).contains("statistic") {
+        assert!(Instant::now() < deadline, "the loss was not applied again after the restart");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    let code = child.wait().unwrap().code();
+    let stdout = lines.join().unwrap().join("\n");
+    assert_eq!(code, Some(2), "{stdout}");
+    let again: Vec<_> = history::read(&run.join("history.jsonl"))
+        .unwrap()
+        .map(Result::unwrap)
+        .filter(|e| e.process == "nemesis" && e.op == "loss" && e.phase == Phase::Info)
+        .collect();
+    assert_eq!(again.len(), 1, "{again:#?}");
+    assert_eq!(again[0].target.as_deref(), Some(node.as_str()));
+    assert!(again[0].detail.as_deref().unwrap_or("").contains("applied again"), "{again:#?}");
+    assert_eq!(labelled_objects(&run_id), "", "nothing labelled is left: {stdout}");
 }

@@ -1,16 +1,21 @@
-//! The checker's speed and memory on a long history: 1,000,000 operations (about
-//! 2,000,000 lines, with faults, unknown outcomes and redeliveries) checked by the
-//! `zkmq check` binary, which prints its time and peak memory. Prints, never asserts
-//! a time (performance targets are measured, not tested):
+//! The checker's speed and memory on long histories, plain and gzip: a synthetic
+//! run of 1,000,000 operations by default (about 2,000,000 lines, with faults,
+//! unknown outcomes and redeliveries), written as `history.jsonl` and as the
+//! streamed `history.jsonl.gz` a soak writes, each checked by the `zkmq check`
+//! binary, which prints its time and peak memory. Prints, never asserts a time
+//! (performance targets are measured, not tested):
 //!
 //! ```sh
 //! cargo test --release --test checker_bench -- --ignored --nocapture
+//! # ten million lines (5,000,000 operations):
+//! ZKMQ_BENCH_OPERATIONS=5000000 cargo test --release --test checker_bench -- --ignored --nocapture
 //! ```
 
 use std::process::Command;
 use std::time::Instant;
 
 use zkmq::checker::synthetic::{self, SyntheticOptions};
+use zkmq::history::{self, HistoryFormat, HistoryWriter};
 
 #[test]
 #[ignore = "a measurement: run with --release -- --ignored --nocapture"]
@@ -41,11 +46,42 @@ fn check_one_million_operations() {
         truth.produced_ok,
         started.elapsed().as_secs_f64()
     );
+    check(&path, truth.events);
+
+    // The same events through the run's own gzip writer, flushed every second of
+    // history time as a soak flushes them.
+    let gzip = dir.path().join("history.jsonl.gz");
+    let writer = HistoryWriter::create(&gzip, HistoryFormat::Gzip).unwrap();
+    let mut flushed_at = 0.0;
+    for event in history::read(&path).unwrap() {
+        let event = event.unwrap();
+        writer.record(&event).unwrap();
+        if event.t - flushed_at >= 1.0 {
+            writer.flush().unwrap();
+            flushed_at = event.t;
+        }
+    }
+    writer.finish().unwrap();
+    let compressed = std::fs::metadata(&gzip).unwrap().len();
+    println!(
+        "gzip history: {:.1} MiB ({:.1}% of the plain size)",
+        compressed as f64 / (1 << 20) as f64,
+        100.0 * compressed as f64 / size as f64
+    );
+    check(&gzip, truth.events);
+}
+
+fn check(path: &std::path::Path, lines: u64) {
     let started = Instant::now();
-    let out = Command::new(env!("CARGO_BIN_EXE_zkmq")).arg("check").arg(&path).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_zkmq")).arg("check").arg(path).output().unwrap();
     let wall = started.elapsed().as_secs_f64();
     println!("{}", String::from_utf8_lossy(&out.stdout));
     println!("{}", String::from_utf8_lossy(&out.stderr));
-    println!("zkmq check: exit {:?}, {wall:.2} s wall (process start included)", out.status.code());
+    println!(
+        "zkmq check {}: exit {:?}, {wall:.2} s wall (process start included), {:.0} lines/s",
+        path.display(),
+        out.status.code(),
+        lines as f64 / wall
+    );
     assert_eq!(out.status.code(), Some(0), "a clean synthetic history is valid");
 }

@@ -221,8 +221,67 @@ impl Nemesis {
             if let Some(undo) = applied {
                 // Stay applied for the planned duration, even when told to stop: the
                 // stop path undoes everything itself, so leave early but undo here.
-                let _ = self.sleep_until(planned.at + planned.duration, &mut stop).await;
+                let end = planned.at + planned.duration;
+                match (link_verb(&planned), &undo) {
+                    (Some(verb), Undo::Repair { members, .. }) => {
+                        self.hold_link(&planned, &verb, members, end, &mut stop).await
+                    }
+                    _ => {
+                        let _ = self.sleep_until(end, &mut stop).await;
+                    }
+                }
                 self.undo(index, &planned, undo).await;
+            }
+        }
+    }
+
+    /// Holds a link fault (loss, slow, delay) until `end`, applying it again to a
+    /// member whose container restarted meanwhile: the rule lived in the old
+    /// container's network namespace. Each re-application is an `info` line.
+    async fn hold_link(
+        &self,
+        planned: &PlannedFault,
+        verb: &Verb,
+        members: &[Member],
+        end: f64,
+        stop: &mut watch::Receiver<bool>,
+    ) {
+        let started_at =
+            |member| async move { self.cluster.started_at(member).await.ok().flatten() };
+        let mut started = Vec::new();
+        for &member in members {
+            started.push(started_at(member).await);
+        }
+        loop {
+            let next = (self.started.elapsed().as_secs_f64() + LINK_WATCH_EVERY_S).min(end);
+            if !self.sleep_until(next, stop).await || next >= end {
+                return;
+            }
+            for (member, before) in members.iter().zip(started.iter_mut()) {
+                let now = started_at(*member).await;
+                if now.is_none() || now == *before {
+                    continue;
+                }
+                *before = now;
+                let name = planned.fault.name();
+                let mut e = self.event(name, Phase::Info, &member.to_string());
+                match self.cluster.inflict(*member, verb).await {
+                    Ok(outcome) => {
+                        tracing::info!("fault {name}: {member} restarted; applied again");
+                        e.detail = Some(format!(
+                            "{member} restarted in the window; applied again: {outcome}"
+                        ));
+                    }
+                    Err(err) => {
+                        tracing::warn!(
+                            "fault {name}: {member} restarted; cannot apply again: {err}"
+                        );
+                        e.error = Some(format!(
+                            "{member} restarted in the window; cannot apply again: {err}"
+                        ));
+                    }
+                }
+                self.log(e);
             }
         }
     }
@@ -374,13 +433,7 @@ impl Nemesis {
         p: &PlannedFault,
         r: &Resolved,
     ) -> Result<(String, Option<Undo>), FaultError> {
-        let knobs = Knobs {
-            percent: p.percent,
-            kbit: p.kbit,
-            delay: p.delay_ms.map(Duration::from_millis),
-            to_version: p.to_version.clone(),
-        };
-        match p.fault.execution(&knobs) {
+        match p.fault.execution(&knobs(p)) {
             Execution::Each(verb) => {
                 let members = if p.target == Target::Rest {
                     vec![Member::Gateway]
@@ -574,6 +627,29 @@ pub async fn heal_everything(cluster: &Cluster, rest: bool) -> Result<(), HealEr
         Ok(())
     } else {
         Err(HealError { problems })
+    }
+}
+
+/// How often a link fault's members are looked at for a restart.
+const LINK_WATCH_EVERY_S: f64 = 1.0;
+
+fn knobs(p: &PlannedFault) -> Knobs {
+    Knobs {
+        percent: p.percent,
+        kbit: p.kbit,
+        delay: p.delay_ms.map(Duration::from_millis),
+        to_version: p.to_version.clone(),
+    }
+}
+
+/// The verb of a link fault (loss, slow, delay), which a restart of its member
+/// undoes behind the nemesis's back; None for every other fault.
+fn link_verb(p: &PlannedFault) -> Option<Verb> {
+    match p.fault.execution(&knobs(p)) {
+        Execution::Each(verb @ (Verb::Loss { .. } | Verb::Slow { .. } | Verb::Delay { .. })) => {
+            Some(verb)
+        }
+        _ => None,
     }
 }
 

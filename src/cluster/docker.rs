@@ -74,6 +74,9 @@ pub(crate) struct ContainerFacts {
     pub labels: HashMap<String, String>,
     /// host port the published container port is reachable at on 127.0.0.1
     pub host_port: Option<u16>,
+    /// When the container last started (RFC 3339): a new value means its
+    /// processes, and its network namespace, are new.
+    pub started_at: Option<String>,
 }
 
 /// How often a freeze that runc gave up on is tried again.
@@ -395,6 +398,7 @@ impl Docker {
             .map(state_name)
             .unwrap_or("unknown")
             .to_owned();
+        let started_at = info.state.as_ref().and_then(|state| state.started_at.clone());
         let config = info.config.unwrap_or_default();
         let settings = info.network_settings.unwrap_or_default();
         let host_port = settings
@@ -417,6 +421,7 @@ impl Docker {
             image: config.image.unwrap_or_default(),
             labels: config.labels.unwrap_or_default(),
             host_port,
+            started_at,
         }))
     }
 

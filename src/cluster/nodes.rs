@@ -106,6 +106,19 @@ impl Cluster {
         Ok(ContainerTarget { container, member })
     }
 
+    /// When the member's container last started, if it is running: a link fault
+    /// (loss, slow, delay) lives in the container's network namespace, which a
+    /// restart replaces, so the nemesis applies it again when this changes.
+    pub async fn started_at(&self, member: Member) -> Result<Option<String>, ClusterError> {
+        let target = self.container_target(member)?;
+        let docker = Docker::connect().await?;
+        Ok(docker
+            .inspect_container(&target.container)
+            .await?
+            .filter(|facts| facts.state == "running")
+            .and_then(|facts| facts.started_at))
+    }
+
     /// SIGKILL: no shutdown, the node's data as it was on disk.
     pub async fn kill(&self, node: usize) -> Result<ContainerChange, ClusterError> {
         self.node_target(node)?.run(ContainerVerb::Kill).await

@@ -118,7 +118,7 @@ impl HarnessFigures {
         let rss = series.harness.iter().map(|h| h.1).filter(|rss| *rss > 0.0);
         Self {
             rss_start_mib: rss.clone().next(),
-            rss_end_mib: rss.clone().last(),
+            rss_end_mib: rss.clone().next_back(),
             rss_max_mib: rss.reduce(f64::max),
             history_file: history
                 .file_name()
