@@ -55,11 +55,13 @@
 //! and checking the history.
 //!
 //! **[`history`]**: the operation log, one JSON object per line, appended and flushed
-//! as operations happen.
+//! as operations happen: plain lines, or for long soaks a gzip stream flushed every
+//! second; one reader takes both.
 //!
 //! **[`rundir`]**: a run directory's files (`scenario.toml`, `run.json`,
-//! `history.jsonl`, `schedule.json`, `samples.jsonl`, `logs/`, `results.json` and the
-//! reports; `stopped.json` and `data/` for a run stopped at its first violation): their names and the typed read and write of each, for the run loop that
+//! `history.jsonl` or `history.jsonl.gz`, `schedule.json`, `samples.jsonl`, `logs/`,
+//! `results.json` and the reports; `stopped.json` and `data/` for a run stopped at
+//! its first violation): their names and the typed read and write of each, for the run loop that
 //! writes them and for the checker, the reports and a replay that read them. Plain
 //! files and serde types, nothing of ZooKeeper or Docker.
 //!

@@ -85,3 +85,53 @@ fn check(path: &std::path::Path, lines: u64) {
     );
     assert_eq!(out.status.code(), Some(0), "a clean synthetic history is valid");
 }
+
+/// The live view's checker (bounded to `LIVE_MESSAGES`) fed a long history: the
+/// messages it remembers and this process's resident memory before and after,
+/// which stay flat however long the history.
+#[test]
+#[ignore = "a measurement: run with --release -- --ignored --nocapture"]
+fn the_live_view_stays_flat_over_a_long_history() {
+    use zkmq::checker::{for_each_line, Checker};
+    use zkmq::report::LIVE_MESSAGES;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("history.jsonl");
+    let operations = std::env::var("ZKMQ_BENCH_OPERATIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let truth = synthetic::write_history(
+        &path,
+        &SyntheticOptions { operations, producers: 8, consumers: 17, ..Default::default() },
+    )
+    .unwrap();
+    let before = resident_mib();
+    let mut live = Checker::new().remembering_at_most(LIVE_MESSAGES);
+    let mut most = 0;
+    let mut line = 0u64;
+    for_each_line(&path, |event| {
+        live.observe_view(event);
+        most = most.max(live.remembered());
+        line += 1;
+        if line.is_multiple_of(2_000_000) {
+            println!(
+                "line {line}: remembering {} messages, resident {:.0} MiB",
+                live.remembered(),
+                resident_mib()
+            );
+        }
+    })
+    .unwrap();
+    println!(
+        "live view over {} lines, {} messages: remembered {most} at most; resident {before:.0} MiB before, {:.0} MiB after",
+        truth.events,
+        truth.produced_ok,
+        resident_mib()
+    );
+}
+
+fn resident_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse::<f64>().unwrap() / 1024.0
+}

@@ -510,6 +510,17 @@ impl MessageIds {
         };
     }
 
+    /// Drops the ids of slots below `cut` and moves the others down by `cut`.
+    fn forget_below(&mut self, cut: u32) {
+        let keep = |slot: &mut u32| {
+            let kept = *slot >= cut;
+            *slot = slot.wrapping_sub(cut);
+            kept
+        };
+        self.uuids.retain(|_, slot| keep(slot));
+        self.others.retain(|_, slot| keep(slot));
+    }
+
     /// The ids of these slots (one pass over every id: for the few examples).
     fn names(&self, slots: &[u32]) -> HashMap<u32, String> {
         let wanted: std::collections::HashSet<u32> = slots.iter().copied().collect();
@@ -521,7 +532,8 @@ impl MessageIds {
 }
 
 /// Hashes keys that are already random (UUID v4 bytes) by folding and mixing
-/// them: several times faster than SipHash on the checker's hottest path, and any
+/// them: less work than SipHash on the checker's hottest path (SipHash's defence
+/// against chosen keys buys nothing for ids our own workload draws), and any
 /// UUID still spreads (the multiply mixes every bit into the high ones).
 #[derive(Debug, Default, Clone, Copy)]
 struct RandomBytes;
@@ -689,6 +701,12 @@ pub struct Checker {
     drain: DrainInfo,
     /// Messages left stuck are reported, not a violation (the scenario says so).
     stuck_allowed: bool,
+    /// The live view's bound on remembered messages ([`Checker::remembering_at_most`]);
+    /// None remembers every message (the check of a whole history).
+    memory_limit: Option<usize>,
+    /// Messages forgotten under `memory_limit` so far: once any is, a message seen
+    /// without its produce may be a forgotten one, so it is not judged unexpected.
+    forgotten: u64,
 }
 
 impl Default for Checker {
@@ -718,7 +736,33 @@ impl Checker {
             closings_by_access: Vec::new(),
             next_window: 0,
             drain: DrainInfo::default(),
+            memory_limit: None,
+            forgotten: 0,
         }
+    }
+
+    /// Remembers at most about `limit` messages (between `limit` and twice that),
+    /// forgetting the first seen first: the live view of a run of any length, whose
+    /// memory must stay flat. A forgotten message seen again cannot be told from
+    /// one never produced, so it is not judged: the live view may miss a violation
+    /// on a message older than its window, which the check after the run, which
+    /// remembers everything, still finds. `finish` of such a checker covers only
+    /// what it remembers.
+    pub fn remembering_at_most(mut self, limit: usize) -> Self {
+        self.memory_limit = Some(limit.max(1));
+        self
+    }
+
+    /// Messages this checker remembers now.
+    pub fn remembered(&self) -> usize {
+        self.messages.len()
+    }
+
+    /// Forgets the `count` messages seen first; the others keep their order.
+    fn forget_first(&mut self, count: usize) {
+        self.ids.forget_below(count as u32);
+        self.messages.drain(..count);
+        self.forgotten += count as u64;
     }
 
     /// Messages the drain left in the tree are reported, not a violation: for a
@@ -851,6 +895,11 @@ impl Checker {
         if let Some(slot) = self.ids.get(id) {
             return slot as usize;
         }
+        if let Some(limit) = self.memory_limit {
+            if self.messages.len() >= 2 * limit {
+                self.forget_first(self.messages.len() - limit);
+            }
+        }
         let slot = self.messages.len();
         self.ids.insert(id, slot as u32);
         self.messages.push(Message {
@@ -937,8 +986,10 @@ impl Checker {
             (Kind::Take, Phase::Ok) => self.delivered(id, index, invoke_index, event.checksum),
             (Kind::Ack, Phase::Ok) => {
                 let slot = self.message_slot(id);
+                let judged = self.forgotten == 0;
                 let message = &mut self.messages[slot];
-                if message.flags & PRODUCE_INVOKED == 0 && message.flags & UNEXPECTED == 0 {
+                if judged && message.flags & PRODUCE_INVOKED == 0 && message.flags & UNEXPECTED == 0
+                {
                     message.flags |= UNEXPECTED;
                     self.invariants.unexpected.add(id);
                 }
@@ -986,9 +1037,10 @@ impl Checker {
 
     fn delivered(&mut self, id: &str, index: u64, invoke_index: u64, checksum: Option<u32>) {
         let slot = self.message_slot(id);
+        let judged = self.forgotten == 0;
         let message = &mut self.messages[slot];
         if message.flags & PRODUCE_INVOKED == 0 {
-            if message.flags & UNEXPECTED == 0 {
+            if judged && message.flags & UNEXPECTED == 0 {
                 message.flags |= UNEXPECTED;
                 self.invariants.unexpected.add(id);
             }

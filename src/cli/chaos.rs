@@ -17,8 +17,8 @@ pub enum ChaosCommand {
     /// then heal, drain, check and report.
     ///
     /// Prints the seed first. Writes reports/<UTC time>-<scenario>/ (scenario.toml,
-    /// run.json, history.jsonl, schedule.json, samples.jsonl, logs/, results.json and
-    /// the reports). Exit code: 0 every invariant held, 1 an invariant was violated
+    /// run.json, history.jsonl (history.jsonl.gz with `history = "gzip"`),
+    /// schedule.json, samples.jsonl, logs/, results.json and the reports). Exit code: 0 every invariant held, 1 an invariant was violated
     /// (lost, duplicated past ack, unexpected or corrupt messages), 2 the harness or
     /// its environment failed (bad scenario, Docker, interrupted).
     ///

@@ -101,13 +101,13 @@ async fn trend(dirs: Vec<PathBuf>, out: PathBuf) -> anyhow::Result<u8> {
     about = "Re-check a saved run's history against the delivery invariants",
     long_about = "Re-check a saved run's history against the delivery invariants: nothing \
 acknowledged lost, nothing delivered again after its ack, nothing delivered that was never \
-produced, no corrupt payload. Streams the history (a truncated last line, left by a crashed \
-harness, is ignored). A schedule.json beside the history gives the fault windows for the \
+produced, no corrupt payload. Streams the history, plain or gzip (a truncated last line, or \
+a gzip stream cut short, left by a crashed harness, is ignored). A schedule.json beside the history gives the fault windows for the \
 unavailability figures.\n\n\
 Exit codes: 0 valid, 1 an invariant is violated, 2 the history could not be read."
 )]
 pub struct CheckArgs {
-    /// A run directory or its history.jsonl
+    /// A run directory, or its history.jsonl or history.jsonl.gz
     pub run: PathBuf,
     /// Print the full result as JSON instead of a summary
     #[arg(long)]

@@ -34,7 +34,7 @@ use crate::rundir::{self, FaultRecord, RunDir, RunDirError, RunMeta, Stopped};
 
 pub use compare::compare;
 pub use plots::PLOTS;
-pub use progress::{Progress, ProgressSnapshot};
+pub use progress::{Progress, ProgressSnapshot, LIVE_MESSAGES};
 pub use render::console_summary;
 pub use trend::{write_trend, Trend};
 

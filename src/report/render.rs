@@ -564,6 +564,14 @@ fn html_faults(out: &mut String, results: &Results) {
         out.push_str("</ul>\n");
     }
     let paths: Vec<&str> = by_access.iter().map(|(path, _)| *path).collect();
+    if results.faults.len() > FAULT_ROWS_SHOWN {
+        html_faults_by_kind(out, results, &paths);
+        let _ = writeln!(
+            out,
+            "<details><summary>Every fault ({} rows)</summary>",
+            results.faults.len()
+        );
+    }
     if !results.faults.is_empty() {
         out.push_str("<table><tr><th>start</th><th>end</th><th>fault</th><th>target</th><th>hit</th><th>applied</th><th>unavailable</th>");
         for path in &paths {
@@ -592,6 +600,67 @@ fn html_faults(out: &mut String, results: &Results) {
         }
         out.push_str("</table>\n");
     }
+    if results.faults.len() > FAULT_ROWS_SHOWN {
+        out.push_str("</details>\n");
+    }
+}
+
+/// Up to this many faults, the page lists each; beyond (a soak's thousands), a table
+/// per fault kind comes first and the full list folds away.
+const FAULT_ROWS_SHOWN: usize = 60;
+
+/// One row per fault kind: how many were applied, and the unavailability they
+/// caused (median, 99th percentile, max; per access path the median and max).
+fn html_faults_by_kind(out: &mut String, results: &Results, paths: &[&str]) {
+    let windows = &results.check.unavailability;
+    let mut kinds: Vec<&str> = results.faults.iter().map(|f| f.fault.as_str()).collect();
+    kinds.sort_unstable();
+    kinds.dedup();
+    out.push_str("<table><tr><th>fault</th><th>applied</th><th>not applied</th><th>unavailable: median</th><th>p99</th><th>max</th>");
+    for path in paths {
+        let _ = write!(out, "<th>on {}: median / max</th>", escape(path));
+    }
+    out.push_str("</tr>\n");
+    for kind in kinds {
+        let of_kind = results.faults.iter().filter(|f| f.fault == kind);
+        let applied: Vec<&FaultRecord> = of_kind.clone().filter(|f| f.applied).collect();
+        let refused = of_kind.count() - applied.len();
+        let found: Vec<&UnavailabilityWindow> =
+            applied.iter().filter_map(|f| fault_window(f, windows)).collect();
+        let mut overall: Vec<f64> = found.iter().filter_map(|w| w.duration_s).collect();
+        let _ = write!(
+            out,
+            "<tr{}><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{refused}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td>",
+            if refused > 0 { " class=\"bad\"" } else { "" },
+            escape(kind),
+            applied.len(),
+            seconds(quantile(&mut overall, 0.5)),
+            seconds(quantile(&mut overall, 0.99)),
+            seconds(quantile(&mut overall, 1.0)),
+        );
+        for path in paths {
+            let mut own: Vec<f64> =
+                found.iter().filter_map(|w| w.by_access.get(*path).copied().flatten()).collect();
+            let _ = write!(
+                out,
+                "<td class=\"n\">{} / {}</td>",
+                seconds(quantile(&mut own, 0.5)),
+                seconds(quantile(&mut own, 1.0))
+            );
+        }
+        out.push_str("</tr>\n");
+    }
+    out.push_str("</table>\n");
+}
+
+/// The `q` quantile (nearest rank) of `values`; None when empty.
+fn quantile(values: &mut [f64], q: f64) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_unstable_by(f64::total_cmp);
+    let rank = ((q * values.len() as f64).ceil() as usize).clamp(1, values.len());
+    Some(values[rank - 1])
 }
 
 /// Servers that dropped transactions to follow a leader.
