@@ -45,8 +45,12 @@ fn x_end(series: &Series) -> f64 {
     series.end_s.max(1.0)
 }
 
+/// Beyond this many faults (a soak's thousands) the windows are not drawn: they
+/// would cover the whole plot. The report's per-kind table has their figures.
+pub const SHADED_FAULTS_MAX: usize = 60;
+
 /// Shades and labels each fault window; labels are staggered over three rows so
-/// close faults stay readable.
+/// close faults stay readable. Draws nothing past [`SHADED_FAULTS_MAX`] faults.
 fn shade_faults<DB: DrawingBackend>(
     chart: &mut Plot<'_, DB>,
     faults: &[FaultSpan],
@@ -56,6 +60,9 @@ fn shade_faults<DB: DrawingBackend>(
 where
     DB::ErrorType: 'static,
 {
+    if faults.len() > SHADED_FAULTS_MAX {
+        return Ok(());
+    }
     chart.draw_series(
         faults.iter().map(|f| Rectangle::new([(f.start, y0), (f.end, y1)], FAULT_FILL.filled())),
     )?;
@@ -454,20 +461,21 @@ where
             RGBAColor(214, 39, 40, 0.25).filled(),
         )
     }))?;
-    chart.draw_series(series.faults.iter().map(|f| {
+    // A soak's thousands of faults keep their row, without lines or labels that
+    // would hide every node's states.
+    let marked: &[FaultSpan] =
+        if series.faults.len() > SHADED_FAULTS_MAX { &[] } else { &series.faults };
+    chart.draw_series(marked.iter().map(|f| {
         PathElement::new(
             vec![(f.start, SegmentValue::Exact(0)), (f.start, SegmentValue::Exact(rows + 1))],
             FAULT_EDGE.stroke_width(2),
         )
     }))?;
     let label_font = ("sans-serif", 12).into_font().color(&FAULT_TEXT);
-    let starts: Vec<i32> = series
-        .faults
-        .iter()
-        .map(|f| chart.backend_coord(&(f.start, SegmentValue::Exact(0))).0)
-        .collect();
-    let label_row = label_rows(&series.faults, &starts, 2);
-    chart.draw_series(series.faults.iter().zip(label_row).filter_map(|(f, row)| {
+    let starts: Vec<i32> =
+        marked.iter().map(|f| chart.backend_coord(&(f.start, SegmentValue::Exact(0))).0).collect();
+    let label_row = label_rows(marked, &starts, 2);
+    chart.draw_series(marked.iter().zip(label_row).filter_map(|(f, row)| {
         row.map(|row| {
             EmptyElement::at((f.start, SegmentValue::Exact(rows + 1)))
                 + Text::new(f.label.clone(), (4, 3 + 13 * row), label_font.clone())

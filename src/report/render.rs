@@ -2,8 +2,9 @@
 
 use std::fmt::Write as _;
 
+use super::plots::{PLOTS, SHADED_FAULTS_MAX};
 use super::zk_log::Truncation;
-use super::{plots::PLOTS, HarnessFigures, ReportError, Results};
+use super::{HarnessFigures, ReportError, Results};
 use crate::checker::{CheckResult, Finding, UnavailabilitySummary, UnavailabilityWindow};
 use crate::rundir::{FaultRecord, RunDir};
 
@@ -393,7 +394,7 @@ pub fn html(
     html_operations(&mut out, &results.check);
     html_faults(&mut out, results);
     html_truncations(&mut out, &results.zookeeper_truncations);
-    html_plots(&mut out, run_dir)?;
+    html_plots(&mut out, run_dir, results.faults.iter().filter(|f| f.applied).count())?;
     html_scenario(&mut out, scenario);
     let _ = writeln!(
         out,
@@ -595,7 +596,7 @@ fn html_faults(out: &mut String, results: &Results) {
                 escape(&fault.fault),
                 escape(&fault.target),
                 escape(fault.resolved.as_deref().unwrap_or("")),
-                if fault.applied { "yes".to_owned() } else { format!("no: {}", escape(fault.error.as_deref().unwrap_or(""))) }
+                if fault.applied { "yes".to_owned() } else { not_applied(fault.error.as_deref().unwrap_or("")) }
             );
         }
         out.push_str("</table>\n");
@@ -603,6 +604,18 @@ fn html_faults(out: &mut String, results: &Results) {
     if results.faults.len() > FAULT_ROWS_SHOWN {
         out.push_str("</details>\n");
     }
+}
+
+/// Why a fault was not applied, in a table cell: a long error (a whole shell
+/// script and Docker's answer) is cut to its end, the full text in the tooltip.
+fn not_applied(error: &str) -> String {
+    const SHOWN: usize = 140;
+    let chars = error.chars().count();
+    if chars <= SHOWN {
+        return format!("no: {}", escape(error));
+    }
+    let tail: String = error.chars().skip(chars - SHOWN).collect();
+    format!("<span title=\"{}\">no: …{}</span>", escape(error), escape(&tail))
 }
 
 /// Up to this many faults, the page lists each; beyond (a soak's thousands), a table
@@ -697,8 +710,13 @@ fn fault_window<'a>(
 }
 
 /// The plots, inline.
-fn html_plots(out: &mut String, run_dir: &RunDir) -> Result<(), ReportError> {
-    out.push_str("<h2>Plots</h2>\n<p class=\"muted\">Shaded bands are fault windows (labelled at their start). PNG and SVG copies are in <code>plots/</code>.</p>\n");
+fn html_plots(out: &mut String, run_dir: &RunDir, faults: usize) -> Result<(), ReportError> {
+    out.push_str("<h2>Plots</h2>\n");
+    if faults > SHADED_FAULTS_MAX {
+        let _ = writeln!(out, "<p class=\"muted\">The {faults} fault windows are not shaded: they would cover every plot (the table per fault kind above has their figures). PNG and SVG copies are in <code>plots/</code>.</p>");
+    } else {
+        out.push_str("<p class=\"muted\">Shaded bands are fault windows (labelled at their start). PNG and SVG copies are in <code>plots/</code>.</p>\n");
+    }
     for (stem, plot_title) in PLOTS {
         let svg = run_dir.read_plot_svg(stem)?;
         let svg = match svg.find("<svg") {
