@@ -108,8 +108,8 @@ pub enum HistoryFormat {
     /// One line per event, flushed as it is written.
     #[default]
     Plain,
-    /// A gzip stream flushed about once a second ([`GZIP_FLUSH_EVERY`]): about a
-    /// tenth of the size, and a harness killed with `kill -9` loses at most the
+    /// A gzip stream flushed about once a second ([`GZIP_FLUSH_EVERY`]): about an
+    /// eighth of the size, and a harness killed with `kill -9` loses at most the
     /// last second's events.
     Gzip,
 }

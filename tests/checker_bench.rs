@@ -22,22 +22,8 @@ use zkmq::history::{self, HistoryFormat, HistoryWriter};
 fn check_one_million_operations() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("history.jsonl");
-    let operations = std::env::var("ZKMQ_BENCH_OPERATIONS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1_000_000);
     let started = Instant::now();
-    let truth = synthetic::write_history(
-        &path,
-        &SyntheticOptions {
-            operations,
-            producers: 8,
-            consumers: 17,
-            think_s: 0.005,
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let (operations, truth) = synthetic_run(&path);
     let size = std::fs::metadata(&path).unwrap().len();
     println!(
         "generated {operations} operations: {} lines, {:.0} MiB, {} messages, in {:.1} s",
@@ -71,6 +57,23 @@ fn check_one_million_operations() {
     check(&gzip, truth.events);
 }
 
+/// The benchmarks' synthetic run, of `ZKMQ_BENCH_OPERATIONS` operations (default
+/// 1,000,000), written to `path`.
+fn synthetic_run(path: &std::path::Path) -> (u64, synthetic::SyntheticSummary) {
+    let operations = std::env::var("ZKMQ_BENCH_OPERATIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let options = SyntheticOptions {
+        operations,
+        producers: 8,
+        consumers: 17,
+        think_s: 0.005,
+        ..Default::default()
+    };
+    (operations, synthetic::write_history(path, &options).unwrap())
+}
+
 fn check(path: &std::path::Path, lines: u64) {
     let started = Instant::now();
     let out = Command::new(env!("CARGO_BIN_EXE_zkmq")).arg("check").arg(path).output().unwrap();
@@ -96,15 +99,7 @@ fn the_live_view_stays_flat_over_a_long_history() {
     use zkmq::report::LIVE_MESSAGES;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("history.jsonl");
-    let operations = std::env::var("ZKMQ_BENCH_OPERATIONS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1_000_000);
-    let truth = synthetic::write_history(
-        &path,
-        &SyntheticOptions { operations, producers: 8, consumers: 17, ..Default::default() },
-    )
-    .unwrap();
+    let (_, truth) = synthetic_run(&path);
     let before = resident_mib();
     let mut live = Checker::new().remembering_at_most(LIVE_MESSAGES);
     let mut most = 0;

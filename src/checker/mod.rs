@@ -496,18 +496,20 @@ impl MessageIds {
         uuid::Uuid::try_parse(id).ok().map(|uuid| *uuid.as_bytes())
     }
 
-    fn get(&self, id: &str) -> Option<u32> {
+    /// The slot of `id`, or `next` given to it when it is new (then `true`): one
+    /// parse and one lookup, on the checker's hottest path.
+    fn intern(&mut self, id: &str, next: u32) -> (u32, bool) {
+        let entry = |slot: &mut u32| (*slot, *slot == next);
         match Self::uuid_bytes(id) {
-            Some(bytes) => self.uuids.get(&bytes).copied(),
-            None => self.others.get(id).copied(),
+            Some(bytes) => entry(self.uuids.entry(bytes).or_insert(next)),
+            None => match self.others.get_mut(id) {
+                Some(slot) => entry(slot),
+                None => {
+                    self.others.insert(id.into(), next);
+                    (next, true)
+                }
+            },
         }
-    }
-
-    fn insert(&mut self, id: &str, slot: u32) {
-        match Self::uuid_bytes(id) {
-            Some(bytes) => self.uuids.insert(bytes, slot),
-            None => self.others.insert(id.into(), slot),
-        };
     }
 
     /// Drops the ids of slots below `cut` and moves the others down by `cut`.
@@ -892,16 +894,16 @@ impl Checker {
     }
 
     fn message_slot(&mut self, id: &str) -> usize {
-        if let Some(slot) = self.ids.get(id) {
+        let (slot, new) = self.ids.intern(id, self.messages.len() as u32);
+        if !new {
             return slot as usize;
         }
         if let Some(limit) = self.memory_limit {
             if self.messages.len() >= 2 * limit {
+                // The new id's slot moves down with the others: it stays the next one.
                 self.forget_first(self.messages.len() - limit);
             }
         }
-        let slot = self.messages.len();
-        self.ids.insert(id, slot as u32);
         self.messages.push(Message {
             checksum: 0,
             producer: NONE,
@@ -911,7 +913,7 @@ impl Checker {
             produce: ProduceState::Pending,
             deliveries_before_ack: 0,
         });
-        slot
+        self.messages.len() - 1
     }
 
     fn producer_id(&mut self, process: &str) -> u32 {
@@ -1211,7 +1213,9 @@ impl Checker {
     }
 }
 
-fn median(values: &mut [f64]) -> Option<f64> {
+/// The middle value (the mean of the two middle ones for an even count); None
+/// when empty. Every median of the results and reports is this one.
+pub fn median(values: &mut [f64]) -> Option<f64> {
     if values.is_empty() {
         return None;
     }

@@ -2,9 +2,9 @@
 //! terminal, one plain line every few seconds otherwise (CI logs keep no bars).
 //!
 //! The run loop feeds it every history event ([`Progress::observe`]) and tells it
-//! when faults start and end; it keeps its own streaming [`Checker`] so it can show
-//! violations as they happen (duplicates, unexpected and corrupt deliveries are
-//! known online; losses only at the end). Cheap to clone; all clones share one view.
+//! when faults start and end; it keeps its own streaming [`Checker`], bounded to
+//! [`LIVE_MESSAGES`], so it can show violations as they happen (duplicates,
+//! unexpected and corrupt deliveries are known online; losses only at the end). Cheap to clone; all clones share one view.
 //! [`Progress::first_violation`] lets the run loop stop at the first of them
 //! (`--stop-on-violation`).
 

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use super::plots::{PLOTS, SHADED_FAULTS_MAX};
 use super::zk_log::Truncation;
 use super::{HarnessFigures, ReportError, Results};
-use crate::checker::{CheckResult, Finding, UnavailabilitySummary, UnavailabilityWindow};
+use crate::checker::{self, CheckResult, Finding, UnavailabilitySummary, UnavailabilityWindow};
 use crate::rundir::{FaultRecord, RunDir};
 
 fn percent(value: f64) -> String {
@@ -647,7 +647,7 @@ fn html_faults_by_kind(out: &mut String, results: &Results, paths: &[&str]) {
             if refused > 0 { " class=\"bad\"" } else { "" },
             escape(kind),
             applied.len(),
-            seconds(quantile(&mut overall, 0.5)),
+            seconds(checker::median(&mut overall)),
             seconds(quantile(&mut overall, 0.99)),
             seconds(quantile(&mut overall, 1.0)),
         );
@@ -657,7 +657,7 @@ fn html_faults_by_kind(out: &mut String, results: &Results, paths: &[&str]) {
             let _ = write!(
                 out,
                 "<td class=\"n\">{} / {}</td>",
-                seconds(quantile(&mut own, 0.5)),
+                seconds(checker::median(&mut own)),
                 seconds(quantile(&mut own, 1.0))
             );
         }
@@ -666,7 +666,8 @@ fn html_faults_by_kind(out: &mut String, results: &Results, paths: &[&str]) {
     out.push_str("</table>\n");
 }
 
-/// The `q` quantile (nearest rank) of `values`; None when empty.
+/// The `q` quantile (nearest rank) of `values`; None when empty. Medians are
+/// [`checker::median`], as everywhere else in the report.
 fn quantile(values: &mut [f64], q: f64) -> Option<f64> {
     if values.is_empty() {
         return None;

@@ -67,8 +67,8 @@ pub struct Series {
     /// Node name -> state spans, in name order (`rest` last).
     pub nodes: Vec<(String, Vec<StateSpan>)>,
     pub faults: Vec<FaultSpan>,
-    /// (t, the harness's resident MiB, the history's bytes on disk).
-    pub harness: Vec<(f64, f64, u64)>,
+    /// (t, the harness's resident MiB).
+    pub harness: Vec<(f64, f64)>,
 }
 
 /// Picks an interval giving about 150 points, at least one second, rounded to a
@@ -226,9 +226,7 @@ fn read_samples(run_dir: &RunDir, series: &mut Series) -> Result<(), ReportError
                 }
                 spans.push(StateSpan { state, version, start: t, end: t });
             }
-            Sample::Harness { t, rss_mib, history_bytes } => {
-                series.harness.push((t, rss_mib, history_bytes))
-            }
+            Sample::Harness { t, rss_mib, .. } => series.harness.push((t, rss_mib)),
         }
     }
     let end = series.end_s;

@@ -349,14 +349,7 @@ fn unavailability<'a>(
 
 /// The middle value (the mean of the two middle ones for an even count).
 fn median_of(values: impl Iterator<Item = f64>) -> Option<f64> {
-    let mut sorted: Vec<f64> = values.collect();
-    sorted.sort_by(f64::total_cmp);
-    let half = sorted.len() / 2;
-    match sorted.len() {
-        0 => None,
-        n if n % 2 == 1 => Some(sorted[half]),
-        _ => Some((sorted[half - 1] + sorted[half]) / 2.0),
-    }
+    crate::checker::median(&mut values.collect::<Vec<f64>>())
 }
 
 /// A run's regressions against `earlier` (the finished runs before it).
