@@ -360,7 +360,8 @@ fn the_safe_algorithm_survives_the_faults_that_catch_legacy() {
 
 /// Batched sends and batched takes (8 per transaction, acks folded into the next
 /// take) under legacy's faults plus zombies holding a whole batch: valid, the
-/// batches really were batches, and every late ack of the zombie was refused.
+/// batches really were batches, and no late ack of a zombie was accepted for a
+/// message that anyone else was given.
 #[test]
 fn batched_sends_and_takes_survive_leader_kills_crashes_zombies_and_quorum_losses() {
     let out_dir = tempfile::tempdir().unwrap();
@@ -380,28 +381,85 @@ fn batched_sends_and_takes_survive_leader_kills_crashes_zombies_and_quorum_losse
     for fault in ["kill", "quorum-loss", "consumer-crash", "consumer-zombie"] {
         assert!(applied.contains(fault), "{fault} applied: {:#?}", schedule.faults);
     }
-    // Takes that delivered more than one message, and the zombie's refused acks.
-    let (mut oks_since_invoke, mut batches) = (HashMap::<String, usize>::new(), 0);
-    let mut refused = 0;
-    for event in history::read(&dir.join("history.jsonl")).unwrap() {
-        let event = event.unwrap();
+    // Takes that delivered more than one message.
+    let events: Vec<history::Event> =
+        history::read(&dir.join("history.jsonl")).unwrap().map(|e| e.unwrap()).collect();
+    let (mut oks_since_invoke, mut batches) = (HashMap::<&str, usize>::new(), 0);
+    for event in &events {
         match (event.op.as_str(), event.phase) {
             ("take", Phase::Invoke) => {
-                oks_since_invoke.insert(event.process.clone(), 0);
+                oks_since_invoke.insert(&event.process, 0);
             }
             ("take", Phase::Ok) if event.msg.is_some() => {
-                let oks = oks_since_invoke.entry(event.process.clone()).or_default();
+                let oks = oks_since_invoke.entry(&event.process).or_default();
                 *oks += 1;
                 if *oks == 2 {
                     batches += 1;
                 }
             }
-            ("ack", Phase::Fail) => refused += 1,
             _ => {}
         }
     }
     assert!(batches > 10, "takes delivered batches: {batches} with more than one message");
-    assert!(refused > 0, "the zombie's late acks were refused: {report}");
+    let zombies = zombie_late_acks(&schedule, &events);
+    assert!(!zombies.is_empty(), "a zombie held messages when it stalled: {report}");
+    let refused = zombies.iter().filter(|ack| ack.phase == Phase::Fail).count();
+    eprintln!("the zombies' late acks: {} in all, {refused} refused", zombies.len());
+}
+
+/// The acks a zombie sent, after its stall, for what it held when it stalled.
+/// Each is refused, unknown, or accepted only if nobody else was ever given that
+/// message: whether recovery took it back before the zombie woke depends on leader
+/// elections during the stall (a new leader restarts every session's timeout).
+fn zombie_late_acks<'e>(
+    schedule: &Schedule,
+    events: &'e [history::Event],
+) -> Vec<&'e history::Event> {
+    let mut late = Vec::new();
+    for zombie in schedule.faults.iter().filter(|f| f.applied && f.fault == "consumer-zombie") {
+        let process = zombie.resolved.as_deref().expect("an applied zombie names its consumer");
+        // The order waits until the consumer holds messages, and is answered as it
+        // stalls: what it holds then is what it acks when it wakes.
+        let stalled = zombie.applied_at.expect("an applied zombie says when it stalled");
+        let held: HashSet<&str> = events
+            .iter()
+            .filter(|e| e.process == process && e.op == "take" && e.phase == Phase::Ok)
+            .filter(|e| e.t <= stalled)
+            .filter_map(|e| e.msg.as_deref())
+            .filter(|msg| {
+                !events.iter().any(|e| {
+                    e.process == process
+                        && e.op == "ack"
+                        && e.phase != Phase::Invoke
+                        && e.t <= stalled
+                        && e.msg.as_deref() == Some(*msg)
+                })
+            })
+            .collect();
+        for ack in events.iter().filter(|e| {
+            e.process == process
+                && e.op == "ack"
+                && e.phase != Phase::Invoke
+                && e.t > stalled
+                && e.msg.as_deref().is_some_and(|msg| held.contains(msg))
+        }) {
+            let msg = ack.msg.as_deref().unwrap();
+            if ack.phase == Phase::Ok {
+                let given_to = events.iter().find(|e| {
+                    e.op == "take"
+                        && e.phase == Phase::Ok
+                        && e.process != process
+                        && e.msg.as_deref() == Some(msg)
+                });
+                assert!(
+                    given_to.is_none(),
+                    "{process}'s late ack of {msg} was accepted, though {given_to:?} was given it"
+                );
+            }
+            late.push(ack);
+        }
+    }
+    late
 }
 
 /// `--replay` repeats a recorded run's faults: same faults, same targets (even the
