@@ -2,6 +2,8 @@
 
 mod common;
 
+use common::zk_proxy::{self, ZkProxy};
+
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -63,6 +65,53 @@ async fn a_zombie_consumer_cannot_ack_after_recovery_took_its_message() {
     // Nothing is left, nothing came twice.
     assert!(survivor.take(Duration::from_secs(2)).await.unwrap().is_none());
     assert!(zombie.take(Duration::from_secs(1)).await.unwrap().is_none());
+}
+
+/// A zombie that woke under a new registration acks what it held; recovery had
+/// already moved that slot and another consumer acknowledged the message. The
+/// ack's answer is lost (its connection cut), so it is retried in the same
+/// session and meets `NoNode`: for a slot of an earlier registration that proves
+/// nothing about the lost attempt, so the ack must not be reported ok. (It was,
+/// once, in a `batches` chaos run: a duplicate past ack.)
+#[tokio::test]
+async fn a_zombies_retried_ack_of_a_slot_recovery_moved_is_never_ok() {
+    let cluster = common::own_ensemble(3, false).await;
+    let config = config("zombie-retry");
+    let everyone = Access::Native { connect: cluster.connect_string() };
+    let mut producer = Producer::new(everyone.clone(), config.clone()).await.unwrap();
+    let id = producer.send(b"zombie's, retried").await.unwrap();
+
+    let mut zombie = Consumer::register(everyone.clone(), config.clone()).await.unwrap();
+    let held = zombie.take(Duration::from_secs(5)).await.unwrap().unwrap();
+    assert_eq!(held.id, id);
+    // Its session goes silent and expires; recovery moves the slot to partial/.
+    zombie.crash();
+    let mut survivor = Consumer::register(everyone.clone(), config.clone()).await.unwrap();
+    let again = survivor
+        .take(Duration::from_secs(60))
+        .await
+        .unwrap()
+        .expect("recovery took the zombie's message back");
+    assert_eq!(again.id, id);
+    survivor.ack(&again).await.unwrap();
+
+    // The zombie wakes as a new registration, through a proxy that cuts the
+    // connection as its first delete (the ack) goes out: the client reconnects
+    // under the same session and retries.
+    let proxy = ZkProxy::start(vec![cluster.node_address(1)]).await;
+    let mut woken =
+        Consumer::register(Access::Native { connect: proxy.address.clone() }, config.clone())
+            .await
+            .unwrap();
+    proxy.arm_and_cut_requests(zk_proxy::DELETE, 0, 1);
+    let outcome = woken.ack(&held).await;
+    assert_eq!(proxy.unspent(), 0, "the ack went out and its connection was cut");
+    match outcome {
+        Err(QueueError::Unknown(_) | QueueError::TakenBack) => {}
+        other => panic!("a late ack of a message someone else acknowledged was {other:?}"),
+    }
+    woken.close().await;
+    survivor.close().await;
 }
 
 /// The server the producers are connected to is killed (and restarted) while

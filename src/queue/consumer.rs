@@ -759,7 +759,8 @@ impl Consumer {
     pub async fn ack(&mut self, delivery: &Delivery) -> Result<(), QueueError> {
         let deadline = Instant::now() + self.session.config.retry_budget;
         // The session of an attempt whose outcome was unknown: while that session
-        // lives, nobody else touches our slot, so a later NoNode means it landed.
+        // lives, nobody else touches the slots of the registration it holds, so a
+        // later NoNode on one of those means the attempt landed.
         let mut unknown_in_session: Option<i64> = self.ack_in_doubt.get(&delivery.slot).copied();
         let result = loop {
             if self.session.store.is_dead() {
@@ -768,15 +769,20 @@ impl Consumer {
                 }
             }
             let session_id = self.session.store.session_id();
+            // A slot of an earlier registration (a zombie acking after it woke, or
+            // a take from before the session was renewed) is recovery's to move at
+            // any time: a NoNode there says nothing of our earlier attempt.
+            let ours = self.holds_slot(&delivery.slot);
             match self.session.store.delete(&delivery.slot, delivery.slot_version).await {
                 Ok(()) => break Ok(()),
-                Err(StoreError::NoNode(_)) if unknown_in_session == Some(session_id) => {
+                Err(StoreError::NoNode(_)) if ours && unknown_in_session == Some(session_id) => {
                     break Ok(())
                 }
                 Err(StoreError::NoNode(_)) if unknown_in_session.is_some() => {
                     break Err(QueueError::Unknown(format!(
-                        "{}: an ack retried in a new session found the slot gone: either the \
-                         first attempt landed or recovery took the message back",
+                        "{}: an ack retried after an unknown outcome found the slot gone, and \
+                         the slot is not this session's own: either the first attempt landed \
+                         or recovery took the message back",
                         delivery.slot
                     )))
                 }
@@ -821,6 +827,12 @@ impl Consumer {
             self.ack_in_doubt.insert(delivery.slot.clone(), session);
         }
         result
+    }
+
+    /// True when `slot` belongs to this consumer's current registration, whose
+    /// `status` lives exactly as long as the current session.
+    fn holds_slot(&self, slot: &str) -> bool {
+        slot.strip_prefix(&self.tree.consumer(&self.id)).is_some_and(|rest| rest.starts_with('/'))
     }
 
     /// Drops the session without closing it, as a crashed process would: its

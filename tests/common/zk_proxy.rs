@@ -1,11 +1,12 @@
 //! A TCP proxy that speaks just enough of ZooKeeper's framing to make crash points
-//! exact: it drops the server's answer to chosen `multi` requests (opcode 14), can
+//! exact: it drops the server's answer to chosen `multi` requests (opcode 14, or
+//! another request kind when armed for it: `delete` is opcode 2), can
 //! cut the client's connection right after such a request went out, sends each new
 //! connection to the next server of a route, and can refuse every connection for a
 //! while (so that a session expires on the servers while its client is cut off).
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -14,9 +15,13 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 
 const MULTI: i32 = 14;
+/// ZooKeeper's opcode of a `delete` request (an ack).
+pub const DELETE: i32 = 2;
 
 pub struct ZkProxy {
     pub address: String,
+    /// The kind of request whose answers are dropped: `multi` unless armed otherwise.
+    opcode: Arc<AtomicI32>,
     /// Multis to let through before dropping.
     pass: Arc<AtomicUsize>,
     /// Multis whose answers to drop after those.
@@ -40,6 +45,7 @@ impl ZkProxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let proxy = ZkProxy {
             address: listener.local_addr().unwrap().to_string(),
+            opcode: Arc::new(AtomicI32::new(MULTI)),
             pass: Arc::default(),
             drop: Arc::default(),
             dropped: Arc::default(),
@@ -48,6 +54,7 @@ impl ZkProxy {
             close_all: Arc::default(),
         };
         let (pass, drop, dropped) = (proxy.pass.clone(), proxy.drop.clone(), proxy.dropped.clone());
+        let target = proxy.opcode.clone();
         let (cut, refuse, close_all) =
             (proxy.cut.clone(), proxy.refuse.clone(), proxy.close_all.clone());
         tokio::spawn(async move {
@@ -62,8 +69,8 @@ impl ZkProxy {
                 let doomed = Arc::new(Mutex::new(HashSet::<i32>::new()));
                 let (client_read, client_write) = client.into_split();
                 let (server_read, server_write) = server.into_split();
-                let (pass, drop, doomed_up, cut) =
-                    (pass.clone(), drop.clone(), doomed.clone(), cut.clone());
+                let (pass, drop, doomed_up, cut, target) =
+                    (pass.clone(), drop.clone(), doomed.clone(), cut.clone(), target.clone());
                 // Requests: [len][xid][opcode]..., after the connect request.
                 let up = relay_frames(client_read, server_write, move |frame| {
                     let (xid, opcode) = (be_i32(&frame[4..]), be_i32(&frame[8..]));
@@ -71,7 +78,7 @@ impl ZkProxy {
                         n.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| v.checked_sub(1))
                             .is_ok()
                     };
-                    if opcode == MULTI && !counts(&pass) && counts(&drop) {
+                    if opcode == target.load(Ordering::SeqCst) && !counts(&pass) && counts(&drop) {
                         doomed_up.lock().unwrap().insert(xid);
                         if cut.load(Ordering::SeqCst) {
                             return Verdict::ForwardAndClose;
@@ -110,8 +117,19 @@ impl ZkProxy {
 
     /// Like [`ZkProxy::arm`], and closes the connection once the doomed multi went out.
     pub fn arm_and_cut(&self, pass: usize, count: usize) {
+        self.arm_and_cut_requests(MULTI, pass, count);
+    }
+
+    /// Like [`ZkProxy::arm_and_cut`], for requests of another kind (`opcode`).
+    pub fn arm_and_cut_requests(&self, opcode: i32, pass: usize, count: usize) {
+        self.opcode.store(opcode, Ordering::SeqCst);
         self.cut.store(true, Ordering::SeqCst);
         self.arm(pass, count);
+    }
+
+    /// How many of the armed requests have not gone out yet.
+    pub fn unspent(&self) -> usize {
+        self.drop.load(Ordering::SeqCst)
     }
 
     /// Refuses every connection (closing the open ones) until [`ZkProxy::admit`].
