@@ -16,7 +16,7 @@
 //! - `gateway`: **`rest`**, the REST gateway server (axum).
 //! - `harness` (default; brings `gateway`, since the harness runs the gateway as a
 //!   fault target): **`cluster`**, **`chaos`**, **`history`**, **`checker`**,
-//!   **`report`**, **`bench`**, and the CLI's dependencies.
+//!   **`report`**, **`suite`**, **`bench`**, and the CLI's dependencies.
 //!
 //! **[`queue`]**: the system under test and a library users embed. The tree layout,
 //! the message envelope, producers, consumers, the recovery janitor and the list of
@@ -39,20 +39,31 @@
 //! around bollard). It builds ZooKeeper images from Debian packages, starts a
 //! labelled ensemble and the gateway, reads node state with four-letter words, and
 //! offers node operations as plain verbs: kill, stop, start, restart, pause, wipe,
-//! partition, heal, upgrade, which return what they did as data (`cluster::outcome`).
+//! partition, heal, upgrade, disk fill and free (on a size-limited data volume),
+//! clock skew (a preloaded shim), which return what they did as data (`cluster::outcome`),
+//! and the faults aimed at ZooKeeper's weak windows (`cluster::window`: kills timed
+//! by the servers' logs and, from inside a follower's container, by its
+//! `currentEpoch` file).
 //! `cluster::fault` is the one list of fault kinds and how each is carried out,
 //! shared by the scenario schema, the nemesis, `zkmq cluster <verb>` and
 //! `zkmq cluster fail` (its module doc says how to add a fault kind). Every
 //! cluster records its owner, and a detached reaper (`cluster::owner`) removes it
-//! when the owner dies without doing so (`kill -9`).
+//! when the owner dies without doing so (`kill -9`). Two backends decide where the
+//! members run: `cluster::local` (containers on one engine) and `cluster::swarm`
+//! (one service per member pinned to a host of a Docker Swarm); each operation asks
+//! the backend which engine runs a member's container now (`Whereabouts`) and then
+//! uses the same container verbs and `exec` on either, so faults, chaos, checker and
+//! reports never know which one runs. `cluster::hosts` simulates swarm hosts on
+//! one machine (Docker in Docker); `docs/kubernetes.md` designs a third backend.
 //!
 //! **[`chaos`]**: a run. The scenario schema (TOML), the seeded fault schedule
 //! (`chaos::schedule`: pure, seed → plan, and replay), its execution
 //! (`chaos::nemesis`: apply a fault, get back its undo), the workload of producers
 //! and consumers (one consumer loop, single or batch takes, and the channel through
 //! which the nemesis orders a consumer to crash or turn zombie), the cluster
-//! sampler, and the run loop that ends by healing every fault, draining the queue
-//! and checking the history.
+//! sampler, and the run loop that ends by healing every fault, draining the queue,
+//! reading each member's own view of the queue tree (`chaos::members`) and
+//! checking the history.
 //!
 //! **[`history`]**: the operation log, one JSON object per line, appended and flushed
 //! as operations happen: plain lines, or for long soaks a gzip stream flushed every
@@ -60,13 +71,15 @@
 //!
 //! **[`rundir`]**: a run directory's files (`scenario.toml`, `run.json`,
 //! `history.jsonl` or `history.jsonl.gz`, `schedule.json`, `samples.jsonl`, `logs/`,
+//! `members.json`,
 //! `results.json` and the reports; `stopped.json` and `data/` for a run stopped at
 //! its first violation): their names and the typed read and write of each, for the run loop that
 //! writes them and for the checker, the reports and a replay that read them. Plain
 //! files and serde types, nothing of ZooKeeper or Docker.
 //!
 //! **[`checker`]**: the delivery invariants (lost, duplicated past ack, unexpected,
-//! corrupt) and what is only reported (recovered, redelivered before ack, order
+//! corrupt), the ensemble's (divergent, not rejoined: `checker::members`, from
+//! `members.json`) and what is only reported (recovered, redelivered before ack, order
 //! inversions, stuck, unavailability), computed by streaming a history with a small
 //! state per message. `checker::synthetic` simulates realistic runs (with injectable
 //! bugs) for the checker's benchmark, the report tests and `zkmq report --example`.
@@ -76,11 +89,22 @@
 //! `report::render` has one function per section of each file, and the console
 //! summary beside them; `zkmq report --compare` of two runs; `zkmq report --trend`
 //! of many (`report::trend`: each run's headline figures and its regressions
-//! against the runs before it, the page a nightly job publishes); `report::zk_log`,
+//! against the runs before it, the page a nightly job publishes); `report::qualify`,
+//! a qualification's verdict from its runs' records (pure) and its pages;
+//! `report::zk_log`,
 //! which finds in the saved
 //! server logs the truncations that dropped transactions (where the ensemble itself
 //! may have lost writes); and `report::Progress`, the live view the chaos run loop
 //! feeds while a run goes.
+//!
+//! **[`suite`]**: suites over runs. `zkmq qualify` (`suite::qualify`: a candidate
+//! ZooKeeper against a baseline, every scenario of a suite file on both, a rolling
+//! upgrade and a rollback under load) and `zkmq bench catch` (`suite::catch`: how
+//! often a scenario catches ZooKeeper's own loss bugs, per version) compose
+//! ordinary chaos runs, each [`chaos::run`] on a scenario moved to another version
+//! with a seed derived from the suite's, each writing a normal run directory inside
+//! the suite's; they read each run back from its `results.json` and add no second
+//! run loop. The qualification's verdict and files are [`report::qualify`]'s.
 //!
 //! **[`bench`](mod@bench)**: throughput and latency benchmarks of the queue on a running
 //! ensemble, closed loop or open loop at a fixed rate, on a shallow or a prefilled
@@ -109,3 +133,5 @@ pub mod report;
 pub mod rest;
 #[cfg(feature = "harness")]
 pub mod rundir;
+#[cfg(feature = "harness")]
+pub mod suite;

@@ -52,6 +52,10 @@ pub const LOGS_DIR: &str = "logs";
 /// Each member's ZooKeeper data directory (`data/zk<n>/version-2/...`), copied only
 /// when a run stopped at its first violation (data directories are big).
 pub const DATA_DIR: &str = "data";
+/// Each member's own view of the queue tree after the final heal and drain
+/// ([`MemberViews`]), from which the checker judges divergence and members that
+/// never came back.
+pub const MEMBERS: &str = "members.json";
 /// Why and when a run stopped before its planned end ([`Stopped`]); absent when it
 /// ran its course.
 pub const STOPPED: &str = "stopped.json";
@@ -195,6 +199,62 @@ impl<Plan: DeserializeOwned> ScheduleFile<Plan> {
             .map_err(|source| RunDirError::Read { path: path.to_owned(), source })?;
         parse_json(path, SCHEDULE, &text)
     }
+}
+
+/// `members.json`: what each ZooKeeper member held of the queue's tree at the end
+/// of a run, each read through that member alone (after a `sync`), so that the
+/// checker can tell whether the ensemble converged on one tree and whether every
+/// member came back.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MemberViews {
+    /// The subtree that was read (the queue's root: `<chroot>/queue`); the views'
+    /// paths are below it.
+    pub root: String,
+    /// Seconds since the run started when the last reading began.
+    pub t: f64,
+    /// How many times the members were read: again while their views differed
+    /// (a session expiring between two readings changes the tree), up to a bound.
+    pub readings: u32,
+    /// How long the capture waited for every member to serve, in seconds.
+    pub waited_s: f64,
+    pub members: Vec<MemberView>,
+}
+
+/// One member as the capture found it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MemberView {
+    /// `zk1`, ...
+    pub node: String,
+    /// What `srvr` said: `leader`, `follower`, `not serving`, `down`, ...
+    pub mode: String,
+    /// Docker's state of its container: `running`, `exited`, ...
+    pub container: String,
+    /// Its last zxid, as `srvr` said it (empty when it did not answer).
+    #[serde(default)]
+    pub zxid: String,
+    /// Why its tree could not be read (it did not serve, the read failed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Every znode under the root, sorted by path; `None` when it was not read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub znodes: Option<Vec<ZnodeView>>,
+}
+
+/// One znode as a member holds it: enough to tell two copies apart.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ZnodeView {
+    /// Below [`MemberViews::root`], e.g. `/messages/message-0000000012`.
+    pub path: String,
+    /// The zxid that created it (hex): a node deleted and created again differs.
+    pub czxid: String,
+    /// Its data version.
+    pub version: i32,
+    /// CRC-32 of its data, and the data's length.
+    pub crc: u32,
+    pub len: u32,
+    /// Bound to a session (a consumer's `status`, the janitor's lock).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ephemeral: bool,
 }
 
 /// One line of `samples.jsonl`: periodic observations for the time plots.
@@ -495,6 +555,21 @@ impl RunDir {
     /// Where the members' data directories are copied (`data/zk<n>/`).
     pub fn data_dir(&self) -> PathBuf {
         self.root.join(DATA_DIR)
+    }
+
+    pub fn members_path(&self) -> PathBuf {
+        self.root.join(MEMBERS)
+    }
+
+    pub fn write_members(&self, views: &MemberViews) -> Result<(), RunDirError> {
+        write_json(&self.members_path(), views)
+    }
+
+    /// `None` for a run that captured no member views (older runs, synthetic ones,
+    /// a run interrupted before its end).
+    pub fn read_members(&self) -> Result<Option<MemberViews>, RunDirError> {
+        let path = self.members_path();
+        read_optional(&path)?.map(|text| parse_json(&path, MEMBERS, &text)).transpose()
     }
 
     pub fn stopped_path(&self) -> PathBuf {

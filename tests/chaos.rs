@@ -208,12 +208,20 @@ fn smoke_is_valid_and_its_results_agree_with_the_history() {
     assert!(produced > 100, "the workload ran: {produced} produced");
     assert_eq!(results["check"]["messages"]["produced_ok"], produced, "{results:#}");
     assert_eq!(results["check"]["messages"]["acknowledged"], acked, "{results:#}");
-    for invariant in ["lost", "duplicated_past_ack", "unexpected", "corrupt"] {
+    for invariant in
+        ["lost", "duplicated_past_ack", "unexpected", "corrupt", "divergent", "not_rejoined"]
+    {
         assert_eq!(
             results["check"]["invariants"][invariant]["count"], 0,
             "{invariant}: {results:#}"
         );
     }
+    // Each of the five members was read on its own after the final heal, and they
+    // hold one tree (the drained queue's directories at least).
+    let members = &results["check"]["members"];
+    assert_eq!(members["compared"], serde_json::json!(["zk1", "zk2", "zk3", "zk4", "zk5"]));
+    assert!(members["znodes"].as_u64().unwrap() >= 4, "{members:#}");
+    assert!(dir.join("members.json").is_file());
     // Every scheduled fault of smoke applied and ended.
     let schedule = schedule(&dir);
     let applied: Vec<&str> =

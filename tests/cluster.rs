@@ -16,15 +16,7 @@ const QUORUM: Duration = Duration::from_secs(60);
 const CALL: Duration = Duration::from_secs(5);
 
 async fn client(address: &str) -> Result<Client, String> {
-    let connect = Client::connector()
-        .with_session_timeout(Duration::from_secs(10))
-        .with_connection_timeout(Duration::from_secs(3))
-        .connect(address);
-    match tokio::time::timeout(CALL, connect).await {
-        Ok(Ok(client)) => Ok(client),
-        Ok(Err(err)) => Err(format!("connect {address}: {err}")),
-        Err(_) => Err(format!("connect {address}: timed out")),
-    }
+    common::zk_client(address, CALL).await
 }
 
 /// Creates `path` holding `data` through one node.

@@ -114,9 +114,63 @@ fn reports_agree_with_results_json_which_agrees_with_the_checker() {
     let names: Vec<&str> = cases.iter().map(|(_, name, _)| name.as_str()).collect();
     assert_eq!(
         names,
-        ["lost", "duplicated_past_ack", "unexpected", "corrupt", "stuck", "expect.valid"]
+        [
+            "lost",
+            "duplicated_past_ack",
+            "unexpected",
+            "corrupt",
+            "stuck",
+            "divergent",
+            "not_rejoined",
+            "expect.valid"
+        ]
     );
     assert!(cases.iter().all(|(_, _, failed)| !failed));
+    assert!(summary.contains("| ✅ divergent (must be 0) | 0 |"), "{summary}");
+    assert!(summary.contains("Members compared after the final heal"), "{summary}");
+}
+
+/// A hole in one member's tree (`members.json`) fails the run as `divergent`, in
+/// every report, naming the znode and who holds what; a run without member views
+/// says the check was not made rather than show a 0.
+#[test]
+fn a_divergent_member_fails_every_report_and_a_run_without_views_says_unchecked() {
+    let dir = tempfile::tempdir().unwrap();
+    run_dir(dir.path(), SyntheticOptions { diverge: 2, ..small(0, 0) });
+    let reports = report::write_reports(dir.path()).unwrap();
+    let check = &reports.results.check;
+    assert!(!check.valid && !reports.results.valid);
+    let divergent = check.invariants.divergent.as_ref().unwrap();
+    assert_eq!(divergent.count, 2);
+    let example = "/messages/message-0000000000: zk1,zk2,zk3,zk4 czxid 0x300000001 v0 0 bytes crc 00000000; zk5 absent";
+    assert_eq!(divergent.examples[0], example);
+    assert_eq!(check.invariants.not_rejoined.as_ref().unwrap().count, 0);
+    let summary = std::fs::read_to_string(&reports.summary_md).unwrap();
+    assert!(summary.contains("| ❌ divergent (must be 0) | 2 |"), "{summary}");
+    assert!(summary.contains(example), "{summary}");
+    let html = std::fs::read_to_string(&reports.report_html).unwrap();
+    assert!(html.contains("<tr class=\"bad\"><td>divergent</td>"), "{html}");
+    let cases = junit_cases(&std::fs::read_to_string(&reports.junit_xml).unwrap());
+    let failed: Vec<&str> = cases.iter().filter(|c| c.2).map(|c| c.1.as_str()).collect();
+    assert_eq!(failed, ["divergent"]);
+    let console = report::console_summary(check, &[]);
+    assert!(
+        console.iter().any(|l| l.starts_with("divergent (must be 0): 2 (e.g. /messages/")),
+        "{console:?}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&reports.results_json).unwrap()).unwrap();
+    assert_eq!(json["check"]["invariants"]["divergent"]["count"], 2);
+    assert_eq!(json["check"]["members"]["compared"].as_array().unwrap().len(), 5);
+
+    std::fs::remove_file(dir.path().join("members.json")).unwrap();
+    let reports = report::write_reports(dir.path()).unwrap();
+    assert!(reports.results.valid, "without views nothing else is wrong");
+    assert_eq!(reports.results.check.invariants.unchecked(), ["divergent", "not_rejoined"]);
+    let summary = std::fs::read_to_string(&reports.summary_md).unwrap();
+    assert!(summary.contains("| ➖ divergent (must be 0) | not checked |"), "{summary}");
+    let xml = std::fs::read_to_string(&reports.junit_xml).unwrap();
+    assert!(xml.contains("name=\"divergent\" time=\"0\">\n      <skipped"), "{xml}");
 }
 
 #[test]

@@ -19,7 +19,7 @@ use super::schedule::{
 };
 use super::workload::{ConsumerHandle, ConsumerOrder};
 use crate::cluster::fault::{
-    Execution, FaultKind, Knobs, Member, PartitionShape, Repair, Target, Verb,
+    ClockOffset, Execution, FaultKind, Knobs, Member, PartitionShape, Repair, Target, Verb,
 };
 use crate::cluster::{Cluster, ClusterError};
 use crate::history::{Event, Phase};
@@ -114,6 +114,8 @@ pub enum HealStep {
     /// Removing every network rule and qdisc.
     Network,
     Unpause(Member),
+    ClockReset(Member),
+    Free(Member),
     Start(Member),
 }
 
@@ -126,6 +128,8 @@ impl std::fmt::Display for HealStep {
         match self {
             HealStep::Network => f.write_str("heal"),
             HealStep::Unpause(m) => write!(f, "unpause {}", member(m)),
+            HealStep::ClockReset(m) => write!(f, "put the clock of {} right", member(m)),
+            HealStep::Free(m) => write!(f, "free the disk of {}", member(m)),
             HealStep::Start(m) => write!(f, "start {}", member(m)),
         }
     }
@@ -300,7 +304,12 @@ impl Nemesis {
             Ok(resolved) => {
                 let what = resolved.describe(&self.consumer_names());
                 match self.act(planned, &resolved).await {
-                    Ok((detail, undo)) => Ok((resolved, what, detail, undo)),
+                    // A window fault finds its victims as it goes.
+                    Ok((detail, undo, Some(hit))) => {
+                        let what = hit.describe(&self.consumer_names());
+                        Ok((hit, what, detail, undo))
+                    }
+                    Ok((detail, undo, None)) => Ok((resolved, what, detail, undo)),
                     Err(err) => Err((Some(what), err)),
                 }
             }
@@ -427,35 +436,49 @@ impl Nemesis {
         }
     }
 
-    /// Does the fault; returns a description and what to undo at its end.
+    /// Does the fault; returns a description, what to undo at its end and, for a
+    /// fault that finds its targets as it goes (a window), what it hit.
     async fn act(
         &self,
         p: &PlannedFault,
         r: &Resolved,
-    ) -> Result<(String, Option<Undo>), FaultError> {
-        match p.fault.execution(&knobs(p)) {
+    ) -> Result<(String, Option<Undo>, Option<Resolved>), FaultError> {
+        let (detail, undo) = match p.fault.execution(&knobs(p)) {
             Execution::Each(verb) => {
                 let members = if p.target == Target::Rest {
                     vec![Member::Gateway]
                 } else {
                     r.nodes.iter().map(|&node| Member::Node(node)).collect()
                 };
-                self.each(&verb, members).await
+                self.each(&verb, members).await?
             }
-            Execution::Rolling(verb) => Ok((self.rolling(&verb, &r.nodes).await?, None)),
+            Execution::Rolling(verb) => (self.rolling(&verb, &r.nodes).await?, None),
             Execution::Partition => {
                 let partitioned =
                     self.cluster.partition(&r.groups).await.map_err(FaultError::Cluster)?;
-                Ok((
+                (
                     partitioned.to_string(),
                     Some(Undo::Repair { repair: Repair::Heal, members: Vec::new() }),
-                ))
+                )
             }
             Execution::Consumer => {
                 // The consumer undoes it itself (re-registers, or acks after the stall).
-                Ok((self.order_consumer(p, r).await?, Some(Undo::Nothing)))
+                (self.order_consumer(p, r).await?, Some(Undo::Nothing))
             }
-        }
+            Execution::Window(window) => {
+                let follower = r.nodes.first().copied();
+                let strike = self
+                    .cluster
+                    .strike_window(&window, follower, p.pick)
+                    .await
+                    .map_err(FaultError::Cluster)?;
+                let hit =
+                    Resolved { nodes: strike.killed.clone(), groups: Vec::new(), consumer: None };
+                let undo = Undo::BringBack { down: strike.down.clone() };
+                return Ok((strike.to_string(), Some(undo), Some(hit)));
+            }
+        };
+        Ok((detail, undo, None))
     }
 
     /// The verb on every member; it is tried on all of them before a failure counts.
@@ -603,8 +626,9 @@ impl Nemesis {
     }
 }
 
-/// Removes every network rule, unpauses and starts every node and the gateway.
-/// Every step is tried; the error lists those that failed.
+/// Removes every network rule, unpauses every node and the gateway, puts their
+/// clocks right, frees their disks and starts them. Every step is tried; the
+/// error lists those that failed.
 pub async fn heal_everything(cluster: &Cluster, rest: bool) -> Result<(), HealError> {
     let mut problems = Vec::new();
     if let Err(error) = cluster.heal().await {
@@ -614,10 +638,20 @@ pub async fn heal_everything(cluster: &Cluster, rest: bool) -> Result<(), HealEr
     if rest {
         members.push(Member::Gateway);
     }
+    let spec = cluster.spec();
     for member in members {
-        for (step, verb) in
-            [(HealStep::Unpause(member), Verb::Unpause), (HealStep::Start(member), Verb::Start)]
-        {
+        let node = matches!(member, Member::Node(_));
+        let steps = [
+            Some((HealStep::Unpause(member), Verb::Unpause)),
+            (node && spec.clock_faults).then_some((
+                HealStep::ClockReset(member),
+                Verb::ClockSkew { offset: ClockOffset::ZERO },
+            )),
+            (node && spec.data_limit_mb.is_some())
+                .then_some((HealStep::Free(member), Verb::DiskFree)),
+            Some((HealStep::Start(member), Verb::Start)),
+        ];
+        for (step, verb) in steps.into_iter().flatten() {
             if let Err(error) = cluster.inflict(member, &verb).await {
                 problems.push(HealProblem { step, error });
             }
@@ -639,16 +673,24 @@ fn knobs(p: &PlannedFault) -> Knobs {
         kbit: p.kbit,
         delay: p.delay_ms.map(Duration::from_millis),
         to_version: p.to_version.clone(),
+        within: p.within_ms.map(Duration::from_millis),
+        stale: p.stale_ms.map(Duration::from_millis),
+        rounds: p.rounds,
+        offset: p.offset,
     }
 }
 
-/// The verb of a link fault (loss, slow, delay), which a restart of its member
+/// The verb of a fault that lives in its member's processes or network
+/// namespace (loss, slow, delay, a clock step), which a restart of the member
 /// undoes behind the nemesis's back; None for every other fault.
 fn link_verb(p: &PlannedFault) -> Option<Verb> {
     match p.fault.execution(&knobs(p)) {
-        Execution::Each(verb @ (Verb::Loss { .. } | Verb::Slow { .. } | Verb::Delay { .. })) => {
-            Some(verb)
-        }
+        Execution::Each(
+            verb @ (Verb::Loss { .. }
+            | Verb::Slow { .. }
+            | Verb::Delay { .. }
+            | Verb::ClockSkew { .. }),
+        ) => Some(verb),
         _ => None,
     }
 }
@@ -658,6 +700,8 @@ fn link_verb(p: &PlannedFault) -> Option<Verb> {
 enum Undo {
     /// The verb's repair on the members it hit.
     Repair { repair: Repair, members: Vec<Member> },
+    /// A window fault's nodes, started again in the order they went down.
+    BringBack { down: Vec<usize> },
     /// The target undoes it itself (consumer faults).
     Nothing,
 }
@@ -676,12 +720,24 @@ impl Undo {
             }
             Undo::Repair { repair: Repair::Unpause, .. } => "unpaused",
             Undo::Repair { repair: Repair::Heal, .. } => "network healed",
+            Undo::Repair { repair: Repair::Free, .. } => "disk freed",
+            Undo::Repair { repair: Repair::ClockReset, .. } => "clock put right",
+            Undo::BringBack { .. } => "started again in the order they went down",
             Undo::Nothing => "the consumer recovers by itself",
         }
     }
 
     /// Repairs every member, trying all of them before reporting the failures.
     async fn apply(&self, cluster: &Cluster) -> Result<(), UndoError> {
+        if let Undo::BringBack { down } = self {
+            return match cluster.bring_back(down).await {
+                Ok(back) => {
+                    tracing::info!("{back}");
+                    Ok(())
+                }
+                Err(err) => Err(UndoError { problems: vec![err] }),
+            };
+        }
         let Undo::Repair { repair, members } = self else {
             return Ok(());
         };

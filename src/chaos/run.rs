@@ -17,6 +17,7 @@ use serde::Serialize;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use super::members;
 use super::nemesis::{self, Nemesis};
 use super::recorder::Recorder;
 use super::sampler;
@@ -313,6 +314,16 @@ impl BringUp<'_> {
                     spec.rest = s.rest;
                     spec.tick_time_ms = s.tick_time.as_millis() as u32;
                     spec.heap_mb = s.heap_mb();
+                    spec.backend = s.backend;
+                    spec.swarm = s.swarm.clone();
+                    spec.data_limit_mb = s.data_limit_mb();
+                    // Only a scenario that steps clocks gets the clock shim in its JVMs.
+                    spec.clock_faults = self
+                        .scenario
+                        .nemesis
+                        .faults
+                        .iter()
+                        .any(|f| f.fault == crate::cluster::fault::FaultKind::ClockSkew);
                     spec.owner = self.start_reaper()?;
                     let progress = |line: &str| say(&format!("cluster: {line}"));
                     Cluster::up(spec, &progress).await
@@ -320,10 +331,11 @@ impl BringUp<'_> {
             }
         };
         say(&format!(
-            "starting cluster {run_id} ({} nodes, ZooKeeper {}{})",
+            "starting cluster {run_id} ({} nodes, ZooKeeper {}{}{})",
             s.nodes,
             s.zk_version,
-            if s.rest { ", REST gateway" } else { "" }
+            if s.rest { ", REST gateway" } else { "" },
+            if s.backend.is_local() { "" } else { ", on a Docker Swarm" }
         ));
         let result = tokio::select! {
             result = bring_up => Some(result),
@@ -338,7 +350,8 @@ impl BringUp<'_> {
             failed => {
                 // Whatever part of the cluster exists carries our label.
                 if self.options.reuse_cluster.is_none() {
-                    if let Err(err) = cluster::down_run(run_id).await {
+                    let swarm_hosts = &self.scenario.cluster.swarm.hosts;
+                    if let Err(err) = cluster::down_run_on(run_id, swarm_hosts).await {
                         tracing::warn!("removing the half-started cluster {run_id}: {err}");
                     }
                 }
@@ -359,7 +372,14 @@ impl BringUp<'_> {
             return Ok(None);
         };
         let owner = Owner::current();
-        cluster::spawn_reaper(binary, self.run_id, std::process::id(), ReapPolicy::Always)?;
+        let swarm_hosts = &self.scenario.cluster.swarm.hosts;
+        cluster::spawn_reaper(
+            binary,
+            self.run_id,
+            std::process::id(),
+            ReapPolicy::Always,
+            swarm_hosts,
+        )?;
         Ok(owner)
     }
 
@@ -479,7 +499,8 @@ fn interrupted_error(interrupted: &std::sync::Mutex<Option<String>>, kept: bool)
     ChaosError::Interrupted { signal, kept }
 }
 
-async fn wait_for_signal() -> String {
+/// Waits for Ctrl-C or SIGTERM; returns which (suites watch between their runs too).
+pub(crate) async fn wait_for_signal() -> String {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
@@ -721,7 +742,48 @@ impl Body<'_> {
             Ok(line) => say(&line),
             Err(line) => say(&format!("warning: {line}")),
         }
+        self.capture_members(&queue_config, &history, &stop).await;
         Ok(())
+    }
+
+    /// Each member's own view of the queue tree, into `members.json`: the checker
+    /// judges from it whether the members converged and whether each came back.
+    async fn capture_members(
+        &self,
+        queue_config: &QueueConfig,
+        history: &Recorder,
+        stop: &watch::Receiver<bool>,
+    ) {
+        let say = self.say;
+        let root = queue::Tree::new(queue_config).root().to_owned();
+        let mut stop = stop.clone();
+        let capture = members::capture(&self.cluster, &root, || history.now());
+        let views = tokio::select! {
+            views = capture => views,
+            _ = stop.wait_for(|s| *s) => return,
+        };
+        let read: Vec<&str> =
+            views.members.iter().filter(|m| m.znodes.is_some()).map(|m| m.node.as_str()).collect();
+        let unread: Vec<String> = views
+            .members
+            .iter()
+            .filter(|m| m.znodes.is_none())
+            .map(|m| format!("{} ({})", m.node, m.error.as_deref().unwrap_or("not read")))
+            .collect();
+        say(&format!(
+            "members: read {} each on its own after the final heal ({} reading{}){}",
+            if read.is_empty() { "none".to_owned() } else { read.join(", ") },
+            views.readings,
+            if views.readings == 1 { "" } else { "s" },
+            if unread.is_empty() {
+                String::new()
+            } else {
+                format!("; not read: {}", unread.join(", "))
+            }
+        ));
+        if let Err(err) = self.run_dir.write_members(&views) {
+            say(&format!("warning: {err}; divergence will not be checked"));
+        }
     }
 }
 

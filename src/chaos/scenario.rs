@@ -15,9 +15,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::cluster::{BackendKind, SwarmSpec};
 use crate::history::HistoryFormat;
 
-pub use crate::cluster::fault::{FaultKind, PartitionShape, Target, ALL_FAULTS};
+pub use crate::cluster::fault::{ClockOffset, FaultKind, PartitionShape, Target, ALL_FAULTS};
 
 /// Largest payload a scenario may ask for: ZooKeeper's default `jute.maxbuffer` is
 /// about 1 MB and the envelope needs room of its own.
@@ -92,12 +93,30 @@ pub struct ClusterSection {
     /// costs heap on every node (README: depth and heap).
     #[serde(default = "default_heap")]
     pub heap: String,
+    /// Where the members run: `local` (containers on one Docker engine, the
+    /// default) or `swarm` (services spread over the hosts of a Docker Swarm). The
+    /// workload, faults, checker and reports are the same on both.
+    #[serde(default, skip_serializing_if = "BackendKind::is_local")]
+    pub backend: BackendKind,
+    /// `[cluster.swarm] hosts = [...]`: the swarm's engine endpoints, a manager
+    /// first (default: `$ZKMQ_SWARM_HOSTS`, else `zkmq cluster hosts up`'s).
+    #[serde(default, skip_serializing_if = "SwarmSpec::is_empty")]
+    pub swarm: SwarmSpec,
+    /// Each node's data on a RAM-backed volume of this size (`256m`), so that a
+    /// `disk-full` fault can fill it; needed by that fault, unused otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_limit: Option<String>,
 }
 
 impl ClusterSection {
     /// [`ClusterSection::heap`] in MiB, as the cluster takes it (validated on load).
     pub fn heap_mb(&self) -> u32 {
         crate::cluster::parse_heap_mb(&self.heap).unwrap_or(crate::cluster::DEFAULT_HEAP_MB)
+    }
+
+    /// [`ClusterSection::data_limit`] in MiB (validated on load).
+    pub fn data_limit_mb(&self) -> Option<u32> {
+        self.data_limit.as_deref().and_then(|text| crate::cluster::parse_data_limit_mb(text).ok())
     }
 }
 
@@ -248,6 +267,20 @@ pub struct FaultSpec {
     /// Rolling upgrade only: the version every node moves to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub to_version: Option<String>,
+    /// new-leader-kill, syncing-follower-kill, leader-churn: the kill comes a delay
+    /// drawn from 0 to this after the moment the fault waits for (an election; a
+    /// follower adopting a new epoch).
+    #[serde(default, with = "humantime_serde::option", skip_serializing_if = "Option::is_none")]
+    pub within: Option<Duration>,
+    /// syncing-follower-kill only: how long the follower stays down first.
+    #[serde(default, with = "humantime_serde::option", skip_serializing_if = "Option::is_none")]
+    pub stale: Option<Duration>,
+    /// leader-churn only: how many newly elected leaders are killed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rounds: Option<u32>,
+    /// clock-skew only: how far the wall clock steps, like "-2m" or "+90s".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<ClockOffset>,
 }
 
 impl FaultSpec {
@@ -480,7 +513,10 @@ fn table_at(source: &str, offset: usize) -> Option<String> {
     })
 }
 
-fn describe_toml_error(source: &str, err: &toml::de::Error) -> (usize, String) {
+/// The line and a sentence for a TOML error: an unknown key with its table, a bad
+/// value with its key. Shared with the suite file (`suite::file`), which reports
+/// its errors the same way.
+pub(crate) fn describe_toml_error(source: &str, err: &toml::de::Error) -> (usize, String) {
     let raw = err.message().trim().to_string();
     let Some(span) = err.span() else {
         return (1, raw);
@@ -517,7 +553,7 @@ fn key_of_line(source: &str, span: &Range<usize>) -> Option<String> {
     (!key.is_empty() && !key.starts_with('[')).then(|| key.to_string())
 }
 
-fn render_table(table: &str) -> String {
+pub(crate) fn render_table(table: &str) -> String {
     if table.is_empty() {
         "the top level".into()
     } else {
@@ -526,7 +562,12 @@ fn render_table(table: &str) -> String {
 }
 
 /// The line of `key` inside `[table]` (the `index`-th `[[table]]` for arrays of tables).
-fn locate_key(source: &str, table: &str, index: Option<usize>, key: &str) -> Option<usize> {
+pub(crate) fn locate_key(
+    source: &str,
+    table: &str,
+    index: Option<usize>,
+    key: &str,
+) -> Option<usize> {
     let mut current = String::new();
     let mut seen_array_entries: usize = 0;
     let mut header_line = None;
@@ -618,6 +659,35 @@ fn validate_cluster(c: &ClusterSection) -> Result<(), Problem> {
     }
     if let Err(message) = crate::cluster::parse_heap_mb(&c.heap) {
         return Err(problem("cluster", None, "heap", message));
+    }
+    if c.backend.is_local() && !c.swarm.is_empty() {
+        return Err(problem(
+            "cluster.swarm",
+            None,
+            "hosts",
+            "swarm hosts are given but the backend is local: add `backend = \"swarm\"` to [cluster]",
+        ));
+    }
+    if let Some(host) = c.swarm.hosts.iter().find(|host| {
+        !["unix://", "tcp://", "http://"].iter().any(|scheme| host.starts_with(scheme))
+    }) {
+        return Err(problem(
+            "cluster.swarm",
+            None,
+            "hosts",
+            format!("`{host}`: name an engine endpoint, like tcp://10.0.0.5:2375 or unix:///var/run/docker.sock"),
+        ));
+    }
+    if let Some(Err(message)) = c.data_limit.as_deref().map(crate::cluster::parse_data_limit_mb) {
+        return Err(problem("cluster", None, "data_limit", message));
+    }
+    if c.data_limit.is_some() && !c.backend.is_local() {
+        return Err(problem(
+            "cluster",
+            None,
+            "data_limit",
+            "a data limit (for disk-full) needs the local backend: the swarm backend has no size-limited member volumes yet",
+        ));
     }
     Ok(())
 }
@@ -881,7 +951,71 @@ fn validate_fault_knobs(s: &Scenario, i: usize, f: &FaultSpec) -> Result<(), Pro
                 "quorum loss needs at least 3 nodes",
             ));
         }
+        FaultKind::NewLeaderKill | FaultKind::SyncingFollowerKill | FaultKind::LeaderChurn => {
+            validate_window_knobs(s, i, f)?
+        }
+        FaultKind::DiskFull if c.data_limit.is_none() => {
+            return Err(problem(
+                "nemesis.faults",
+                at,
+                "fault",
+                "disk-full needs `data_limit` in [cluster], e.g. \"256m\": each node's data \
+                 then lives on a RAM-backed volume of that size, which the fault fills",
+            ));
+        }
+        FaultKind::ClockSkew => match f.offset {
+            Some(offset) if offset.is_zero() => {
+                return Err(problem("nemesis.faults", at, "offset", "a zero offset skews nothing"))
+            }
+            Some(offset) if offset.millis.unsigned_abs() > MAX_CLOCK_OFFSET.as_millis() as u64 => {
+                return Err(problem(
+                    "nemesis.faults",
+                    at,
+                    "offset",
+                    format!("at most {} either way", humantime::format_duration(MAX_CLOCK_OFFSET)),
+                ))
+            }
+            _ => {}
+        },
         _ => {}
+    }
+    Ok(())
+}
+
+/// How far a clock-skew fault may step a clock: a week covers any NTP mishap.
+pub const MAX_CLOCK_OFFSET: Duration = Duration::from_secs(7 * 24 * 3600);
+/// The most newly elected leaders one leader-churn may kill.
+pub const MAX_ROUNDS: u32 = 20;
+
+/// The knobs of the faults aimed at ZooKeeper's weak windows.
+fn validate_window_knobs(s: &Scenario, i: usize, f: &FaultSpec) -> Result<(), Problem> {
+    let at = Some(i);
+    if s.cluster.nodes < 3 {
+        return Err(problem(
+            "nemesis.faults",
+            at,
+            "fault",
+            format!("`{}` needs at least 3 nodes (an election among survivors)", f.fault.name()),
+        ));
+    }
+    if f.within.is_some_and(|within| within > Duration::from_secs(10)) {
+        return Err(problem(
+            "nemesis.faults",
+            at,
+            "within",
+            "at most 10s: the window is the first moments after an election",
+        ));
+    }
+    if f.stale.is_some_and(|stale| stale.is_zero() || stale > Duration::from_secs(120)) {
+        return Err(problem(
+            "nemesis.faults",
+            at,
+            "stale",
+            "from just over 0s to 2m: the follower's backlog is what it syncs",
+        ));
+    }
+    if f.rounds.is_some_and(|rounds| !(1..=MAX_ROUNDS).contains(&rounds)) {
+        return Err(problem("nemesis.faults", at, "rounds", format!("1 to {MAX_ROUNDS}")));
     }
     Ok(())
 }
@@ -895,6 +1029,19 @@ fn validate_no_stray_knobs(i: usize, f: &FaultSpec) -> Result<(), Problem> {
         ("kbit", f.kbit.is_some() && f.fault != FaultKind::Slow),
         ("delay", f.delay.is_some() && f.fault != FaultKind::Delay),
         ("to_version", f.to_version.is_some() && f.fault != FaultKind::RollingUpgrade),
+        (
+            "within",
+            f.within.is_some()
+                && !matches!(
+                    f.fault,
+                    FaultKind::NewLeaderKill
+                        | FaultKind::SyncingFollowerKill
+                        | FaultKind::LeaderChurn
+                ),
+        ),
+        ("stale", f.stale.is_some() && f.fault != FaultKind::SyncingFollowerKill),
+        ("rounds", f.rounds.is_some() && f.fault != FaultKind::LeaderChurn),
+        ("offset", f.offset.is_some() && f.fault != FaultKind::ClockSkew),
     ];
     if let Some((key, _)) = stray.iter().find(|(_, bad)| *bad) {
         return Err(problem(
@@ -1047,6 +1194,34 @@ drain_timeout = "1m"
     }
 
     #[test]
+    fn the_backend_defaults_to_local_and_swarm_hosts_need_the_swarm_backend() {
+        let scenario = parse(GOOD).unwrap();
+        assert_eq!(scenario.cluster.backend, BackendKind::Local);
+        assert!(!scenario.to_toml().contains("backend"), "the default is not written back");
+        let swarm = format!(
+            "{}\n[cluster.swarm]\nhosts = [\"tcp://10.0.0.5:2375\", \"unix:///var/run/docker.sock\"]\n",
+            GOOD.replace("[cluster]\n", "[cluster]\nbackend = \"swarm\"\n")
+        );
+        let parsed = parse(&swarm).unwrap();
+        assert_eq!(parsed.cluster.backend, BackendKind::Swarm);
+        assert_eq!(parsed.cluster.swarm.hosts.len(), 2);
+        assert_eq!(parse(&parsed.to_toml()).unwrap(), parsed, "written back as read");
+        let local_with_hosts =
+            format!("{GOOD}\n[cluster.swarm]\nhosts = [\"tcp://10.0.0.5:2375\"]\n");
+        let err = parse(&local_with_hosts).unwrap_err().to_string();
+        assert!(err.contains("backend = \"swarm\""), "{err}");
+        let bad_host = format!(
+            "{}\n[cluster.swarm]\nhosts = [\"10.0.0.5\"]\n",
+            GOOD.replace("[cluster]\n", "[cluster]\nbackend = \"swarm\"\n")
+        );
+        let err = parse(&bad_host).unwrap_err().to_string();
+        assert!(err.contains("`10.0.0.5`") && err.contains("tcp://"), "{err}");
+        let bad_backend = GOOD.replace("[cluster]\n", "[cluster]\nbackend = \"k8s\"\n");
+        let err = parse(&bad_backend).unwrap_err().to_string();
+        assert!(err.contains("backend"), "{err}");
+    }
+
+    #[test]
     fn the_heap_defaults_to_the_clusters_and_a_bad_one_names_the_key() {
         assert_eq!(parse(GOOD).unwrap().cluster.heap_mb(), crate::cluster::DEFAULT_HEAP_MB);
         let big = GOOD.replace("tick_time = \"500ms\"", "tick_time = \"500ms\"\nheap = \"1g\"");
@@ -1092,6 +1267,133 @@ drain_timeout = "1m"
             .unwrap_err()
             .to_string();
         assert!(err.contains("`kbit` means nothing to `kill`"), "{err}");
+    }
+
+    /// GOOD with its third fault entry (the loss) replaced by `entry`.
+    fn with_fault(entry: &str) -> String {
+        GOOD.replace("fault = \"loss\"\npercent = 20\nduration = \"3s\"", entry)
+    }
+
+    #[test]
+    fn the_window_faults_parse_with_their_knobs_and_round_trip() {
+        for entry in [
+            "fault = \"syncing-follower-kill\"\nstale = \"3s\"\nwithin = \"5ms\"",
+            "fault = \"new-leader-kill\"\nwithin = \"200ms\"",
+            "fault = \"leader-churn\"\nrounds = 3\nwithin = \"300ms\"",
+        ] {
+            let s = parse(&with_fault(entry)).unwrap_or_else(|e| panic!("{entry}: {e}"));
+            assert_eq!(parse(&s.to_toml()).unwrap(), s, "{}", s.to_toml());
+        }
+        let s = parse(&with_fault("fault = \"syncing-follower-kill\"\nstale = \"3s\"")).unwrap();
+        assert_eq!(s.nemesis.faults[2].target(), Target::Follower);
+        assert_eq!(s.nemesis.faults[2].stale, Some(Duration::from_secs(3)));
+        let s = parse(&with_fault("fault = \"leader-churn\"")).unwrap();
+        assert_eq!(s.nemesis.faults[2].target(), Target::Leader);
+    }
+
+    #[test]
+    fn window_faults_refuse_bad_knobs_targets_and_small_ensembles() {
+        let cases = [
+            ("fault = \"leader-churn\"\nrounds = 0", "bad value for `rounds`", "1 to 20"),
+            (
+                "fault = \"new-leader-kill\"\nwithin = \"1m\"",
+                "bad value for `within`",
+                "at most 10s",
+            ),
+            (
+                "fault = \"syncing-follower-kill\"\nstale = \"0s\"",
+                "bad value for `stale`",
+                "backlog",
+            ),
+            ("fault = \"new-leader-kill\"\nstale = \"1s\"", "`stale` means nothing", ""),
+            ("fault = \"kill\"\nwithin = \"1s\"", "`within` means nothing to `kill`", ""),
+            (
+                "fault = \"leader-churn\"\ntarget = \"random\"",
+                "cannot target `random`",
+                "use leader",
+            ),
+            (
+                "fault = \"syncing-follower-kill\"\ntarget = \"leader\"",
+                "cannot target `leader`",
+                "use follower",
+            ),
+        ];
+        for (entry, said, also) in cases {
+            let err = parse(&with_fault(entry)).unwrap_err().to_string();
+            assert!(err.contains(said) && err.contains(also), "{entry}: {err}");
+            assert!(err.starts_with("scenarios/x.toml:4"), "names the entry's line: {err}");
+        }
+        let one =
+            with_fault("fault = \"new-leader-kill\"").replace("nodes = 5", "nodes = 1").replace(
+                "[[nemesis.faults]]\nfault = \"partition\"\nshape = \"majorities-ring\"\n",
+                "",
+            );
+        let err = parse(&one).unwrap_err().to_string();
+        assert!(err.contains("needs at least 3 nodes"), "{err}");
+    }
+
+    #[test]
+    fn disk_full_needs_a_data_limit_and_clock_skew_a_nonzero_offset() {
+        let err = parse(&with_fault("fault = \"disk-full\"")).unwrap_err().to_string();
+        assert!(err.contains("disk-full needs `data_limit` in [cluster]"), "{err}");
+        let limited = with_fault("fault = \"disk-full\"\nduration = \"5s\"")
+            .replace("tick_time = \"500ms\"", "tick_time = \"500ms\"\ndata_limit = \"256m\"");
+        let s = parse(&limited).unwrap();
+        assert_eq!(s.cluster.data_limit_mb(), Some(256));
+        assert_eq!(parse(&s.to_toml()).unwrap(), s);
+        let err = parse(&limited.replace("\"256m\"", "\"4m\"")).unwrap_err().to_string();
+        assert!(
+            err.contains("bad value for `data_limit` in [cluster]") && err.contains("32m"),
+            "{err}"
+        );
+
+        let s = parse(&with_fault("fault = \"clock-skew\"\noffset = \"-90s\"")).unwrap();
+        assert_eq!(s.nemesis.faults[2].offset, Some(ClockOffset { millis: -90_000 }));
+        assert!(s.to_toml().contains("offset = \"-1m 30s\""), "{}", s.to_toml());
+        assert_eq!(parse(&s.to_toml()).unwrap(), s);
+        let err =
+            parse(&with_fault("fault = \"clock-skew\"\noffset = \"0s\"")).unwrap_err().to_string();
+        assert!(err.contains("a zero offset skews nothing"), "{err}");
+        let err =
+            parse(&with_fault("fault = \"clock-skew\"\noffset = \"-9d\"")).unwrap_err().to_string();
+        assert!(err.contains("at most 7days"), "{err}");
+        let err = parse(&with_fault("fault = \"clock-skew\"\noffset = \"soon\""))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("bad value for `offset`") && err.contains("\"+90s\""), "{err}");
+        let err =
+            parse(&with_fault("fault = \"clock-skew\"\ntarget = \"all\"")).unwrap_err().to_string();
+        assert!(err.contains("cannot target `all`"), "{err}");
+    }
+
+    #[test]
+    fn the_shipped_sync_bugs_scenario_is_valid_and_plans_its_window_faults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/zk-sync-bugs.toml");
+        let s = load_scenario(&path).unwrap();
+        assert_eq!((s.cluster.nodes, s.duration), (3, Duration::from_secs(300)));
+        let plan = crate::chaos::schedule::plan(&s, 1, s.duration);
+        let kinds: std::collections::BTreeSet<&str> = plan.iter().map(|p| p.fault.name()).collect();
+        assert_eq!(
+            kinds.into_iter().collect::<Vec<_>>(),
+            ["leader-churn", "new-leader-kill", "syncing-follower-kill"]
+        );
+        assert!(plan.len() >= 15, "{} faults in 5 minutes", plan.len());
+        let sync = plan.iter().find(|p| p.fault == FaultKind::SyncingFollowerKill).unwrap();
+        assert_eq!(sync.stale_ms, Some(3000));
+    }
+
+    #[test]
+    fn every_shipped_scenario_loads() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+        let mut loaded = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|ext| ext == "toml") {
+                load_scenario(&path).unwrap_or_else(|err| panic!("{err}"));
+                loaded += 1;
+            }
+        }
+        assert!(loaded >= 19, "{loaded} scenarios in {}", dir.display());
     }
 
     #[test]

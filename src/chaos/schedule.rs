@@ -17,7 +17,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::scenario::{FaultOrder, Scenario};
-use crate::cluster::fault::{FaultKind, PartitionShape, Target};
+use crate::cluster::fault::{ClockOffset, FaultKind, PartitionShape, Target};
 use crate::rundir::{RunDirError, ScheduleFile};
 
 /// One fault of the schedule, as planned from the seed.
@@ -39,6 +39,14 @@ pub struct PlannedFault {
     pub delay_ms: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub to_version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub within_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stale_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rounds: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<ClockOffset>,
     /// Nodes drawn from the seed, in draw order: the first is a `random` target, the
     /// first k a minority or majority, the whole list a permutation for partitions.
     pub draw: Vec<usize>,
@@ -151,6 +159,10 @@ pub fn plan(scenario: &Scenario, seed: u64, duration: Duration) -> Vec<PlannedFa
             kbit: spec.kbit,
             delay_ms: spec.delay.map(|d| d.as_millis() as u64),
             to_version: spec.to_version.clone(),
+            within_ms: spec.within.map(|d| d.as_millis() as u64),
+            stale_ms: spec.stale.map(|d| d.as_millis() as u64),
+            rounds: spec.rounds,
+            offset: spec.offset,
             draw,
             pick,
             resolved: None,
@@ -289,6 +301,53 @@ fault = "rest-restart"
             "weights are honoured: {partitions} of {}",
             faults.len()
         );
+    }
+
+    #[test]
+    fn the_window_and_member_fault_knobs_survive_a_schedule_json_for_replay() {
+        let s = parse_scenario(
+            r#"
+name = "windows"
+duration = "2m"
+[cluster]
+nodes = 3
+data_limit = "128m"
+[workload.native]
+producers = 1
+consumers = 1
+[nemesis]
+order = "in-turn"
+[[nemesis.faults]]
+fault = "syncing-follower-kill"
+stale = "2s"
+within = "5ms"
+[[nemesis.faults]]
+fault = "leader-churn"
+rounds = 3
+[[nemesis.faults]]
+fault = "clock-skew"
+offset = "-90s"
+[[nemesis.faults]]
+fault = "disk-full"
+"#,
+            Path::new("w.toml"),
+        )
+        .unwrap();
+        let planned = plan(&s, 3, s.duration);
+        assert_eq!(planned[0].fault, FaultKind::SyncingFollowerKill);
+        assert_eq!((planned[0].stale_ms, planned[0].within_ms), (Some(2000), Some(5)));
+        assert_eq!(planned[1].rounds, Some(3));
+        assert_eq!(planned[2].offset, Some(ClockOffset { millis: -90_000 }));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("schedule.json");
+        let file = NemesisScheduleFile {
+            schedule: crate::rundir::Schedule { seed: 3, faults: Vec::new() },
+            plan: Some(planned.clone()),
+        };
+        file.write(&path).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("\"offset\": \"-1m 30s\""), "{text}");
+        assert_eq!(load_replay(&path).unwrap(), (3, planned));
     }
 
     #[test]

@@ -17,6 +17,9 @@
 //! - **stuck**: never acknowledged, and listed by the final drain as still in the
 //!   tree (in a slot recovery could not move, say). A scenario that expects it says
 //!   `[expect] stuck = true`; it is then only reported.
+//! - **divergent** and **not rejoined**: the members disagree on the queue tree
+//!   after the final heal, or one never served again ([`members`], from
+//!   `members.json`; a run without that file has them unchecked, and says so).
 //!
 //! Reported, allowed: recovered (produce `fail`/`info`/no outcome, yet delivered),
 //! redelivered before ack (delivered twice or more before its first `ok` ack),
@@ -47,9 +50,12 @@ use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
 use crate::history::{self, Event, HistoryError, Phase};
-use crate::rundir::{self, RunDir, RunDirError, Schedule};
+use crate::rundir::{self, MemberViews, RunDir, RunDirError, Schedule};
 
+pub mod members;
 pub mod synthetic;
+
+pub use members::MembersSummary;
 
 /// How many example ids each finding keeps: enough to start debugging, small enough
 /// to print.
@@ -104,6 +110,10 @@ pub struct CheckResult {
     pub unavailability: Vec<UnavailabilityWindow>,
     pub unavailability_summary: UnavailabilitySummary,
     pub drain: DrainInfo,
+    /// What the divergence check compared (`members.json`); `None` when the run
+    /// has no member views, and `divergent` and `not_rejoined` went unchecked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub members: Option<MembersSummary>,
 }
 
 /// How many messages reached each stage (distinct message ids).
@@ -132,7 +142,7 @@ pub struct Finding {
 }
 
 impl Finding {
-    fn add(&mut self, id: &str) {
+    pub(crate) fn add(&mut self, id: &str) {
         self.count += 1;
         if self.examples.len() < EXAMPLES {
             self.examples.push(id.to_owned());
@@ -163,6 +173,14 @@ pub struct Invariants {
     /// Last ack had an unknown outcome and the message never came back. Reported: it
     /// was most likely acknowledged.
     pub ack_unknown: Finding,
+    /// Znodes the members disagree on after the final heal (examples: the path
+    /// and each member's copy). Must be 0; `None`: not checked (no `members.json`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub divergent: Option<Finding>,
+    /// Members that never served again after the final heal (examples: the
+    /// member and its state). Must be 0; `None`: not checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_rejoined: Option<Finding>,
 }
 
 impl Invariants {
@@ -179,7 +197,26 @@ impl Invariants {
         if !stuck_allowed {
             required.push(("stuck", &self.stuck));
         }
+        if let Some(divergent) = &self.divergent {
+            required.push(("divergent", divergent));
+        }
+        if let Some(not_rejoined) = &self.not_rejoined {
+            required.push(("not_rejoined", not_rejoined));
+        }
         required
+    }
+
+    /// Must-be-0 invariants this run could not check (it has no member views):
+    /// the reports name them rather than show a 0 nobody measured.
+    pub fn unchecked(&self) -> Vec<&'static str> {
+        let mut unchecked = Vec::new();
+        if self.divergent.is_none() {
+            unchecked.push("divergent");
+        }
+        if self.not_rejoined.is_none() {
+            unchecked.push("not_rejoined");
+        }
+        unchecked
     }
 
     /// The ones that are only reported.
@@ -709,6 +746,8 @@ pub struct Checker {
     /// Messages forgotten under `memory_limit` so far: once any is, a message seen
     /// without its produce may be a forgotten one, so it is not judged unexpected.
     forgotten: u64,
+    /// The members' views at the end of the run, judged in `finish`.
+    members: Option<MemberViews>,
 }
 
 impl Default for Checker {
@@ -740,7 +779,15 @@ impl Checker {
             drain: DrainInfo::default(),
             memory_limit: None,
             forgotten: 0,
+            members: None,
         }
+    }
+
+    /// Judges divergence and members that never came back from these views (a
+    /// run's `members.json`) when the check finishes.
+    pub fn with_members(mut self, views: Option<MemberViews>) -> Self {
+        self.members = views;
+        self
     }
 
     /// Remembers at most about `limit` messages (between `limit` and twice that),
@@ -1188,6 +1235,11 @@ impl Checker {
         let paths = self.closings_by_access.iter().map(|(path, _)| &**path);
         let unavailability_summary = summarise_windows(&windows, paths);
         let stuck_allowed = self.stuck_allowed;
+        let members = self.members.as_ref().map(members::judge).map(|verdict| {
+            invariants.divergent = Some(verdict.divergent);
+            invariants.not_rejoined = Some(verdict.not_rejoined);
+            verdict.summary
+        });
         let valid =
             invariants.required(stuck_allowed).iter().all(|(_, finding)| finding.count == 0);
         CheckResult {
@@ -1209,6 +1261,7 @@ impl Checker {
             unavailability: windows,
             unavailability_summary,
             drain: self.drain,
+            members,
         }
     }
 }
@@ -1284,7 +1337,9 @@ pub fn check_history(path: &Path) -> Result<CheckResult, CheckError> {
         Some(schedule) => Checker::with_schedule(&schedule),
         None => Checker::new(),
     };
-    checker = checker.allowing_stuck(run_dir.read_scenario()?.is_some_and(|s| stuck_allowed(&s)));
+    checker = checker
+        .allowing_stuck(run_dir.read_scenario()?.is_some_and(|s| stuck_allowed(&s)))
+        .with_members(run_dir.read_members()?);
     let truncated = for_each_line(&history, |view| checker.observe_view(view))?;
     Ok(checker.finish(history, truncated))
 }

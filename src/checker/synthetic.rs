@@ -19,7 +19,10 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::history::{Event, Phase};
-use crate::rundir::{FaultRecord, RunDir, RunDirError, RunMeta, Sample, Schedule, ScheduleFile};
+use crate::rundir::{
+    FaultRecord, MemberView, MemberViews, RunDir, RunDirError, RunMeta, Sample, Schedule,
+    ScheduleFile, ZnodeView,
+};
 
 /// What to simulate.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -39,6 +42,10 @@ pub struct SyntheticOptions {
     pub duplicate: usize,
     /// Injected bugs: deliveries whose checksum is wrong.
     pub corrupt: usize,
+    /// Injected bugs: znodes the last member lacks in `members.json` (a hole
+    /// ZooKeeper left in one member's tree).
+    #[serde(default)]
+    pub diverge: usize,
 }
 
 impl Default for SyntheticOptions {
@@ -54,6 +61,7 @@ impl Default for SyntheticOptions {
             lose: 0,
             duplicate: 0,
             corrupt: 0,
+            diverge: 0,
         }
     }
 }
@@ -575,7 +583,7 @@ pub fn write_run_dir(
         duration_s: summary.duration_s,
         nodes: 5,
         zk_version: "3.8.0".into(),
-        algorithm: if options.lose + options.duplicate + options.corrupt > 0 {
+        algorithm: if options.lose + options.duplicate + options.corrupt + options.diverge > 0 {
             "legacy"
         } else {
             "safe"
@@ -590,13 +598,59 @@ pub fn write_run_dir(
         ),
     };
     run_dir.write_run_meta(&meta)?;
+    run_dir.write_members(&member_views(options, summary.duration_s))?;
     run_dir.write_scenario(&format!(
         "# A synthetic run (no cluster): written by zkmq::checker::synthetic.\n\
              name = \"synthetic\"\nseed = {seed}\nduration = \"{duration}s\"\n\n\
              [expect]\nvalid = {valid}\n",
         seed = options.seed,
         duration = summary.duration_s.round(),
-        valid = options.lose + options.duplicate + options.corrupt == 0
+        valid = options.lose + options.duplicate + options.corrupt + options.diverge == 0
     ))?;
     Ok(summary)
+}
+
+/// Five members holding the drained queue's tree, the last one without the
+/// `diverge` waiting messages the others hold.
+fn member_views(options: &SyntheticOptions, end: f64) -> MemberViews {
+    let znode = |path: String, czxid: u64| ZnodeView {
+        path,
+        czxid: format!("{czxid:#x}"),
+        version: 0,
+        crc: 0,
+        len: 0,
+        ephemeral: false,
+    };
+    let tree: Vec<ZnodeView> = ["/", "/consumers", "/messages", "/partial"]
+        .iter()
+        .enumerate()
+        .map(|(i, path)| znode((*path).to_owned(), 0x1_0000_0001 + i as u64))
+        .collect();
+    let holes: Vec<ZnodeView> = (0..options.diverge)
+        .map(|i| znode(format!("/messages/message-{i:010}"), 0x3_0000_0001 + i as u64))
+        .collect();
+    let members = (1..=5)
+        .map(|node| {
+            let mut znodes = tree.clone();
+            if node < 5 {
+                znodes.extend(holes.iter().cloned());
+            }
+            znodes.sort_by(|a, b| a.path.cmp(&b.path));
+            MemberView {
+                node: format!("zk{node}"),
+                mode: if node == 1 { "leader" } else { "follower" }.into(),
+                container: "running".into(),
+                zxid: "0x300000100".into(),
+                error: None,
+                znodes: Some(znodes),
+            }
+        })
+        .collect();
+    MemberViews {
+        root: "/zkmq-chaos/synthetic/queue".into(),
+        t: end,
+        readings: 1,
+        waited_s: 0.0,
+        members,
+    }
 }

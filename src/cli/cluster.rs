@@ -5,11 +5,11 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use rand::Rng;
-use zkmq::cluster::fault::{Member, Verb};
+use zkmq::cluster::fault::{ClockOffset, Member, Verb, Window};
 use zkmq::cluster::{
     self, current_run_id, down_all, down_run, ensure_images, fail_loop, forget_current_run,
-    remember_current_run, Cluster, ClusterSpec, FailOptions, NodeMode, ReapPolicy,
-    SUPPORTED_VERSIONS,
+    remember_current_run, BackendKind, Cluster, ClusterSpec, FailOptions, HostsSpec, NodeMode,
+    ReapPolicy, SwarmSpec, SUPPORTED_VERSIONS,
 };
 
 use super::{EXIT_HARNESS_ERROR, EXIT_OK};
@@ -35,8 +35,24 @@ pub enum ClusterCommand {
     ///
     /// Remembers the run id as the current cluster, so the other commands need no
     /// --run. Ctrl-C while starting removes everything started so far.
+    ///
+    /// With --backend swarm, each member is a Docker Swarm service pinned to one
+    /// host (round robin, manager first), and node faults go through the engine of
+    /// the member's host.
+    ///
+    /// Examples:
+    ///   zkmq cluster up                             5 nodes and the gateway, here
+    ///   zkmq cluster hosts up --count 3             simulate 3 swarm hosts here
+    ///   zkmq cluster up --backend swarm             5 members over them
+    ///   zkmq cluster up --backend swarm --swarm-host tcp://a:2375 --swarm-host tcp://b:2375
+    ///
+    /// Exit codes: 0 up, 2 failed (everything started is removed).
+    #[command(verbatim_doc_comment)]
     Up(UpArgs),
-    /// Show each node: container state, role (srvr), address, version
+    /// Simulate swarm hosts on this machine (Docker in Docker), for --backend swarm
+    #[command(subcommand)]
+    Hosts(HostsCommand),
+    /// Show each node: container state, role (srvr), address, host, version
     Status {
         #[command(flatten)]
         run: RunArg,
@@ -132,6 +148,69 @@ pub enum ClusterCommand {
         #[arg(value_parser = humantime::parse_duration)]
         delay: Duration,
     },
+    /// Fill a node's size-limited data volume (a cluster up with --data-limit)
+    ///
+    /// ZooKeeper's next write to its transaction log then fails. `disk-free`
+    /// removes the fill and starts the node if ZooKeeper stopped.
+    DiskFull(TargetArgs),
+    /// Remove a disk-full fill; start the node if ZooKeeper stopped on it
+    DiskFree(TargetArgs),
+    /// Step a node's wall clock (a cluster up with --clock-faults), e.g. `clock-skew 2 -- -2m`
+    ///
+    /// Only the JVM's CLOCK_REALTIME moves (a preloaded shim); its monotonic clock,
+    /// by which ZooKeeper times sessions out, stays true. `+0s` puts it right; a
+    /// restart of the node does too.
+    ClockSkew {
+        #[command(flatten)]
+        target: TargetArgs,
+        /// e.g. -2m, +90s (write `--` before a negative offset)
+        #[arg(allow_hyphen_values = true)]
+        offset: ClockOffset,
+    },
+    /// Kill the leader, then the newly elected one soon after its election
+    ///
+    /// Waits for the election in the nodes' logs (`LEADING - LEADER ELECTION
+    /// TOOK`) and kills the new leader a random delay up to --within later,
+    /// while its followers sync. The killed nodes stay down until
+    /// `zkmq cluster start`.
+    NewLeaderKill {
+        /// The kill comes a random delay up to this after the election
+        #[arg(long, default_value = "200ms", value_parser = humantime::parse_duration)]
+        within: Duration,
+        #[command(flatten)]
+        run: RunArg,
+    },
+    /// Kill a follower the moment it adopts a new leader's epoch in its sync
+    ///
+    /// Keeps a follower down for --stale, kills the leader, starts the follower
+    /// and kills it from inside its container when its currentEpoch file
+    /// changes (ZOOKEEPER-4643's window on 3.8.0), then kills the new leader.
+    /// Bring them back with `zkmq cluster start` in the printed order.
+    SyncingFollowerKill {
+        /// Node id of the follower (default: one drawn at random)
+        #[arg(long)]
+        follower: Option<usize>,
+        /// How long the follower stays down first, falling behind (the others
+        /// must be taking writes meanwhile, or it has nothing to sync)
+        #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+        stale: Duration,
+        /// The kill comes a random delay up to this after the epoch is written
+        #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
+        within: Duration,
+        #[command(flatten)]
+        run: RunArg,
+    },
+    /// Kill each newly elected leader soon after its election, again and again
+    LeaderChurn {
+        /// How many newly elected leaders are killed
+        #[arg(long, default_value_t = 4)]
+        rounds: u32,
+        /// Each kill comes a random delay up to this after the election
+        #[arg(long, default_value = "200ms", value_parser = humantime::parse_duration)]
+        within: Duration,
+        #[command(flatten)]
+        run: RunArg,
+    },
     /// Kill and restart nodes in a loop (the old fail.py); Ctrl-C restores
     Fail {
         /// Always kill the leader
@@ -157,6 +236,54 @@ pub enum ClusterCommand {
         /// Spare the run if it became the current cluster (`cluster up` succeeded)
         #[arg(long)]
         unless_current: bool,
+        /// The run is on the swarm of these engines (default: the default swarm)
+        #[arg(long = "swarm-host", value_name = "ENDPOINT")]
+        swarm_hosts: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum HostsCommand {
+    /// Start simulated hosts and join them into a swarm (the first is the manager)
+    ///
+    /// Each host is a container on this machine's engine running its own Docker
+    /// engine (image zkmq/swarm-host:bookworm, built from Debian's docker.io on
+    /// first use, like the ZooKeeper images). Each publishes on 127.0.0.1 its
+    /// engine's API and --ports ports for its members. The hosts become the default
+    /// swarm of `cluster up --backend swarm` and of scenarios with backend = "swarm"
+    /// and no [cluster.swarm] hosts; they stay until `hosts down`.
+    ///
+    /// Their engines' APIs are unauthenticated (on 127.0.0.1 only): any local user
+    /// can drive them. Use on a machine of your own or in CI.
+    ///
+    /// Examples:
+    ///   zkmq cluster hosts up --count 3     then: zkmq cluster up --backend swarm
+    ///   zkmq cluster hosts up --count 5 --ports 16 --run big
+    ///
+    /// Exit codes: 0 up, 2 failed (everything started is removed).
+    #[command(verbatim_doc_comment)]
+    Up {
+        /// How many hosts
+        #[arg(long, default_value_t = 3)]
+        count: usize,
+        /// Ports each host lends its members (one docker-proxy each on this machine)
+        #[arg(long, default_value_t = 8)]
+        ports: u16,
+        /// Run id of the set of hosts (default: hosts-<random>)
+        #[arg(long = "run")]
+        run_id: Option<String>,
+    },
+    /// Remove simulated hosts, and everything running inside them
+    Down {
+        /// The set to remove (default: the current one)
+        #[arg(long = "run")]
+        run_id: Option<String>,
+    },
+    /// List the simulated hosts on this machine (the current set marked `*`)
+    List {
+        /// Machine-readable output
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -188,6 +315,22 @@ pub struct UpArgs {
     /// Give up (and remove everything) if no quorum serves by then
     #[arg(long, default_value = "90s", value_parser = humantime::parse_duration)]
     timeout: Duration,
+    /// Where the members run: local (containers on this engine, or DOCKER_HOST's)
+    /// or swarm (services spread over the hosts of a Docker Swarm)
+    #[arg(long, default_value = "local")]
+    backend: BackendKind,
+    /// An engine of the swarm (unix:// or tcp://), a manager first; repeat for
+    /// each host. Default: ZKMQ_SWARM_HOSTS, else the hosts of `cluster hosts up`
+    #[arg(long = "swarm-host", value_name = "ENDPOINT", requires = "backend")]
+    swarm_hosts: Vec<String>,
+    /// Put each node's data on a RAM-backed volume of this size (e.g. 256m), so
+    /// that `disk-full` can fill it
+    #[arg(long, value_parser = cluster::parse_data_limit_mb)]
+    data_limit: Option<u32>,
+    /// Preload the clock shim into every node's JVM, so that `clock-skew` can step
+    /// its wall clock
+    #[arg(long)]
+    clock_faults: bool,
 }
 
 #[derive(Args)]
@@ -262,6 +405,7 @@ pub async fn run(command: ClusterCommand) -> anyhow::Result<u8> {
     match command {
         ClusterCommand::Images { force, versions } => images(force, &versions).await?,
         ClusterCommand::Up(args) => return up(args).await,
+        ClusterCommand::Hosts(command) => return hosts(command).await,
         ClusterCommand::Status { run, json } => status(&run, json).await?,
         ClusterCommand::List => list().await?,
         ClusterCommand::Down { run, all, stale } => down(&run, all, stale).await?,
@@ -281,6 +425,20 @@ pub async fn run(command: ClusterCommand) -> anyhow::Result<u8> {
         }
         ClusterCommand::Slow { target, kbit } => inflict(&target, Verb::Slow { kbit }).await?,
         ClusterCommand::Delay { target, delay } => inflict(&target, Verb::Delay { delay }).await?,
+        ClusterCommand::DiskFull(t) => inflict(&t, Verb::DiskFill).await?,
+        ClusterCommand::DiskFree(t) => inflict(&t, Verb::DiskFree).await?,
+        ClusterCommand::ClockSkew { target, offset } => {
+            inflict(&target, Verb::ClockSkew { offset }).await?
+        }
+        ClusterCommand::NewLeaderKill { within, run } => {
+            strike(&run, Window::NewLeader { within }, None).await?
+        }
+        ClusterCommand::SyncingFollowerKill { follower, stale, within, run } => {
+            strike(&run, Window::SyncingFollower { stale, within }, follower).await?
+        }
+        ClusterCommand::LeaderChurn { rounds, within, run } => {
+            strike(&run, Window::Churn { rounds, within }, None).await?
+        }
         ClusterCommand::Partition { groups, run } => partition(&groups, &run).await?,
         ClusterCommand::Heal { run } => {
             let cluster = attach(&run).await?;
@@ -294,10 +452,10 @@ pub async fn run(command: ClusterCommand) -> anyhow::Result<u8> {
                 fail_loop(&cluster, &options, interrupted(), &|line| println!("{line}")).await?;
             eprintln!("{kills} kill(s); every node was started again");
         }
-        ClusterCommand::Reap { run_id, pid, unless_current } => {
+        ClusterCommand::Reap { run_id, pid, unless_current, swarm_hosts } => {
             let policy =
                 if unless_current { ReapPolicy::UnlessCurrent } else { ReapPolicy::Always };
-            cluster::reap(&run_id, pid, policy).await?;
+            cluster::reap(&run_id, pid, policy, &swarm_hosts).await?;
         }
     }
     Ok(EXIT_OK)
@@ -325,10 +483,20 @@ async fn up(args: UpArgs) -> anyhow::Result<u8> {
     spec.tick_time_ms = u32::try_from(args.tick_time.as_millis()).context("--tick-time")?;
     spec.up_timeout = args.timeout;
     spec.heap_mb = args.heap;
+    spec.backend = args.backend;
+    spec.swarm = SwarmSpec { hosts: args.swarm_hosts };
+    spec.data_limit_mb = args.data_limit;
+    spec.clock_faults = args.clock_faults;
     // Killed before the cluster is up (and current), the reaper removes what
     // was started; once it is current, the reaper leaves it running.
     let binary = std::env::current_exe().context("finding the zkmq binary for the reaper")?;
-    cluster::spawn_reaper(&binary, &run_id, std::process::id(), ReapPolicy::UnlessCurrent)?;
+    cluster::spawn_reaper(
+        &binary,
+        &run_id,
+        std::process::id(),
+        ReapPolicy::UnlessCurrent,
+        &spec.swarm.hosts,
+    )?;
     let started = std::time::Instant::now();
     let cluster = tokio::select! {
         result = Cluster::up(spec, &print_line) => result?,
@@ -350,6 +518,63 @@ async fn up(args: UpArgs) -> anyhow::Result<u8> {
     Ok(EXIT_OK)
 }
 
+async fn hosts(command: HostsCommand) -> anyhow::Result<u8> {
+    match command {
+        HostsCommand::Up { count, ports, run_id } => {
+            let run_id = run_id.unwrap_or_else(|| cluster::new_run_id("hosts"));
+            let spec = HostsSpec { run_id: run_id.clone(), count, ports, owner: None };
+            // As `cluster up`: killed before the hosts are up (and current), the
+            // reaper removes them; once current, it leaves them running.
+            let binary =
+                std::env::current_exe().context("finding the zkmq binary for the reaper")?;
+            let policy = ReapPolicy::UnlessCurrent;
+            cluster::spawn_reaper(&binary, &run_id, std::process::id(), policy, &[])?;
+            let hosts = tokio::select! {
+                result = cluster::hosts_up(spec, &print_line) => result?,
+                () = interrupted() => {
+                    eprintln!("interrupted: removed every host of {run_id}");
+                    return Ok(EXIT_HARNESS_ERROR);
+                }
+            };
+            cluster::remember_current_hosts(&run_id)?;
+            eprintln!(
+                "hosts {run_id} are up (the default swarm; `zkmq cluster hosts down` removes them)"
+            );
+            println!("{}", hosts.endpoints().join(","));
+        }
+        HostsCommand::Down { run_id } => {
+            let run_id = match run_id.or_else(cluster::current_hosts_id) {
+                Some(run_id) => run_id,
+                None => bail!(
+                    "no current simulated hosts; name them with --run (`zkmq cluster hosts list`)"
+                ),
+            };
+            let removed = cluster::hosts_down(&run_id).await?;
+            cluster::forget_current_hosts(&run_id);
+            eprintln!("removed {removed} objects of hosts {run_id}");
+        }
+        HostsCommand::List { json } => {
+            let sets = cluster::list_hosts().await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&sets)?);
+                return Ok(EXIT_OK);
+            }
+            let current = cluster::current_hosts_id();
+            for set in &sets {
+                let mark = if current.as_deref() == Some(set.run_id.as_str()) { "*" } else { " " };
+                println!("{mark} {}", set.run_id);
+                for host in &set.hosts {
+                    println!(
+                        "    {:<4} {:<10} {:<24} ports {}-{}",
+                        host.name, host.state, host.endpoint, host.ports.0, host.ports.1
+                    );
+                }
+            }
+        }
+    }
+    Ok(EXIT_OK)
+}
+
 async fn status(run: &RunArg, json: bool) -> anyhow::Result<()> {
     let cluster = attach(run).await?;
     let statuses = cluster.status().await?;
@@ -363,18 +588,19 @@ async fn status(run: &RunArg, json: bool) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&value)?);
         return Ok(());
     }
-    println!("cluster {}", cluster.run_id());
+    println!("cluster {} ({} backend)", cluster.run_id(), cluster.backend().name());
     println!(
-        "{:<5} {:<10} {:<12} {:<17} {:<8} image",
-        "node", "container", "mode", "address", "version"
+        "{:<5} {:<10} {:<12} {:<21} {:<10} {:<8} image",
+        "node", "container", "mode", "address", "host", "version"
     );
     for s in &statuses {
         println!(
-            "zk{:<3} {:<10} {:<12} {:<17} {:<8} {}",
+            "zk{:<3} {:<10} {:<12} {:<21} {:<10} {:<8} {}",
             s.node,
             s.container,
             s.mode.to_string(),
             s.address,
+            s.host,
             s.version,
             s.image
         );
@@ -400,12 +626,17 @@ async fn list() -> anyhow::Result<()> {
             (Some(owner), _) => format!("  owned by pid {}", owner.pid),
             (None, _) => String::new(),
         };
-        println!(
-            "{mark} {:<28} {} ZooKeeper container(s){}{owner}",
-            run.run_id,
-            run.zookeeper_containers,
-            if run.rest { " + REST gateway" } else { "" }
-        );
+        let what = if run.hosts > 0 {
+            format!("{} simulated swarm host(s)", run.hosts)
+        } else {
+            format!(
+                "{} ZooKeeper {}{}",
+                run.zookeeper_containers,
+                if run.swarm_hosts.is_empty() { "container(s)" } else { "service(s) on a swarm" },
+                if run.rest { " + REST gateway" } else { "" }
+            )
+        };
+        println!("{mark} {:<28} {what}{owner}", run.run_id);
     }
     if runs.iter().any(cluster::RunSummary::stale) {
         eprintln!(
@@ -468,6 +699,21 @@ async fn partition(groups: &[String], run: &RunArg) -> anyhow::Result<()> {
 }
 
 /// One fault verb on one node or the gateway, worded as the cluster's outcome says.
+/// A weak-window fault; prints what it did and the nodes it left down.
+async fn strike(run: &RunArg, window: Window, follower: Option<usize>) -> anyhow::Result<()> {
+    let cluster = attach(run).await?;
+    let strike = cluster.strike_window(&window, follower, rand::rng().random()).await?;
+    println!("{strike}");
+    if !strike.down.is_empty() {
+        let down: Vec<String> = strike.down.iter().map(|n| n.to_string()).collect();
+        eprintln!(
+            "down, in the order they went down: {} (start them in that order, the last once the others serve)",
+            down.join(" ")
+        );
+    }
+    Ok(())
+}
+
 async fn inflict(target: &TargetArgs, verb: Verb) -> anyhow::Result<()> {
     let cluster = attach(&target.run).await?;
     let member = resolve_target(&cluster, &target.target).await?;

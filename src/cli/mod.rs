@@ -4,6 +4,7 @@
 mod bench;
 mod chaos;
 mod cluster;
+mod qualify;
 mod queue;
 mod report;
 mod rest;
@@ -58,9 +59,12 @@ pub enum Command {
     // exit codes) that CheckArgs and ReportArgs carry.
     Check(report::CheckArgs),
     Report(report::ReportArgs),
-    /// Measure the queue's throughput and latency on a running ensemble
+    /// Measure the queue's throughput and latency, or how often a scenario catches
+    /// ZooKeeper's own loss bugs
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    // No doc comment: it would replace QualifyArgs' about and long_about.
+    Qualify(qualify::QualifyArgs),
 }
 
 pub fn init_logging(verbose: u8) {
@@ -90,5 +94,6 @@ pub async fn run(command: Command) -> anyhow::Result<u8> {
         Command::Check(args) => report::check(args).await,
         Command::Report(args) => report::run(args).await,
         Command::Bench(command) => bench::run(command).await,
+        Command::Qualify(args) => qualify::run(args).await,
     }
 }

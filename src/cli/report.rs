@@ -18,7 +18,8 @@ from the run directory's files alone, so a report can be regenerated at any time
 Examples:\n  zkmq report reports/20260101-120000-smoke\n  \
 zkmq report --compare reports/<run on 3.8.0> reports/<run on 3.9.3>\n  \
 zkmq report --trend reports/ --out public/     every run in reports/, oldest first\n  \
-zkmq report --example /tmp/example-run     a synthetic run (no cluster) and its reports\n\n\
+zkmq report --example /tmp/example-run     a synthetic run (no cluster) and its reports\n  \
+zkmq report --qualify reports/<time>-qualify-upgrade   a qualification's pages again\n\n\
 --trend writes trend.html, trend.md and trend.json: per run its verdict, throughput, \
 availability, unavailability per fault kind (and per access path), faults applied and \
 violations, plots over the runs, and the regressions of each run against the median of the \
@@ -26,7 +27,7 @@ runs before it (listed first). A run directory without results.json is listed as
 Exit codes: 0 the run is valid (--trend: the newest run did not regress), 1 a delivery \
 invariant is violated (--trend: the newest run regressed, so a nightly job can fail on it), \
 2 the runs could not be read.",
-    group = clap::ArgGroup::new("what").required(true).args(["run", "compare", "trend", "example"]),
+    group = clap::ArgGroup::new("what").required(true).args(["run", "compare", "trend", "example", "qualify"]),
     group = clap::ArgGroup::new("writes_out").args(["compare", "trend"])
 )]
 pub struct ReportArgs {
@@ -45,12 +46,23 @@ pub struct ReportArgs {
     /// Write a synthetic run (no cluster needed) into this directory, then its reports
     #[arg(long, value_name = "DIR")]
     pub example: Option<PathBuf>,
+    /// Judge a qualification directory (zkmq qualify's) again from its qualify.json
+    /// and write its qualify.html, qualify.md, qualify.json and junit.xml again
+    #[arg(long, value_name = "QUALIFICATION_DIR")]
+    pub qualify: Option<PathBuf>,
     /// With --example: inject this many lost messages (the report then shows a violation)
     #[arg(long, default_value_t = 0, requires = "example")]
     pub inject_lost: usize,
 }
 
 pub async fn run(args: ReportArgs) -> anyhow::Result<u8> {
+    if let Some(dir) = args.qualify {
+        let (q, files) =
+            tokio::task::spawn_blocking(move || report::qualify::rewrite(&dir)).await??;
+        print!("{}", std::fs::read_to_string(&files.markdown).unwrap_or_default());
+        eprintln!("written to {}", files.html.display());
+        return Ok(q.verdict.exit_code());
+    }
     if let Some(dirs) = args.trend {
         let out = args.out.unwrap_or_else(|| PathBuf::from("."));
         return trend(dirs, out).await;

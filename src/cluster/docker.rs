@@ -11,15 +11,23 @@ use std::collections::HashMap;
 use std::path::{Component, Path};
 
 use bollard::models::{
-    ContainerCreateBody, ContainerStateStatusEnum, EndpointIpamConfig, EndpointSettings,
-    HostConfig, Ipam, IpamConfig, Mount, MountType, NetworkCreateRequest, NetworkingConfig,
-    PortBinding, VolumeCreateRequest,
+    ContainerCreateBody, ContainerStateStatusEnum, EndpointIpamConfig, EndpointPortConfig,
+    EndpointPortConfigProtocolEnum, EndpointPortConfigPublishModeEnum, EndpointSettings,
+    EndpointSpec, EndpointSpecModeEnum, HostConfig, HostConfigCgroupnsModeEnum, Ipam, IpamConfig,
+    Mount, MountType, MountVolumeOptions, NetworkAttachmentConfig, NetworkCreateRequest,
+    NetworkingConfig, PortBinding, ServiceSpec, ServiceSpecUpdateConfig,
+    ServiceSpecUpdateConfigFailureActionEnum, ServiceSpecUpdateConfigOrderEnum, SwarmInitRequest,
+    SwarmJoinRequest, TaskSpec, TaskSpecContainerSpec, TaskSpecPlacement, TaskSpecRestartPolicy,
+    TaskSpecRestartPolicyConditionEnum, VolumeCreateRequest,
 };
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, CreateImageOptionsBuilder, DownloadFromContainerOptionsBuilder,
-    KillContainerOptionsBuilder, ListContainersOptionsBuilder, ListNetworksOptionsBuilder,
-    ListVolumesOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
-    RemoveVolumeOptionsBuilder, StopContainerOptionsBuilder,
+    ImportImageOptionsBuilder, InspectServiceOptions, KillContainerOptionsBuilder,
+    ListContainersOptionsBuilder, ListNetworksOptionsBuilder, ListNodesOptions,
+    ListServicesOptionsBuilder, ListTasksOptionsBuilder, ListVolumesOptionsBuilder,
+    LogsOptionsBuilder, RemoveContainerOptionsBuilder, RemoveVolumeOptionsBuilder,
+    StopContainerOptionsBuilder, UpdateNodeOptionsBuilder, UpdateServiceOptionsBuilder,
+    UploadToContainerOptionsBuilder,
 };
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
@@ -62,7 +70,112 @@ pub(crate) struct ContainerPlan {
     pub ipv4: Option<String>,
     /// container port (tcp) published on 127.0.0.1 at this host port (0: Docker picks)
     pub publish: Option<(u16, u16)>,
+    /// publish on every interface, not 127.0.0.1: the engine is on another machine
+    pub publish_everywhere: bool,
+    /// more container ports published on 127.0.0.1, each at the same number
+    pub publish_same: Vec<u16>,
     pub cap_add: Vec<String>,
+    pub cap_drop: Vec<String>,
+    /// `seccomp=unconfined`, ...
+    pub security_opt: Vec<String>,
+    /// share the machine's cgroup namespace (an engine inside needs it, cgroup v1)
+    pub cgroupns_host: bool,
+    /// neither mask nor make read-only /proc and /sys paths (what the CLI's
+    /// `--security-opt systempaths=unconfined` does): an engine inside mounts there
+    pub unmask_system_paths: bool,
+    /// read-write bind mounts: (host path, container path)
+    pub binds_rw: Vec<(String, String)>,
+    /// tmpfs mounts (container paths)
+    pub tmpfs: Vec<String>,
+}
+
+/// A Swarm service of one replica pinned to one node, which the swarm never
+/// restarts by itself; [`Docker::create_service`] turns it into bollard's spec.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ServicePlan {
+    pub name: String,
+    pub image: String,
+    pub hostname: String,
+    pub command: Vec<String>,
+    pub args: Vec<String>,
+    pub env: Vec<String>,
+    /// on the service and on its containers
+    pub labels: HashMap<String, String>,
+    /// an overlay network
+    pub network: String,
+    pub aliases: Vec<String>,
+    pub volumes: Vec<VolumeMount>,
+    /// the swarm node the one task runs on
+    pub node_id: String,
+    /// container port (tcp) published on the node's own interfaces at this port
+    pub publish: (u16, u16),
+    pub cap_add: Vec<String>,
+    /// SIGTERM to SIGKILL on a stop
+    pub stop_grace: std::time::Duration,
+}
+
+/// A named volume on the task's node, created with these labels if missing.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct VolumeMount {
+    pub volume: String,
+    pub target: String,
+    pub read_only: bool,
+    pub labels: HashMap<String, String>,
+}
+
+/// What we read back about a service.
+#[derive(Debug, Clone)]
+pub(crate) struct ServiceFacts {
+    pub name: String,
+    pub id: String,
+    pub labels: HashMap<String, String>,
+    /// the node its placement constraint pins it to
+    pub node_id: Option<String>,
+    /// ports it publishes on its node
+    pub published: Vec<u16>,
+}
+
+/// What we read back about a task (one run of a service's container).
+#[derive(Debug, Clone)]
+pub(crate) struct TaskFacts {
+    pub id: String,
+    pub service_id: String,
+    pub slot: i64,
+    pub node_id: String,
+    /// what the swarm wants: running, shutdown, ...
+    pub desired: String,
+    /// where it is: new, pending, ..., running, failed, shutdown, rejected, ...
+    pub state: String,
+    /// the swarm's error or status message ("" when none)
+    pub message: String,
+    pub container_id: Option<String>,
+    /// RFC 3339
+    pub created_at: String,
+}
+
+/// What we read back about a swarm node.
+#[derive(Debug, Clone)]
+pub(crate) struct NodeFacts {
+    pub id: String,
+    pub hostname: String,
+    pub labels: HashMap<String, String>,
+    /// `ready`, `down`, ...
+    pub state: String,
+}
+
+/// What an engine says about itself.
+#[derive(Debug, Clone)]
+pub(crate) struct EngineFacts {
+    /// its host name
+    pub name: String,
+    /// its node id in a swarm ("" in none)
+    pub node_id: String,
+    /// `inactive`, `pending`, `active`, `error`, `locked`
+    pub swarm_state: String,
+    /// it manages the swarm
+    pub manager: bool,
+    /// where its swarm's managers listen (`ip:2377`)
+    pub managers: Vec<String>,
 }
 
 /// The facts we read back from `docker inspect`.
@@ -77,6 +190,8 @@ pub(crate) struct ContainerFacts {
     /// When the container last started (RFC 3339): a new value means its
     /// processes, and its network namespace, are new.
     pub started_at: Option<String>,
+    /// IPv4 address on each network it is attached to (the one it had, when stopped)
+    pub ips: HashMap<String, String>,
 }
 
 /// How often a freeze that runc gave up on is tried again.
@@ -89,6 +204,7 @@ pub(crate) struct ExecOutput {
     pub output: String,
 }
 
+#[derive(Clone)]
 pub(crate) struct Docker {
     inner: bollard::Docker,
 }
@@ -106,10 +222,368 @@ impl Docker {
         Ok(Docker { inner })
     }
 
+    /// Connects to the engine at `endpoint` (`unix:///var/run/docker.sock`,
+    /// `tcp://host:port`) and negotiates the API version.
+    pub async fn connect_to(endpoint: &str) -> Result<Docker, ClusterError> {
+        let failed =
+            |err| ClusterError::ConnectTo { endpoint: endpoint.to_owned(), source: boxed(err) };
+        let client = bollard::Docker::connect_with_host(endpoint).map_err(failed)?;
+        let inner = client.negotiate_version().await.map_err(failed)?;
+        Ok(Docker { inner })
+    }
+
+    /// `docker info`: the engine's name and its place in a swarm.
+    pub async fn engine(&self) -> Result<EngineFacts, ClusterError> {
+        let info =
+            self.inner.info().await.map_err(|err| ClusterError::Info { source: boxed(err) })?;
+        let swarm = info.swarm.unwrap_or_default();
+        Ok(EngineFacts {
+            name: info.name.unwrap_or_default(),
+            node_id: swarm.node_id.unwrap_or_default(),
+            swarm_state: swarm.local_node_state.map(|state| state.to_string()).unwrap_or_default(),
+            manager: swarm.control_available.unwrap_or(false),
+            managers: swarm
+                .remote_managers
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|peer| peer.addr)
+                .collect(),
+        })
+    }
+
+    /// `docker swarm init`, advertising the address of interface or IP `advertise`.
+    pub async fn init_swarm(&self, advertise: &str) -> Result<(), ClusterError> {
+        let request = SwarmInitRequest {
+            listen_addr: Some("0.0.0.0:2377".to_owned()),
+            advertise_addr: Some(advertise.to_owned()),
+            ..Default::default()
+        };
+        self.inner
+            .init_swarm(request)
+            .await
+            .map(drop)
+            .map_err(|err| ClusterError::InitSwarm { source: boxed(err) })
+    }
+
+    /// The token a worker joins this manager's swarm with.
+    pub async fn worker_join_token(&self) -> Result<String, ClusterError> {
+        let swarm = self
+            .inner
+            .inspect_swarm()
+            .await
+            .map_err(|err| ClusterError::InspectSwarm { source: boxed(err) })?;
+        Ok(swarm.join_tokens.and_then(|tokens| tokens.worker).unwrap_or_default())
+    }
+
+    /// `docker swarm join` as a worker of the manager at `manager` (`ip:2377`).
+    pub async fn join_swarm(
+        &self,
+        manager: &str,
+        token: &str,
+        advertise: &str,
+    ) -> Result<(), ClusterError> {
+        let request = SwarmJoinRequest {
+            listen_addr: Some("0.0.0.0:2377".to_owned()),
+            advertise_addr: Some(advertise.to_owned()),
+            remote_addrs: Some(vec![manager.to_owned()]),
+            join_token: Some(token.to_owned()),
+            ..Default::default()
+        };
+        self.inner.join_swarm(request).await.map_err(|err| ClusterError::JoinSwarm {
+            manager: manager.to_owned(),
+            source: boxed(err),
+        })
+    }
+
+    /// The swarm's nodes (on a manager).
+    pub async fn list_nodes(&self) -> Result<Vec<NodeFacts>, ClusterError> {
+        let nodes = self
+            .inner
+            .list_nodes(None::<ListNodesOptions>)
+            .await
+            .map_err(|err| ClusterError::ListNodes { source: boxed(err) })?;
+        Ok(nodes
+            .into_iter()
+            .map(|node| NodeFacts {
+                id: node.id.unwrap_or_default(),
+                hostname: node
+                    .description
+                    .and_then(|description| description.hostname)
+                    .unwrap_or_default(),
+                labels: node.spec.and_then(|spec| spec.labels).unwrap_or_default(),
+                state: node
+                    .status
+                    .and_then(|status| status.state)
+                    .map(|state| state.to_string())
+                    .unwrap_or_default(),
+            })
+            .collect())
+    }
+
+    /// Adds `labels` to a swarm node's (on a manager).
+    pub async fn label_node(
+        &self,
+        id: &str,
+        labels: HashMap<String, String>,
+    ) -> Result<(), ClusterError> {
+        let failed = |err| ClusterError::UpdateNode { node: id.to_owned(), source: boxed(err) };
+        let node = self.inner.inspect_node(id).await.map_err(failed)?;
+        let version = node.version.and_then(|version| version.index).unwrap_or_default();
+        let mut spec = node.spec.unwrap_or_default();
+        spec.labels.get_or_insert_with(HashMap::new).extend(labels);
+        let options = UpdateNodeOptionsBuilder::default().version(version as i64).build();
+        self.inner.update_node(id, spec, options).await.map_err(failed)
+    }
+
+    /// Creates a service from `plan` (on a manager).
+    pub async fn create_service(&self, plan: &ServicePlan) -> Result<(), ClusterError> {
+        let mounts = plan
+            .volumes
+            .iter()
+            .map(|mount| Mount {
+                target: Some(mount.target.clone()),
+                source: Some(mount.volume.clone()),
+                typ: Some(MountType::VOLUME),
+                read_only: Some(mount.read_only),
+                volume_options: Some(MountVolumeOptions {
+                    labels: Some(mount.labels.clone()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .collect();
+        let spec = ServiceSpec {
+            name: Some(plan.name.clone()),
+            labels: Some(plan.labels.clone()),
+            task_template: Some(TaskSpec {
+                container_spec: Some(TaskSpecContainerSpec {
+                    image: Some(plan.image.clone()),
+                    labels: Some(plan.labels.clone()),
+                    command: Some(plan.command.clone()),
+                    args: Some(plan.args.clone()),
+                    hostname: Some(plan.hostname.clone()),
+                    env: Some(plan.env.clone()),
+                    mounts: Some(mounts),
+                    stop_grace_period: Some(plan.stop_grace.as_nanos() as i64),
+                    capability_add: Some(plan.cap_add.clone()),
+                    ..Default::default()
+                }),
+                restart_policy: Some(TaskSpecRestartPolicy {
+                    condition: Some(TaskSpecRestartPolicyConditionEnum::NONE),
+                    ..Default::default()
+                }),
+                placement: Some(TaskSpecPlacement {
+                    constraints: Some(vec![format!("node.id=={}", plan.node_id)]),
+                    ..Default::default()
+                }),
+                networks: Some(vec![NetworkAttachmentConfig {
+                    target: Some(plan.network.clone()),
+                    aliases: Some(plan.aliases.clone()),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
+            update_config: Some(ServiceSpecUpdateConfig {
+                parallelism: Some(1),
+                failure_action: Some(ServiceSpecUpdateConfigFailureActionEnum::CONTINUE),
+                order: Some(ServiceSpecUpdateConfigOrderEnum::STOP_FIRST),
+                ..Default::default()
+            }),
+            endpoint_spec: Some(EndpointSpec {
+                mode: Some(EndpointSpecModeEnum::DNSRR),
+                ports: Some(vec![EndpointPortConfig {
+                    protocol: Some(EndpointPortConfigProtocolEnum::TCP),
+                    target_port: Some(i64::from(plan.publish.0)),
+                    published_port: Some(i64::from(plan.publish.1)),
+                    publish_mode: Some(EndpointPortConfigPublishModeEnum::HOST),
+                    ..Default::default()
+                }]),
+            }),
+            ..Default::default()
+        };
+        self.inner.create_service(spec, None).await.map(drop).map_err(|err| {
+            ClusterError::CreateService { service: plan.name.clone(), source: boxed(err) }
+        })
+    }
+
+    /// The services carrying every one of these labels (on a manager).
+    pub async fn list_services(
+        &self,
+        labels: &[(&str, &str)],
+    ) -> Result<Vec<ServiceFacts>, ClusterError> {
+        let filters = label_filters(labels);
+        let options = ListServicesOptionsBuilder::default().filters(&filters).build();
+        let services = self
+            .inner
+            .list_services(Some(options))
+            .await
+            .map_err(|err| ClusterError::ListServices { source: boxed(err) })?;
+        Ok(services.into_iter().map(service_facts).collect())
+    }
+
+    /// Makes the swarm replace a service's task with a new one (`docker service
+    /// update --force`), running `image` from now on if given, with environment
+    /// variable `env.0` set to `env.1` (removed when empty). The swarm stops the old
+    /// task first; with no restart policy this is what starts a dead one again.
+    pub async fn redeploy_service(
+        &self,
+        name: &str,
+        image: Option<&str>,
+        env: (&str, &str),
+    ) -> Result<(), ClusterError> {
+        let failed =
+            |err| ClusterError::UpdateService { service: name.to_owned(), source: boxed(err) };
+        let mut tries = 0;
+        loop {
+            let service = self
+                .inner
+                .inspect_service(name, None::<InspectServiceOptions>)
+                .await
+                .map_err(failed)?;
+            let version = service.version.and_then(|version| version.index).unwrap_or_default();
+            let mut spec = service.spec.unwrap_or_default();
+            let template = spec.task_template.get_or_insert_with(Default::default);
+            template.force_update = Some(template.force_update.unwrap_or(0) + 1);
+            let container = template.container_spec.get_or_insert_with(Default::default);
+            if let Some(image) = image {
+                container.image = Some(image.to_owned());
+            }
+            let (key, value) = env;
+            let vars = container.env.get_or_insert_with(Vec::new);
+            vars.retain(|var| !var.starts_with(&format!("{key}=")));
+            if !value.is_empty() {
+                vars.push(format!("{key}={value}"));
+            }
+            let options = UpdateServiceOptionsBuilder::default().version(version as i32).build();
+            match self.inner.update_service(name, spec, options, None).await {
+                Ok(_) => return Ok(()),
+                // another update got in between ("update out of sequence"): read again
+                Err(err) if tries < 3 && err.to_string().contains("out of sequence") => tries += 1,
+                Err(err) => return Err(failed(err)),
+            }
+        }
+    }
+
+    /// Removes a service; one already gone is not an error.
+    pub async fn remove_service(&self, name: &str) -> Result<(), ClusterError> {
+        match self.inner.delete_service(name).await {
+            Ok(()) => Ok(()),
+            Err(err) if status_code(&err) == Some(404) => Ok(()),
+            Err(err) => {
+                Err(ClusterError::RemoveService { service: name.to_owned(), source: boxed(err) })
+            }
+        }
+    }
+
+    /// Every task of these services, whatever its state (on a manager).
+    pub async fn list_tasks(&self, services: &[String]) -> Result<Vec<TaskFacts>, ClusterError> {
+        let filters = HashMap::from([("service".to_owned(), services.to_vec())]);
+        let options = ListTasksOptionsBuilder::default().filters(&filters).build();
+        let tasks = self
+            .inner
+            .list_tasks(Some(options))
+            .await
+            .map_err(|err| ClusterError::ListTasks { source: boxed(err) })?;
+        Ok(tasks
+            .into_iter()
+            .map(|task| {
+                let status = task.status.unwrap_or_default();
+                let message =
+                    status.err.filter(|err| !err.is_empty()).or(status.message).unwrap_or_default();
+                TaskFacts {
+                    id: task.id.unwrap_or_default(),
+                    service_id: task.service_id.unwrap_or_default(),
+                    slot: task.slot.unwrap_or(0),
+                    node_id: task.node_id.unwrap_or_default(),
+                    desired: task.desired_state.map(|state| state.to_string()).unwrap_or_default(),
+                    state: status.state.map(|state| state.to_string()).unwrap_or_default(),
+                    message,
+                    container_id: status
+                        .container_status
+                        .and_then(|container| container.container_id)
+                        .filter(|id| !id.is_empty()),
+                    created_at: task.created_at.unwrap_or_default(),
+                }
+            })
+            .collect())
+    }
+
+    /// Creates an attachable overlay network (on a swarm manager).
+    pub async fn create_overlay_network(
+        &self,
+        name: &str,
+        labels: HashMap<String, String>,
+    ) -> Result<(), ClusterError> {
+        let request = NetworkCreateRequest {
+            name: name.to_owned(),
+            driver: Some("overlay".to_owned()),
+            attachable: Some(true),
+            labels: Some(labels),
+            ..Default::default()
+        };
+        self.inner.create_network(request).await.map(|_| ()).map_err(|err| {
+            ClusterError::CreateNetwork { network: name.to_owned(), source: boxed(err) }
+        })
+    }
+
+    /// `docker save | docker load`: copies `image` from `source` into this engine,
+    /// streamed, never whole in memory.
+    pub async fn load_image_from(&self, source: &Docker, image: &str) -> Result<(), ClusterError> {
+        let saved = source.inner.export_image(image);
+        let options = ImportImageOptionsBuilder::default().quiet(true).build();
+        let mut progress = self.inner.import_image_stream(options, saved, None);
+        while let Some(item) = progress.next().await {
+            let info = item.map_err(|err| ClusterError::LoadImage {
+                image: image.to_owned(),
+                source: boxed(err),
+            })?;
+            if let Some(error) = info.error_detail.and_then(|detail| detail.message) {
+                return Err(ClusterError::LoadImage {
+                    image: image.to_owned(),
+                    source: error.into(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// `docker cp - container:dir`: unpacks a tar stream into `dir` of a container
+    /// (created or running), volumes mounted there included.
+    pub async fn upload<S>(&self, container: &str, dir: &str, tar: S) -> Result<(), ClusterError>
+    where
+        S: Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static,
+    {
+        let options = UploadToContainerOptionsBuilder::default().path(dir).build();
+        self.inner
+            .upload_to_container(container, Some(options), bollard::body_try_stream(tar))
+            .await
+            .map_err(|err| ClusterError::Upload {
+                container: container.to_owned(),
+                path: dir.to_owned(),
+                source: boxed(err),
+            })
+    }
+
     pub async fn image_exists(&self, tag: &str) -> Result<bool, ClusterError> {
         match self.inner.inspect_image(tag).await {
             Ok(_) => Ok(true),
             Err(err) if status_code(&err) == Some(404) => Ok(false),
+            Err(err) => {
+                Err(ClusterError::InspectImage { image: tag.to_owned(), source: boxed(err) })
+            }
+        }
+    }
+
+    /// The image's labels; `None` when there is no such image.
+    pub async fn image_labels(
+        &self,
+        tag: &str,
+    ) -> Result<Option<HashMap<String, String>>, ClusterError> {
+        match self.inner.inspect_image(tag).await {
+            Ok(image) => {
+                Ok(Some(image.config.and_then(|config| config.labels).unwrap_or_default()))
+            }
+            Err(err) if status_code(&err) == Some(404) => Ok(None),
             Err(err) => {
                 Err(ClusterError::InspectImage { image: tag.to_owned(), source: boxed(err) })
             }
@@ -195,14 +669,18 @@ impl Docker {
             .find(|subnet| subnet.contains('.')))
     }
 
+    /// Creates a labelled volume of the local driver; `driver_opts` are its mount
+    /// options (`type`, `device`, `o`), empty for a plain directory volume.
     pub async fn create_volume(
         &self,
         name: &str,
         labels: HashMap<String, String>,
+        driver_opts: HashMap<String, String>,
     ) -> Result<(), ClusterError> {
         let request = VolumeCreateRequest {
             name: Some(name.to_owned()),
             labels: Some(labels),
+            driver_opts: (!driver_opts.is_empty()).then_some(driver_opts),
             ..Default::default()
         };
         self.inner.create_volume(request).await.map(|_| ()).map_err(|err| {
@@ -213,21 +691,42 @@ impl Docker {
     pub async fn create_container(&self, plan: &ContainerPlan) -> Result<(), ClusterError> {
         let mut host_config = HostConfig {
             cap_add: Some(plan.cap_add.clone()),
+            cap_drop: (!plan.cap_drop.is_empty()).then(|| plan.cap_drop.clone()),
+            security_opt: (!plan.security_opt.is_empty()).then(|| plan.security_opt.clone()),
+            cgroupns_mode: plan.cgroupns_host.then_some(HostConfigCgroupnsModeEnum::HOST),
+            masked_paths: plan.unmask_system_paths.then(Vec::new),
+            readonly_paths: plan.unmask_system_paths.then(Vec::new),
+            tmpfs: (!plan.tmpfs.is_empty())
+                .then(|| plan.tmpfs.iter().map(|path| (path.clone(), String::new())).collect()),
             network_mode: Some(plan.network.clone()),
             ..Default::default()
         };
+        let mut published: Vec<(u16, u16)> = plan.publish.into_iter().collect();
+        published.extend(plan.publish_same.iter().map(|port| (*port, *port)));
         let mut exposed_ports = None;
-        if let Some((container_port, host_port)) = plan.publish {
-            let key = format!("{container_port}/tcp");
-            let host_port = if host_port == 0 { String::new() } else { host_port.to_string() };
-            host_config.port_bindings = Some(HashMap::from([(
-                key.clone(),
+        if !published.is_empty() {
+            let binding = |host_port: u16| {
+                let host_port = if host_port == 0 { String::new() } else { host_port.to_string() };
+                let host_ip = if plan.publish_everywhere { "0.0.0.0" } else { "127.0.0.1" };
                 Some(vec![PortBinding {
-                    host_ip: Some("127.0.0.1".to_owned()),
+                    host_ip: Some(host_ip.to_owned()),
                     host_port: Some(host_port),
-                }]),
-            )]));
-            exposed_ports = Some(vec![key]);
+                }])
+            };
+            host_config.port_bindings = Some(
+                published
+                    .iter()
+                    .map(|(container_port, host_port)| {
+                        (format!("{container_port}/tcp"), binding(*host_port))
+                    })
+                    .collect(),
+            );
+            exposed_ports = Some(
+                published
+                    .iter()
+                    .map(|(container_port, _)| format!("{container_port}/tcp"))
+                    .collect(),
+            );
         }
         let mut mounts = Vec::new();
         if let Some((volume, target)) = &plan.volume {
@@ -238,12 +737,13 @@ impl Docker {
                 ..Default::default()
             });
         }
-        for (source, target) in &plan.binds_ro {
+        let binds = plan.binds_ro.iter().map(|bind| (bind, true));
+        for ((source, target), read_only) in binds.chain(plan.binds_rw.iter().map(|b| (b, false))) {
             mounts.push(Mount {
                 target: Some(target.clone()),
                 source: Some(source.clone()),
                 typ: Some(MountType::BIND),
-                read_only: Some(true),
+                read_only: Some(read_only),
                 ..Default::default()
             });
         }
@@ -401,6 +901,17 @@ impl Docker {
         let started_at = info.state.as_ref().and_then(|state| state.started_at.clone());
         let config = info.config.unwrap_or_default();
         let settings = info.network_settings.unwrap_or_default();
+        let ips = settings
+            .networks
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|(network, endpoint)| {
+                let running = endpoint.ip_address.filter(|ip| !ip.is_empty());
+                let configured = endpoint.ipam_config.and_then(|ipam| ipam.ipv4_address);
+                Some((network, running.or(configured).filter(|ip| !ip.is_empty())?))
+            })
+            .collect();
         let host_port = settings
             .ports
             .as_ref()
@@ -422,6 +933,7 @@ impl Docker {
             labels: config.labels.unwrap_or_default(),
             host_port,
             started_at,
+            ips,
         }))
     }
 
@@ -518,6 +1030,14 @@ impl Docker {
     pub async fn logs(&self, container: &str, tail: Option<usize>) -> Result<String, ClusterError> {
         let tail = tail.map_or_else(|| "all".to_owned(), |n| n.to_string());
         let options = LogsOptionsBuilder::default().stdout(true).stderr(true).tail(&tail).build();
+        self.collect_logs(container, options).await
+    }
+
+    async fn collect_logs(
+        &self,
+        container: &str,
+        options: bollard::query_parameters::LogsOptions,
+    ) -> Result<String, ClusterError> {
         let mut stream = self.inner.logs(container, Some(options));
         let mut text = String::new();
         while let Some(chunk) = stream.next().await {
@@ -528,6 +1048,80 @@ impl Docker {
             text.push_str(&chunk.to_string());
         }
         Ok(text)
+    }
+
+    /// The container's stdout and stderr from `since` (seconds since the epoch,
+    /// with a fraction) to now, line by line with Docker's receive times.
+    pub async fn logs_since(
+        &self,
+        container: &str,
+        since: f64,
+    ) -> Result<Vec<LogLine>, ClusterError> {
+        let options = LogsOptionsBuilder::default()
+            .stdout(true)
+            .stderr(true)
+            .timestamps(true)
+            .since(i32::try_from(since.floor() as i64 - 1).unwrap_or(i32::MAX))
+            .build();
+        let text = self.collect_logs(container, options).await?;
+        Ok(text
+            .lines()
+            .map(LogLine::parse)
+            .filter(|line| line.at.is_none_or(|at| at >= since))
+            .collect())
+    }
+
+    /// Follows the container's stdout and stderr from `since` (seconds since the
+    /// epoch) on, line by line, each line with Docker's own receive time: the
+    /// stream ends when the container stops. Lines are whole (Docker's chunks are
+    /// split and joined here).
+    pub fn follow_logs(
+        &self,
+        container: &str,
+        since: i64,
+    ) -> impl Stream<Item = Result<LogLine, ClusterError>> + Send + 'static {
+        let options = LogsOptionsBuilder::default()
+            .stdout(true)
+            .stderr(true)
+            .follow(true)
+            .timestamps(true)
+            .since(i32::try_from(since).unwrap_or(i32::MAX))
+            .build();
+        let name = container.to_owned();
+        let chunks = self.inner.logs(container, Some(options));
+        futures::stream::unfold(
+            (chunks, String::new(), std::collections::VecDeque::<LogLine>::new()),
+            move |(mut chunks, mut partial, mut ready)| {
+                let name = name.clone();
+                async move {
+                    loop {
+                        if let Some(line) = ready.pop_front() {
+                            return Some((Ok(line), (chunks, partial, ready)));
+                        }
+                        match chunks.next().await {
+                            Some(Ok(chunk)) => {
+                                partial.push_str(&chunk.to_string());
+                                while let Some(end) = partial.find('\n') {
+                                    let line: String = partial.drain(..=end).collect();
+                                    ready.push_back(LogLine::parse(line.trim_end()));
+                                }
+                            }
+                            Some(Err(err)) => {
+                                let err =
+                                    ClusterError::Logs { container: name, source: boxed(err) };
+                                return Some((Err(err), (chunks, partial, ready)));
+                            }
+                            None if partial.is_empty() => return None,
+                            None => {
+                                let line = LogLine::parse(partial.trim_end());
+                                partial.clear();
+                                return Some((Ok(line), (chunks, partial, ready)));
+                            }
+                        }
+                    }
+                }
+            },
+        )
     }
 
     /// `docker cp container:path dest`: copies a directory out of a container,
@@ -592,6 +1186,31 @@ impl Docker {
     }
 }
 
+/// One line of a followed log: Docker's receive time and the text.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct LogLine {
+    /// Seconds since the epoch (with nanoseconds) when Docker read the line, or
+    /// `None` when the line carried no timestamp.
+    pub at: Option<f64>,
+    pub text: String,
+}
+
+impl LogLine {
+    /// Splits Docker's `2026-12-07T14:33:56.043123456Z text` prefix off.
+    fn parse(line: &str) -> LogLine {
+        let parsed = line.split_once(' ').and_then(|(stamp, text)| {
+            let at =
+                time::OffsetDateTime::parse(stamp, &time::format_description::well_known::Rfc3339)
+                    .ok()?;
+            Some(LogLine {
+                at: Some(at.unix_timestamp_nanos() as f64 / 1e9),
+                text: text.to_owned(),
+            })
+        });
+        parsed.unwrap_or_else(|| LogLine { at: None, text: line.to_owned() })
+    }
+}
+
 /// Unpacks a tar from `docker cp` into `dest` without its top directory. Only
 /// directories and regular files are written, and only at plain relative paths: a
 /// symlink or a `..` from a container must not write outside `dest`.
@@ -643,6 +1262,31 @@ fn label_filters(labels: &[(&str, &str)]) -> HashMap<String, Vec<String>> {
     )])
 }
 
+fn service_facts(service: bollard::models::Service) -> ServiceFacts {
+    let spec = service.spec.unwrap_or_default();
+    let template = spec.task_template.unwrap_or_default();
+    let node_id = template
+        .placement
+        .and_then(|placement| placement.constraints)
+        .unwrap_or_default()
+        .iter()
+        .find_map(|constraint| constraint.strip_prefix("node.id==").map(str::to_owned));
+    let published = spec
+        .endpoint_spec
+        .and_then(|endpoint| endpoint.ports)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|port| port.published_port.and_then(|port| u16::try_from(port).ok()))
+        .collect();
+    ServiceFacts {
+        name: spec.name.unwrap_or_default(),
+        id: service.id.unwrap_or_default(),
+        labels: spec.labels.unwrap_or_default(),
+        node_id,
+        published,
+    }
+}
+
 fn state_name(status: ContainerStateStatusEnum) -> &'static str {
     match status {
         ContainerStateStatusEnum::RUNNING => "running",
@@ -654,5 +1298,21 @@ fn state_name(status: ContainerStateStatusEnum) -> &'static str {
         ContainerStateStatusEnum::DEAD => "dead",
         ContainerStateStatusEnum::STOPPING => "stopping",
         ContainerStateStatusEnum::EMPTY => "unknown",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LogLine;
+
+    #[test]
+    fn a_followed_line_keeps_dockers_time_apart_from_its_text() {
+        let line = LogLine::parse(
+            "2026-12-07T14:33:56.043123456Z 14:33:56.043 [main] INFO x - LEADING - LEADER ELECTION TOOK - 7 MS",
+        );
+        assert_eq!(line.text, "14:33:56.043 [main] INFO x - LEADING - LEADER ELECTION TOOK - 7 MS");
+        let at = line.at.unwrap();
+        assert!((at - 1_796_654_036.043_123).abs() < 1e-3, "{at}");
+        assert_eq!(LogLine::parse("no stamp").at, None);
     }
 }

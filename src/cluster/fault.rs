@@ -25,6 +25,12 @@
 //! 3. A new knob (like `percent`) goes into [`Knobs`], the scenario's `FaultSpec`
 //!    and the schedule's `PlannedFault` (keep it optional, so old `schedule.json`
 //!    files still replay).
+//!
+//! A fault that waits for one of ZooKeeper's own weak windows (a new leader's
+//! first moments, a follower's sync) is not one verb on one member but a short
+//! choreography over several: its [`Execution`] is a [`Window`], carried out by
+//! `Cluster::strike_window` (`window.rs`), which returns the members it left down
+//! in the order they went down; `Cluster::bring_back` is its undo.
 
 use std::fmt;
 use std::time::Duration;
@@ -72,6 +78,20 @@ pub enum FaultKind {
     RollingUpgrade,
     /// Kill a majority: unavailability is expected, loss is not.
     QuorumLoss,
+    /// Kill the leader, then the newly elected one within `within` of its
+    /// election, while its followers sync with it.
+    NewLeaderKill,
+    /// Keep a follower down `stale`, bring it back into a new leader's epoch and
+    /// kill it the moment it adopts that epoch (its DIFF, SNAP or TRUNC sync),
+    /// then kill the new leader: ZOOKEEPER-4643/4646/4785's window.
+    SyncingFollowerKill,
+    /// Kill each newly elected leader soon after its election, `rounds` times,
+    /// starting the previous one again each time so a quorum can form.
+    LeaderChurn,
+    /// Fill the member's size-limited data volume; freed at the end.
+    DiskFull,
+    /// Step the member's wall clock by `offset`; put right at the end.
+    ClockSkew,
 }
 
 impl FaultKind {
@@ -94,6 +114,11 @@ impl FaultKind {
             Self::RollingRestart => "rolling-restart",
             Self::RollingUpgrade => "rolling-upgrade",
             Self::QuorumLoss => "quorum-loss",
+            Self::NewLeaderKill => "new-leader-kill",
+            Self::SyncingFollowerKill => "syncing-follower-kill",
+            Self::LeaderChurn => "leader-churn",
+            Self::DiskFull => "disk-full",
+            Self::ClockSkew => "clock-skew",
         }
     }
 
@@ -109,6 +134,8 @@ impl FaultKind {
             Self::ConsumerCrash | Self::ConsumerZombie => Target::Consumer,
             Self::RollingRestart | Self::RollingUpgrade => Target::All,
             Self::QuorumLoss => Target::Majority,
+            Self::NewLeaderKill | Self::LeaderChurn => Target::Leader,
+            Self::SyncingFollowerKill => Target::Follower,
             _ => Target::Random,
         }
     }
@@ -132,6 +159,14 @@ impl FaultKind {
             Self::ConsumerCrash | Self::ConsumerZombie => &[Consumer],
             Self::RollingRestart | Self::RollingUpgrade => &[All],
             Self::QuorumLoss => &[Majority, All],
+            // The window itself decides who is hit: the leader of the moment and
+            // whoever is elected after it, or the follower drawn and the leaders
+            // around its sync.
+            Self::NewLeaderKill | Self::LeaderChurn => &[Leader],
+            Self::SyncingFollowerKill => &[Follower],
+            Self::DiskFull => &[Random, Leader, Follower],
+            // Skewing every clock by the same offset skews none against another.
+            Self::ClockSkew => &[Random, Leader, Follower, Minority],
         }
     }
 
@@ -166,6 +201,11 @@ pub const ALL_FAULTS: &[FaultKind] = &[
     FaultKind::RollingRestart,
     FaultKind::RollingUpgrade,
     FaultKind::QuorumLoss,
+    FaultKind::NewLeaderKill,
+    FaultKind::SyncingFollowerKill,
+    FaultKind::LeaderChurn,
+    FaultKind::DiskFull,
+    FaultKind::ClockSkew,
 ];
 
 /// What a fault is aimed at, as the scenario says it (resolved when the fault runs).
@@ -252,8 +292,105 @@ impl FaultKind {
             Self::RollingUpgrade => Execution::Rolling(Verb::Upgrade {
                 to_version: knobs.to_version.clone().unwrap_or_else(|| "3.9.3".into()),
             }),
+            Self::NewLeaderKill => Execution::Window(Window::NewLeader {
+                within: knobs.within.unwrap_or(DEFAULT_WITHIN),
+            }),
+            Self::SyncingFollowerKill => Execution::Window(Window::SyncingFollower {
+                stale: knobs.stale.unwrap_or(DEFAULT_STALE),
+                within: knobs.within.unwrap_or(Duration::ZERO),
+            }),
+            Self::LeaderChurn => Execution::Window(Window::Churn {
+                rounds: knobs.rounds.unwrap_or(DEFAULT_ROUNDS),
+                within: knobs.within.unwrap_or(DEFAULT_WITHIN),
+            }),
+            Self::DiskFull => Execution::Each(Verb::DiskFill),
+            Self::ClockSkew => {
+                Execution::Each(Verb::ClockSkew { offset: knobs.offset.unwrap_or(DEFAULT_OFFSET) })
+            }
         }
     }
+}
+
+/// new-leader-kill and leader-churn: a new leader is killed at a delay drawn from
+/// 0 to this after its election, while its followers are still syncing (a stale
+/// follower's DIFF takes tens to hundreds of milliseconds here).
+pub const DEFAULT_WITHIN: Duration = Duration::from_millis(200);
+/// syncing-follower-kill: long enough for a few hundred transactions to pile up
+/// at a few dozen writes per second, so the follower's sync is a DIFF (ZooKeeper
+/// sends a snapshot instead past its 500 most recent transactions).
+pub const DEFAULT_STALE: Duration = Duration::from_secs(3);
+/// leader-churn: new leaders killed in one fault.
+pub const DEFAULT_ROUNDS: u32 = 4;
+/// clock-skew: a step back past the queue's orphan grace, the one place the
+/// queue compares a server's clock (a znode's ctime) with its own.
+pub const DEFAULT_OFFSET: ClockOffset = ClockOffset { millis: -120_000 };
+
+/// A signed step of a wall clock, written `+90s`, `-2m`, `-1h 30m` (no sign: ahead).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct ClockOffset {
+    pub millis: i64,
+}
+
+impl ClockOffset {
+    pub const ZERO: ClockOffset = ClockOffset { millis: 0 };
+
+    pub fn is_zero(self) -> bool {
+        self.millis == 0
+    }
+}
+
+impl fmt::Display for ClockOffset {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let sign = if self.millis < 0 { '-' } else { '+' };
+        let span = Duration::from_millis(self.millis.unsigned_abs());
+        write!(f, "{sign}{}", humantime::format_duration(span))
+    }
+}
+
+impl std::str::FromStr for ClockOffset {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        let (sign, span) = match text.strip_prefix('-') {
+            Some(rest) => (-1, rest),
+            None => (1, text.strip_prefix('+').unwrap_or(text)),
+        };
+        let span = humantime::parse_duration(span.trim()).map_err(|err| {
+            format!("clock offset {text:?}: {err} (write it like \"+90s\" or \"-2m\")")
+        })?;
+        let millis = i64::try_from(span.as_millis())
+            .map_err(|_| format!("clock offset {text:?} is too large"))?;
+        Ok(ClockOffset { millis: sign * millis })
+    }
+}
+
+impl Serialize for ClockOffset {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for ClockOffset {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// One of ZooKeeper's weak windows, and how long to wait into it before the kill.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Window {
+    /// The leader is killed; the one elected after it is killed a drawn delay up
+    /// to `within` after its election, while followers sync with it.
+    NewLeader { within: Duration },
+    /// A follower kept down `stale` comes back as the leader is killed, so it
+    /// syncs with a new leader in a new epoch; it is killed (from inside its
+    /// container) up to `within` after it adopts that epoch, then the new leader.
+    SyncingFollower { stale: Duration, within: Duration },
+    /// `rounds` times: the newly elected leader is killed up to `within` after
+    /// its election and the previous one is started again.
+    Churn { rounds: u32, within: Duration },
 }
 
 /// A fault's knobs; each means something to one kind only (the scenario refuses
@@ -268,6 +405,16 @@ pub struct Knobs {
     pub delay: Option<Duration>,
     /// Rolling upgrade: the version every node moves to.
     pub to_version: Option<String>,
+    /// Window faults: the kill comes a delay drawn from 0 to this after the moment
+    /// the fault waits for (an election, a follower adopting a new epoch).
+    pub within: Option<Duration>,
+    /// syncing-follower-kill: how long the follower stays down first, so that it
+    /// has a backlog to sync.
+    pub stale: Option<Duration>,
+    /// leader-churn: how many newly elected leaders are killed.
+    pub rounds: Option<u32>,
+    /// clock-skew: how far the member's wall clock steps.
+    pub offset: Option<ClockOffset>,
 }
 
 /// How a fault kind is carried out.
@@ -281,6 +428,9 @@ pub enum Execution {
     Partition,
     /// An order to a workload consumer, which undoes it itself.
     Consumer,
+    /// A choreography over several nodes around a weak window of ZooKeeper's;
+    /// the nodes it left down come back at the end, in the order they went down.
+    Window(Window),
 }
 
 /// What a verb acts on.
@@ -332,6 +482,14 @@ pub enum Verb {
     Delay {
         delay: Duration,
     },
+    /// Fill the member's size-limited data volume to the last byte.
+    DiskFill,
+    /// Remove the fill, and start the member if ZooKeeper stopped on the full disk.
+    DiskFree,
+    /// Step the member's wall clock (zero resets it).
+    ClockSkew {
+        offset: ClockOffset,
+    },
 }
 
 /// What ends a verb's effect.
@@ -343,6 +501,10 @@ pub enum Repair {
     Unpause,
     /// Remove every network rule and qdisc.
     Heal,
+    /// Remove the disk fill (and start the member if it stopped).
+    Free,
+    /// Put the member's wall clock right.
+    ClockReset,
 }
 
 impl Repair {
@@ -353,6 +515,8 @@ impl Repair {
             Repair::Start => Some(Verb::Start),
             Repair::Unpause => Some(Verb::Unpause),
             Repair::Heal => None,
+            Repair::Free => Some(Verb::DiskFree),
+            Repair::ClockReset => Some(Verb::ClockSkew { offset: ClockOffset::ZERO }),
         }
     }
 }
@@ -365,7 +529,15 @@ impl Verb {
             Verb::Kill | Verb::Stop => Some(Repair::Start),
             Verb::Pause => Some(Repair::Unpause),
             Verb::Loss { .. } | Verb::Slow { .. } | Verb::Delay { .. } => Some(Repair::Heal),
-            Verb::Start | Verb::Restart | Verb::Unpause | Verb::Wipe | Verb::Upgrade { .. } => None,
+            Verb::DiskFill => Some(Repair::Free),
+            Verb::ClockSkew { offset } if !offset.is_zero() => Some(Repair::ClockReset),
+            Verb::Start
+            | Verb::Restart
+            | Verb::Unpause
+            | Verb::Wipe
+            | Verb::Upgrade { .. }
+            | Verb::DiskFree
+            | Verb::ClockSkew { .. } => None,
         }
     }
 }
@@ -403,6 +575,15 @@ impl Cluster {
             (Member::Node(node), Verb::Delay { delay }) => {
                 Ok(VerbOutcome::Shaped(self.delay(node, *delay).await?))
             }
+            (Member::Node(node), Verb::DiskFill) => {
+                Ok(VerbOutcome::Disk(self.disk_fill(node).await?))
+            }
+            (Member::Node(node), Verb::DiskFree) => {
+                Ok(VerbOutcome::Disk(self.disk_free(node).await?))
+            }
+            (Member::Node(node), Verb::ClockSkew { offset }) => {
+                Ok(VerbOutcome::Clock(self.clock_skew(node, *offset).await?))
+            }
         }
     }
 }
@@ -417,7 +598,7 @@ mod tests {
             assert_eq!(FaultKind::from_name(kind.name()), Some(*kind));
             assert!(!ALL_FAULTS[..index].contains(kind), "{kind:?} is listed twice");
         }
-        assert_eq!(ALL_FAULTS.len(), 17);
+        assert_eq!(ALL_FAULTS.len(), 22);
     }
 
     #[test]
@@ -425,9 +606,23 @@ mod tests {
         for &kind in ALL_FAULTS {
             let repairable = match kind.execution(&Knobs::default()) {
                 Execution::Each(verb) | Execution::Rolling(verb) => verb.repair().is_some(),
-                Execution::Partition | Execution::Consumer => true,
+                Execution::Partition | Execution::Consumer | Execution::Window(_) => true,
             };
             assert_eq!(repairable, !kind.is_instant(), "{kind:?}");
         }
+    }
+
+    #[test]
+    fn clock_offsets_read_and_write_with_their_sign() {
+        let parse = |text: &str| text.parse::<ClockOffset>();
+        assert_eq!(parse("+90s"), Ok(ClockOffset { millis: 90_000 }));
+        assert_eq!(parse("90s"), Ok(ClockOffset { millis: 90_000 }));
+        assert_eq!(parse("-2m"), Ok(ClockOffset { millis: -120_000 }));
+        assert_eq!(parse("- 1h 30m").map(|o| o.millis), Ok(-5_400_000));
+        assert!(parse("soon").unwrap_err().contains("\"+90s\""));
+        for text in ["+1m 30s", "-2m", "+0s", "-250ms"] {
+            assert_eq!(parse(text).unwrap().to_string(), text);
+        }
+        assert_eq!(DEFAULT_OFFSET.to_string(), "-2m");
     }
 }

@@ -3,32 +3,43 @@
 //! state first, so repeating an operation is harmless, and returns what it did
 //! ([`super::outcome`]).
 
-use super::docker::{ContainerPlan, Docker};
-use super::ensemble::{create_and_start, labels, node_plan};
+use super::docker::ContainerPlan;
+use super::ensemble::labels;
 use super::fault::Member;
+use super::local::{create_and_start, node_plan};
 use super::outcome::{ContainerChange, ContainerVerb, Restarted, Upgraded, Wiped};
-use super::{ensure_images, names, Cluster, ClusterError, SUPPORTED_VERSIONS};
+use super::{
+    ensure_images, names, Backend, BackendKind, Cluster, ClusterError, Whereabouts,
+    SUPPORTED_VERSIONS,
+};
 
 /// Seconds a graceful stop waits for the JVM before Docker sends SIGKILL.
 const STOP_GRACE_S: i32 = 10;
 
-/// A container the container verbs act on: a ZooKeeper node or the gateway.
-pub(super) struct ContainerTarget {
-    container: String,
+/// A member the container verbs act on: a ZooKeeper node or the gateway.
+pub(super) struct ContainerTarget<'a> {
+    cluster: &'a Cluster,
     member: Member,
 }
 
-impl ContainerTarget {
+impl ContainerTarget<'_> {
+    pub(super) fn member(&self) -> Member {
+        self.member
+    }
+
     pub(super) async fn run(&self, verb: ContainerVerb) -> Result<ContainerChange, ClusterError> {
-        let docker = Docker::connect().await?;
+        let place = self.cluster.whereabouts(self.member).await?;
+        let (docker, container) = (&place.docker, place.container.as_str());
         let before = docker
-            .inspect_container(&self.container)
+            .inspect_container(container)
             .await?
             .map_or_else(|| "missing".to_owned(), |facts| facts.state);
-        if before == "missing" {
-            return Err(missing(self));
+        // A swarm member between two tasks has no container, and a start gives it one.
+        let startable =
+            verb == ContainerVerb::Start && self.cluster.backend() == BackendKind::Swarm;
+        if before == "missing" && !startable {
+            return Err(missing(self.member, container));
         }
-        let container = self.container.as_str();
         let acted = match (verb, before.as_str()) {
             (ContainerVerb::Kill, "running") => {
                 docker.kill_container(container).await?;
@@ -57,7 +68,7 @@ impl ContainerTarget {
                 true
             }
             (ContainerVerb::Start, _) => {
-                docker.start_container(container).await?;
+                self.cluster.start_member(self.member, &place).await?;
                 true
             }
             (ContainerVerb::Pause, "running") => {
@@ -76,44 +87,42 @@ impl ContainerTarget {
     }
 }
 
-fn missing(target: &ContainerTarget) -> ClusterError {
+fn missing(member: Member, container: &str) -> ClusterError {
     ClusterError::InvalidSpec(format!(
-        "{} has no container ({}); was the cluster taken down?",
-        target.member, target.container
+        "{member} has no container ({container}); was the cluster taken down?"
     ))
 }
 
 impl Cluster {
-    fn node_target(&self, node: usize) -> Result<ContainerTarget, ClusterError> {
+    fn node_target(&self, node: usize) -> Result<ContainerTarget<'_>, ClusterError> {
         self.container_target(Member::Node(node))
     }
 
-    fn gateway_target(&self) -> Result<ContainerTarget, ClusterError> {
+    fn gateway_target(&self) -> Result<ContainerTarget<'_>, ClusterError> {
         self.container_target(Member::Gateway)
     }
 
-    pub(super) fn container_target(&self, member: Member) -> Result<ContainerTarget, ClusterError> {
-        let container = match member {
-            Member::Node(node) => {
-                self.check_node(node)?;
-                self.container_name(node)
-            }
+    pub(super) fn container_target(
+        &self,
+        member: Member,
+    ) -> Result<ContainerTarget<'_>, ClusterError> {
+        match member {
+            Member::Node(node) => self.check_node(node)?,
             Member::Gateway if !self.spec.rest => {
                 return Err(ClusterError::NoGateway { run_id: self.spec.run_id.clone() })
             }
-            Member::Gateway => names::gateway(&self.spec.run_id),
-        };
-        Ok(ContainerTarget { container, member })
+            Member::Gateway => {}
+        }
+        Ok(ContainerTarget { cluster: self, member })
     }
 
     /// When the member's container last started, if it is running: a link fault
     /// (loss, slow, delay) lives in the container's network namespace, which a
     /// restart replaces, so the nemesis applies it again when this changes.
     pub async fn started_at(&self, member: Member) -> Result<Option<String>, ClusterError> {
-        let target = self.container_target(member)?;
-        let docker = Docker::connect().await?;
+        let Whereabouts { docker, container, .. } = self.whereabouts(member).await?;
         Ok(docker
-            .inspect_container(&target.container)
+            .inspect_container(&container)
             .await?
             .filter(|facts| facts.state == "running")
             .and_then(|facts| facts.started_at))
@@ -153,9 +162,9 @@ impl Cluster {
     /// it must resync everything from the leader.
     pub async fn wipe(&self, node: usize) -> Result<Wiped, ClusterError> {
         let target = self.node_target(node)?;
-        let docker = Docker::connect().await?;
-        let Some(facts) = docker.inspect_container(&target.container).await? else {
-            return Err(missing(&target));
+        let Whereabouts { docker, container, .. } = self.whereabouts(Member::Node(node)).await?;
+        let Some(facts) = docker.inspect_container(&container).await? else {
+            return Err(missing(Member::Node(node), &container));
         };
         let stopped = target.run(ContainerVerb::Stop).await?;
         // The container is stopped, so a short-lived helper on the same image
@@ -207,25 +216,37 @@ impl Cluster {
             }
             ensure_images(&[zk_version], false, &|line| tracing::info!("{line}")).await?;
         }
-        let docker = Docker::connect().await?;
-        let Some(facts) = docker.inspect_container(&target.container).await? else {
-            return Err(missing(&target));
+        let Whereabouts { docker, container, .. } = self.whereabouts(Member::Node(node)).await?;
+        let Some(facts) = docker.inspect_container(&container).await? else {
+            return Err(missing(Member::Node(node), &container));
         };
         if facts.image == image {
             let started = target.run(ContainerVerb::Start).await?;
             return Ok(Upgraded::AlreadyRuns { node, image, started });
         }
-        let port = facts
-            .host_port
-            .ok_or_else(|| ClusterError::InvalidSpec(format!("zk{node} has no published port")))?;
-        let ip =
-            facts.labels.get("zkmq.ip").cloned().ok_or_else(|| {
-                ClusterError::InvalidSpec(format!("zk{node} has no zkmq.ip label"))
-            })?;
-        let stopped = target.run(ContainerVerb::Stop).await?;
-        docker.remove_container(&target.container).await?;
-        let plan = node_plan(&self.spec, node, &image, zk_version, port, &ip);
-        create_and_start(&docker, plan).await?;
+        let (stopped, port) = match &self.backend {
+            Backend::Local { .. } => {
+                let port = facts.host_port.ok_or_else(|| {
+                    ClusterError::InvalidSpec(format!("zk{node} has no published port"))
+                })?;
+                let ip = facts.labels.get("zkmq.ip").cloned().ok_or_else(|| {
+                    ClusterError::InvalidSpec(format!("zk{node} has no zkmq.ip label"))
+                })?;
+                let stopped = target.run(ContainerVerb::Stop).await?;
+                docker.remove_container(&container).await?;
+                let plan = node_plan(&self.spec, node, &image, zk_version, port, &ip);
+                create_and_start(&docker, plan).await?;
+                (stopped, port)
+            }
+            Backend::Swarm(swarm) => {
+                // Stopped first, so that the outcome says how it went down, as locally.
+                let stopped = target.run(ContainerVerb::Stop).await?;
+                self.swarm_upgrade(swarm, node, &image).await?;
+                let address = self.node_address(node);
+                let port = address.rsplit(':').next().and_then(|p| p.parse().ok()).unwrap_or(0);
+                (stopped, port)
+            }
+        };
         Ok(Upgraded::Replaced { node, from: facts.image, to: image, stopped, port })
     }
 

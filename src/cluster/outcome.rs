@@ -209,6 +209,136 @@ impl fmt::Display for Healed {
     }
 }
 
+/// A member's size-limited data volume filled, or its fill removed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DiskChange {
+    Filled {
+        node: usize,
+        /// Bytes the fill took.
+        filled: u64,
+        /// Bytes left free on the volume afterwards (0, or what a racing write freed).
+        free: u64,
+        /// The volume's size.
+        size: u64,
+    },
+    Freed {
+        node: usize,
+        /// Bytes the removed fill had taken (0: there was none).
+        freed: u64,
+        /// ZooKeeper stops on a disk it cannot write: the member started again.
+        started: Option<ContainerChange>,
+    },
+}
+
+impl fmt::Display for DiskChange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DiskChange::Filled { node, filled, free, size } => write!(
+                f,
+                "filled zk{node}'s data volume: {} written, {} of {} left",
+                bytes(*filled),
+                bytes(*free),
+                bytes(*size)
+            ),
+            DiskChange::Freed { node, freed: 0, started } => {
+                write!(f, "zk{node}'s data volume had no fill")?;
+                started_after(f, started.as_ref())
+            }
+            DiskChange::Freed { node, freed, started } => {
+                write!(f, "freed {} on zk{node}'s data volume", bytes(*freed))?;
+                started_after(f, started.as_ref())
+            }
+        }
+    }
+}
+
+fn started_after(f: &mut fmt::Formatter<'_>, started: Option<&ContainerChange>) -> fmt::Result {
+    match started {
+        Some(change) if change.acted => {
+            write!(f, "; it had stopped ({}): {change}", change.before)
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Sizes as people read them: `231 MiB`, `12 KiB`, `0 B`.
+fn bytes(n: u64) -> String {
+    const KIB: u64 = 1024;
+    match n {
+        n if n >= KIB * KIB => format!("{:.0} MiB", n as f64 / (KIB * KIB) as f64),
+        n if n >= KIB => format!("{:.0} KiB", n as f64 / KIB as f64),
+        n => format!("{n} B"),
+    }
+}
+
+/// A member's wall clock stepped (or put right: a zero offset).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClockChange {
+    pub node: usize,
+    pub offset: super::fault::ClockOffset,
+}
+
+impl fmt::Display for ClockChange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let node = self.node;
+        if self.offset.is_zero() {
+            return write!(f, "put zk{node}'s wall clock right");
+        }
+        write!(
+            f,
+            "stepped zk{node}'s wall clock by {} (its monotonic clock, which ZooKeeper times out by, untouched)",
+            self.offset
+        )
+    }
+}
+
+/// What a weak-window fault did: each step as a sentence, and which nodes it left
+/// down, in the order they went down (how they come back: [`BroughtBack`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WindowStrike {
+    pub steps: Vec<String>,
+    /// Every node killed, in the order of their first kills.
+    pub killed: Vec<usize>,
+    pub down: Vec<usize>,
+    /// The fault hit the window it waits for; false when it ran out of time (the
+    /// nodes it killed on the way are still in `down`).
+    pub hit: bool,
+}
+
+impl fmt::Display for WindowStrike {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.steps.join("; "))?;
+        if !self.hit {
+            f.write_str(" (the window was missed)")?;
+        }
+        Ok(())
+    }
+}
+
+/// Nodes started again in the order they went down, the last one only once the
+/// others served (or the wait for them ran out).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BroughtBack {
+    pub first: Vec<ContainerChange>,
+    /// How the wait for the first ones went, in words.
+    pub waited: String,
+    pub last: Option<ContainerChange>,
+}
+
+impl fmt::Display for BroughtBack {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let first: Vec<String> = self.first.iter().map(ToString::to_string).collect();
+        f.write_str(&first.join(", "))?;
+        if let Some(last) = &self.last {
+            if !first.is_empty() {
+                write!(f, "; {}; then ", self.waited)?;
+            }
+            write!(f, "{last}")?;
+        }
+        Ok(())
+    }
+}
+
 /// What [`super::Cluster::inflict`] did, whichever verb it ran.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum VerbOutcome {
@@ -217,6 +347,8 @@ pub enum VerbOutcome {
     Wiped(Wiped),
     Upgraded(Upgraded),
     Shaped(Shaped),
+    Disk(DiskChange),
+    Clock(ClockChange),
 }
 
 impl fmt::Display for VerbOutcome {
@@ -227,6 +359,8 @@ impl fmt::Display for VerbOutcome {
             VerbOutcome::Wiped(wiped) => wiped.fmt(f),
             VerbOutcome::Upgraded(upgraded) => upgraded.fmt(f),
             VerbOutcome::Shaped(shaped) => shaped.fmt(f),
+            VerbOutcome::Disk(disk) => disk.fmt(f),
+            VerbOutcome::Clock(clock) => clock.fmt(f),
         }
     }
 }

@@ -43,17 +43,20 @@ impl Owner {
 pub enum ReapPolicy {
     /// Remove the run.
     Always,
-    /// Remove it unless it became the current cluster (`zkmq cluster up` makes
-    /// its cluster current only once it is up: killed before, it is removed).
+    /// Remove it unless it became the current cluster or the current simulated
+    /// hosts (`zkmq cluster up` and `hosts up` make theirs current only once it is
+    /// up: killed before, it is removed).
     UnlessCurrent,
 }
 
-/// Starts `binary cluster reap` for `run_id`, watching process `pid`.
+/// Starts `binary cluster reap` for `run_id`, watching process `pid`; a run on a
+/// swarm is removed from the swarm of `swarm_hosts` (none: the default swarm).
 pub fn spawn_reaper(
     binary: &Path,
     run_id: &str,
     pid: u32,
     policy: ReapPolicy,
+    swarm_hosts: &[String],
 ) -> Result<(), ClusterError> {
     use std::os::unix::process::CommandExt;
     super::validate_run_id(run_id)?;
@@ -61,6 +64,9 @@ pub fn spawn_reaper(
     command.args(["cluster", "reap", "--run", run_id, "--pid"]).arg(pid.to_string());
     if policy == ReapPolicy::UnlessCurrent {
         command.arg("--unless-current");
+    }
+    for host in swarm_hosts {
+        command.args(["--swarm-host", host]);
     }
     command
         .stdin(Stdio::null())
@@ -72,17 +78,24 @@ pub fn spawn_reaper(
         .map_err(|source| ClusterError::SpawnReaper { binary: binary.to_path_buf(), source })
 }
 
-/// Waits for process `pid` to exit, then removes run `run_id` (as `policy` says).
-/// Returns how many objects it removed.
-pub async fn reap(run_id: &str, pid: u32, policy: ReapPolicy) -> Result<usize, ClusterError> {
+/// Waits for process `pid` to exit, then removes run `run_id` (as `policy` says),
+/// from this machine's engine and the swarm of `swarm_hosts` (none: the default
+/// swarm, if any). Returns how many objects it removed.
+pub async fn reap(
+    run_id: &str,
+    pid: u32,
+    policy: ReapPolicy,
+    swarm_hosts: &[String],
+) -> Result<usize, ClusterError> {
     super::validate_run_id(run_id)?;
     while process_alive(pid) {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    if policy == ReapPolicy::UnlessCurrent && super::current_run_id().as_deref() == Some(run_id) {
+    let current = [super::current_run_id(), super::current_hosts_id()];
+    if policy == ReapPolicy::UnlessCurrent && current.iter().flatten().any(|id| id == run_id) {
         return Ok(0);
     }
-    super::down_run(run_id).await
+    super::down_run_on(run_id, swarm_hosts).await
 }
 
 /// `/proc/<pid>/stat`, split after the command name (which may hold spaces).

@@ -1,9 +1,10 @@
 //! The "current cluster": `zkmq cluster up` remembers its run id so that later
 //! commands (`status`, `kill 2`, `down`) need no `--run`. One small file:
 //! `$ZKMQ_STATE_DIR/current`, default `$XDG_STATE_HOME/zkmq/current`, else
-//! `~/.local/state/zkmq/current`.
+//! `~/.local/state/zkmq/current`. `zkmq cluster hosts up` remembers its simulated
+//! hosts beside it (`hosts`), for swarm runs that name no engines.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use super::ClusterError;
 
@@ -22,26 +23,56 @@ pub fn state_file() -> PathBuf {
 }
 
 pub fn remember_current_run(run_id: &str) -> Result<(), ClusterError> {
-    let path = state_file();
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)
-            .map_err(ClusterError::io(format!("creating {}", dir.display())))?;
-    }
-    std::fs::write(&path, format!("{run_id}\n"))
-        .map_err(ClusterError::io(format!("writing {}", path.display())))
+    remember(&state_file(), run_id)
 }
 
 /// The remembered run id, if any.
 pub fn current_run_id() -> Option<String> {
-    std::fs::read_to_string(state_file())
+    remembered(&state_file())
+}
+
+/// Forgets the current run if it is `run_id`.
+pub fn forget_current_run(run_id: &str) {
+    forget(&state_file(), run_id)
+}
+
+fn hosts_file() -> PathBuf {
+    state_file().with_file_name("hosts")
+}
+
+/// Remembers `run_id` as the simulated hosts swarm runs use by default.
+pub fn remember_current_hosts(run_id: &str) -> Result<(), ClusterError> {
+    remember(&hosts_file(), run_id)
+}
+
+/// The remembered simulated hosts' run id, if any.
+pub fn current_hosts_id() -> Option<String> {
+    remembered(&hosts_file())
+}
+
+/// Forgets the current simulated hosts if they are `run_id`.
+pub fn forget_current_hosts(run_id: &str) {
+    forget(&hosts_file(), run_id)
+}
+
+fn remember(path: &Path, run_id: &str) -> Result<(), ClusterError> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(ClusterError::io(format!("creating {}", dir.display())))?;
+    }
+    std::fs::write(path, format!("{run_id}\n"))
+        .map_err(ClusterError::io(format!("writing {}", path.display())))
+}
+
+fn remembered(path: &Path) -> Option<String> {
+    std::fs::read_to_string(path)
         .ok()
         .map(|text| text.trim().to_owned())
         .filter(|id| !id.is_empty())
 }
 
-/// Forgets the current run if it is `run_id`.
-pub fn forget_current_run(run_id: &str) {
-    if current_run_id().as_deref() == Some(run_id) {
-        let _ = std::fs::remove_file(state_file());
+fn forget(path: &Path, run_id: &str) {
+    if remembered(path).as_deref() == Some(run_id) {
+        let _ = std::fs::remove_file(path);
     }
 }

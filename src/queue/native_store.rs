@@ -74,6 +74,14 @@ impl NativeStore {
         })
     }
 
+    /// Asks the server this session talks to to catch up with the leader: reads
+    /// after it see every write committed before it. (REST has no such call, which
+    /// is why this is not part of [`Store`].)
+    pub async fn sync(&self, path: &str) -> StoreResult<()> {
+        let client = self.client()?;
+        self.bounded("sync", path, client.sync(path)).await
+    }
+
     /// A clone of the live client (cheap: it is a handle), or `SessionExpired`.
     fn client(&self) -> StoreResult<zk::Client> {
         let guard = self.client.lock().unwrap_or_else(|poisoned| poisoned.into_inner());

@@ -9,15 +9,20 @@
 //! - `latency-<kind>.hlog`: HdrHistogram interval logs per operation kind;
 //! - `plots/*.png`, `plots/*.svg`: throughput, latency, queue depth, node states.
 //!
-//! Across runs: [`compare`] puts two side by side, and [`trend`] lines up many (the
+//! Across runs: [`compare`] puts two side by side, [`trend`] lines up many (the
 //! nightly page: `trend.html`, `trend.md`, `trend.json`, written where the caller says,
-//! not into a run directory).
+//! not into a run directory), and [`qualify`] judges a candidate ZooKeeper against a
+//! baseline over a suite's runs (`qualify.html`, `qualify.md`, `qualify.json`,
+//! `junit.xml`, in the qualification directory).
 //!
 //! [`Progress`] is the live view of a run in progress (fed by the chaos run loop).
 
 mod compare;
 mod plots;
 mod progress;
+pub mod qualify;
+mod qualify_plots;
+mod qualify_render;
 mod render;
 pub mod series;
 pub mod trend;

@@ -142,7 +142,7 @@ where
     Ok(chart)
 }
 
-fn legend<'a, DB: DrawingBackend + 'a>(chart: &mut Plot<'a, DB>) -> DrawResult
+pub(super) fn legend<'a, DB: DrawingBackend + 'a>(chart: &mut Plot<'a, DB>) -> DrawResult
 where
     DB::ErrorType: 'static,
 {

@@ -79,6 +79,27 @@ fn title(results: &Results) -> String {
     }
 }
 
+/// Why `divergent` and `not_rejoined` can be unchecked.
+const NOT_CHECKED: &str =
+    "the run has no members.json (each member's view of the queue tree after the final heal)";
+
+/// Which members the divergence check compared, and which it could not read.
+fn members_line(check: &CheckResult) -> Option<String> {
+    let m = check.members.as_ref()?;
+    let mut line = format!(
+        "Members compared after the final heal, each read on its own after a sync: {} ({} znodes under {}, {} reading{}).",
+        if m.compared.is_empty() { "none".to_owned() } else { m.compared.join(", ") },
+        m.znodes,
+        m.root,
+        m.readings,
+        if m.readings == 1 { "" } else { "s" }
+    );
+    if !m.unread.is_empty() {
+        line.push_str(&format!(" Serving but not read: {}.", m.unread.join("; ")));
+    }
+    Some(line)
+}
+
 /// `summary.md`: the verdict, the four must-be-zero counts and the headline figures.
 pub fn summary_markdown(results: &Results) -> String {
     let check = &results.check;
@@ -96,6 +117,14 @@ pub fn summary_markdown(results: &Results) -> String {
             examples(finding)
         );
     }
+    for name in check.invariants.unchecked() {
+        let _ = writeln!(
+            out,
+            "| ➖ {} (must be 0) | not checked | {} |",
+            name.replace('_', " "),
+            NOT_CHECKED
+        );
+    }
     for (name, finding) in check.invariants.reported(check.stuck_allowed) {
         let _ = writeln!(
             out,
@@ -104,6 +133,9 @@ pub fn summary_markdown(results: &Results) -> String {
             finding.count,
             examples(finding)
         );
+    }
+    if let Some(line) = members_line(check) {
+        let _ = writeln!(out, "\n{line}");
     }
     let m = &check.messages;
     let _ = writeln!(
@@ -223,6 +255,12 @@ pub fn console_summary(check: &CheckResult, truncations: &[Truncation]) -> Vec<S
             lines.push(format!("{name}{rule}: {}", finding.count));
         }
     }
+    for name in check.invariants.unchecked() {
+        lines.push(format!("{name} (must be 0): not checked ({NOT_CHECKED})"));
+    }
+    if let Some(line) = members_line(check) {
+        lines.push(line);
+    }
     let u = &check.unavailability_summary;
     if u.faults > 0 {
         lines.push(format!(
@@ -304,6 +342,15 @@ pub fn junit(results: &Results) -> String {
                 escape(&examples(finding))
             );
         }
+    }
+    for name in check.invariants.unchecked() {
+        tests += 1;
+        skipped += 1;
+        let _ = write!(
+            cases,
+            "    <testcase classname=\"zkmq.invariants\" name=\"{name}\" time=\"0\">\n      <skipped message=\"not checked: {}\"/>\n    </testcase>\n",
+            escape(NOT_CHECKED)
+        );
     }
     for expectation in &results.expectations {
         tests += 1;
@@ -436,14 +483,25 @@ fn html_verdict(out: &mut String, results: &Results) {
 /// The invariants and the scenario's expectations.
 fn html_invariants(out: &mut String, results: &Results) {
     let check = &results.check;
-    out.push_str("<h2>Invariants</h2>\n<table><tr><th>invariant</th><th>rule</th><th>count</th><th>first message ids</th></tr>\n");
+    out.push_str("<h2>Invariants</h2>\n<table><tr><th>invariant</th><th>rule</th><th>count</th><th>first examples (message ids; znodes for divergent, members for not rejoined)</th></tr>\n");
     for (name, finding) in check.invariants.required(check.stuck_allowed) {
         finding_row(out, name, finding, true);
+    }
+    for name in check.invariants.unchecked() {
+        let _ = writeln!(
+            out,
+            "<tr><td>{}</td><td>must be 0</td><td class=\"n\">not checked</td><td class=\"muted\">{}</td></tr>",
+            escape(&name.replace('_', " ")),
+            escape(NOT_CHECKED)
+        );
     }
     for (name, finding) in check.invariants.reported(check.stuck_allowed) {
         finding_row(out, name, finding, false);
     }
     out.push_str("</table>\n");
+    if let Some(line) = members_line(check) {
+        let _ = writeln!(out, "<p>{}</p>", escape(&line));
+    }
     if !results.expectations.is_empty() {
         out.push_str("<table><tr><th>scenario expectation</th><th>expected</th><th>actual</th><th>result</th></tr>\n");
         for e in &results.expectations {

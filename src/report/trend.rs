@@ -125,17 +125,25 @@ pub struct Violations {
     /// Left in the tree by the drain (0 where the scenario allows stuck messages).
     #[serde(default)]
     pub stuck: u64,
+    /// Znodes the members disagree on after the final heal (0 when unchecked).
+    #[serde(default)]
+    pub divergent: u64,
+    /// Members that never served again (0 when unchecked).
+    #[serde(default)]
+    pub not_rejoined: u64,
 }
 
 impl Violations {
     /// Name (as in reports and JUnit) and count of each, in the checker's order.
-    pub fn counts(&self) -> [(&'static str, u64); 5] {
+    pub fn counts(&self) -> [(&'static str, u64); 7] {
         [
             ("lost", self.lost),
             ("duplicated_past_ack", self.duplicated_past_ack),
             ("unexpected", self.unexpected),
             ("corrupt", self.corrupt),
             ("stuck", self.stuck),
+            ("divergent", self.divergent),
+            ("not_rejoined", self.not_rejoined),
         ]
     }
 }
@@ -278,7 +286,8 @@ fn read_run(dir: &Path) -> Result<(TrendRun, Option<SystemTime>), ReportError> {
     Ok((run, start))
 }
 
-fn figures(results: &Results) -> RunFigures {
+/// A finished run's headline figures (also what a qualification keeps of each run).
+pub(crate) fn figures(results: &Results) -> RunFigures {
     let check = &results.check;
     let summary = &check.unavailability_summary;
     let windows = &check.unavailability;
@@ -311,6 +320,8 @@ fn figures(results: &Results) -> RunFigures {
             unexpected: invariants.unexpected.count,
             corrupt: invariants.corrupt.count,
             stuck: if check.stuck_allowed { 0 } else { invariants.stuck.count },
+            divergent: invariants.divergent.as_ref().map_or(0, |f| f.count),
+            not_rejoined: invariants.not_rejoined.as_ref().map_or(0, |f| f.count),
         },
     }
 }

@@ -7,18 +7,19 @@ use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
 use super::render::{escape, STYLE};
-use super::trend::{RunFigures, Thresholds, Trend, TrendRun, Unavailability};
+use super::trend::{RunFigures, Thresholds, Trend, TrendRun, Unavailability, Violations};
 use super::{trend_plots, ReportError};
 
 /// A table as both pages show it: header cells, and rows marked bad (regressed).
-struct Table {
-    title: String,
-    header: Vec<String>,
-    rows: Vec<(bool, Vec<String>)>,
+/// The qualification's pages draw theirs the same way.
+pub(super) struct Table {
+    pub(super) title: String,
+    pub(super) header: Vec<String>,
+    pub(super) rows: Vec<(bool, Vec<String>)>,
 }
 
 impl Table {
-    fn markdown(&self, out: &mut String) {
+    pub(super) fn markdown(&self, out: &mut String) {
         let _ = writeln!(out, "### {}\n", self.title);
         let _ = writeln!(out, "| {} |", self.header.join(" | "));
         let _ = writeln!(out, "|{}", "---|".repeat(self.header.len()));
@@ -28,7 +29,7 @@ impl Table {
         out.push('\n');
     }
 
-    fn html(&self, out: &mut String) {
+    pub(super) fn html(&self, out: &mut String) {
         let _ = writeln!(out, "<h2>{}</h2>\n<table><tr>", escape(&self.title));
         for cell in &self.header {
             let _ = write!(out, "<th>{}</th>", escape(cell));
@@ -122,7 +123,8 @@ fn runs_table(trend: &Trend) -> Table {
     ]
     .map(String::from)
     .to_vec();
-    header.extend(["lost", "duplicated past ack", "unexpected", "corrupt"].map(String::from));
+    let before_violations = header.len();
+    header.extend(Violations::default().counts().map(|(name, _)| name.replace('_', " ")));
     let rows = trend
         .runs
         .iter()
@@ -152,7 +154,10 @@ fn runs_table(trend: &Trend) -> Table {
                     ]);
                     cells.extend(f.violations.counts().map(|(_, count)| count.to_string()));
                 }
-                None => cells.extend(std::iter::repeat_n("–".to_owned(), 11)),
+                None => cells.extend(std::iter::repeat_n(
+                    "–".to_owned(),
+                    before_violations - 5 + Violations::default().counts().len(),
+                )),
             }
             (!run.regressions.is_empty(), cells)
         })

@@ -119,6 +119,63 @@ pub fn scan_dir(logs_dir: &Path) -> Vec<Truncation> {
     found
 }
 
+/// Transactions that a majority of the ensemble had in their logs and then
+/// truncated away: Zab commits a proposal once a majority has logged it, so these
+/// were committed writes the ensemble itself lost (what a crashed leader never got
+/// to a majority is dropped by one server or two in five, routinely). Judged from
+/// truncations within one epoch: a server whose last zxid is of a later epoch than
+/// the one dropped is not counted, as its log need not have held it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommittedLoss {
+    /// A zxid every one of `nodes` had logged and dropped.
+    pub zxid: String,
+    /// The servers that dropped it, at least a majority of the ensemble.
+    pub nodes: Vec<String>,
+}
+
+/// The committed writes an ensemble of `members` servers lost by truncating them
+/// away (see [`CommittedLoss`]), judged from its truncations whose zxid before is
+/// known; `None` when no zxid was dropped by a majority.
+pub fn committed_loss(truncations: &[Truncation], members: usize) -> Option<CommittedLoss> {
+    let ranges: Vec<(&str, u64, u64)> = truncations
+        .iter()
+        .filter_map(|t| {
+            Some((t.node.as_str(), parse_hex(&t.to_zxid)?, parse_hex(t.from_zxid.as_ref()?)?))
+        })
+        .collect();
+    let majority = members / 2 + 1;
+    // The most servers dropping one zxid is reached at some range's top end. A
+    // server counts only when its own last zxid is of that zxid's epoch: a range
+    // across epochs does not say the server ever had the epochs in between.
+    let mut best: Option<(u64, Vec<String>)> = None;
+    for &(_, _, top) in &ranges {
+        let mut nodes: Vec<String> = ranges
+            .iter()
+            .filter(|(_, to, from)| *to < top && top <= *from && *from >> 32 == top >> 32)
+            .map(|(node, _, _)| (*node).to_owned())
+            .collect();
+        nodes.sort();
+        nodes.dedup();
+        if nodes.len() > best.as_ref().map_or(0, |(_, n)| n.len()) {
+            best = Some((top, nodes));
+        }
+    }
+    best.filter(|(_, nodes)| nodes.len() >= majority)
+        .map(|(zxid, nodes)| CommittedLoss { zxid: format!("{zxid:#x}"), nodes })
+}
+
+/// The last error a server's log shows (an `ERROR` line, else the last exception),
+/// cut to a readable length: why a member did not come back, in its own words.
+pub fn last_error(log: &str) -> Option<String> {
+    let error = log.lines().rev().find(|line| line.contains(" ERROR "));
+    let line = error.or_else(|| log.lines().rev().find(|line| line.contains("Exception")))?;
+    let line = line.trim();
+    Some(match line.char_indices().nth(400) {
+        Some((at, _)) => format!("{}...", &line[..at]),
+        None => line.to_owned(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -176,5 +233,63 @@ mod tests {
         let found = scan("zk1", log);
         assert_eq!(found.len(), 1);
         assert_eq!((found[0].from_zxid.as_deref(), found[0].dropped), (None, None));
+    }
+
+    fn truncation(node: &str, from: Option<&str>, to: &str) -> Truncation {
+        Truncation {
+            node: node.into(),
+            time: "02:30:04.457".into(),
+            from_zxid: from.map(Into::into),
+            to_zxid: to.into(),
+            dropped: None,
+        }
+    }
+
+    #[test]
+    fn a_zxid_dropped_by_a_majority_was_a_committed_write_lost() {
+        // The README's 3.8.0 run: zk1 and zk2 of three both dropped 0x...538.
+        let both = [
+            truncation("zk1", Some("0x200000538"), "0x200000001"),
+            truncation("zk2", Some("0x200000538"), "0x200000001"),
+        ];
+        let loss = committed_loss(&both, 3).expect("two of three is a majority");
+        assert_eq!(
+            loss,
+            CommittedLoss { zxid: "0x200000538".into(), nodes: vec!["zk1".into(), "zk2".into()] }
+        );
+        assert_eq!(committed_loss(&both, 5), None, "two of five is not");
+        // Ranges that do not overlap drop no zxid together; one server twice is one.
+        let apart = [
+            truncation("zk1", Some("0x200000010"), "0x200000005"),
+            truncation("zk2", Some("0x200000004"), "0x200000001"),
+            truncation("zk2", Some("0x200000003"), "0x200000001"),
+        ];
+        assert_eq!(committed_loss(&apart, 3), None);
+        // zk1's range spans epochs 8 to 9: it need never have had zk2's 0x8...50.
+        let across = [
+            truncation("zk1", Some("0x900000010"), "0x800000001"),
+            truncation("zk2", Some("0x800000050"), "0x800000001"),
+        ];
+        assert_eq!(committed_loss(&across, 3), None);
+        let unknown = [truncation("zk1", None, "0x1"), truncation("zk2", None, "0x1")];
+        assert_eq!(committed_loss(&unknown, 3), None, "an unknown start proves nothing");
+    }
+
+    #[test]
+    fn the_last_error_line_says_why_a_server_did_not_start() {
+        let log = "10:00:00.000 [main] INFO o.a.z.s.ZKDatabase - loading\n\
+10:00:01.000 [main] ERROR o.a.z.s.q.QuorumPeer - Unable to load database on disk\n\
+java.io.IOException: The current epoch, 4, is older than the last zxid\n";
+        assert_eq!(
+            last_error(log).as_deref(),
+            Some(
+                "10:00:01.000 [main] ERROR o.a.z.s.q.QuorumPeer - Unable to load database on disk"
+            )
+        );
+        assert_eq!(
+            last_error("java.lang.RuntimeException: boom\n").as_deref(),
+            Some("java.lang.RuntimeException: boom")
+        );
+        assert_eq!(last_error("all fine\n"), None);
     }
 }

@@ -49,6 +49,22 @@ pub fn gateway_available() -> bool {
         .is_ok_and(|status| status.success())
 }
 
+/// A native client of one node (10 s sessions), connected within `within`.
+pub async fn zk_client(
+    address: &str,
+    within: std::time::Duration,
+) -> Result<zookeeper_client::Client, String> {
+    let connect = zookeeper_client::Client::connector()
+        .with_session_timeout(std::time::Duration::from_secs(10))
+        .with_connection_timeout(std::time::Duration::from_secs(3))
+        .connect(address);
+    match tokio::time::timeout(within, connect).await {
+        Ok(Ok(client)) => Ok(client),
+        Ok(Err(err)) => Err(format!("connect {address}: {err}")),
+        Err(_) => Err(format!("connect {address}: timed out")),
+    }
+}
+
 /// The spec tests use: our images, 3.8.0, tickTime 500 ms.
 pub fn test_spec(kind: &str, nodes: usize, rest: bool) -> ClusterSpec {
     let run_id =
@@ -62,9 +78,15 @@ pub fn test_spec(kind: &str, nodes: usize, rest: bool) -> ClusterSpec {
 /// Starts the reaper for `run_id`: detached (own process group, so a Ctrl-C on
 /// `cargo test` does not reach it), it outlives this process and removes the run.
 pub fn spawn_reaper(run_id: &str) {
+    spawn_reaper_on(run_id, &[]);
+}
+
+/// [`spawn_reaper`] for a run on the swarm of these engines.
+pub fn spawn_reaper_on(run_id: &str, swarm_hosts: &[String]) {
     let spawned = std::process::Command::new(zkmq_binary())
         .args(["cluster", "reap", "--run", run_id, "--pid"])
         .arg(std::process::id().to_string())
+        .args(swarm_hosts.iter().flat_map(|host| ["--swarm-host", host.as_str()]))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
