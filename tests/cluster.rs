@@ -318,6 +318,20 @@ async fn rolling_upgrade_to_3_9_3_under_writes_loses_nothing() {
         .filter(|path| !children.iter().any(|child| path.ends_with(&format!("/{child}"))))
         .collect();
     assert!(missing.is_empty(), "acknowledged but missing after the upgrade: {missing:?}");
+
+    // An upgraded node's log still holds what it logged before the upgrade.
+    let log = cluster.logs(first, None).await.unwrap();
+    let versions: Vec<&str> = log
+        .lines()
+        .filter_map(|line| line.split("zookeeper.version=").nth(1))
+        .map(|version| version.get(..5).unwrap_or(version))
+        .collect();
+    assert!(
+        versions.len() >= 2
+            && versions.first() != versions.last()
+            && versions.last() == Some(&"3.9.3"),
+        "zk{first}'s log should span the versions it ran, oldest first: {versions:?}"
+    );
 }
 
 #[tokio::test]

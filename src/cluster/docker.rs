@@ -26,8 +26,8 @@ use bollard::query_parameters::{
     ListContainersOptionsBuilder, ListNetworksOptionsBuilder, ListNodesOptions,
     ListServicesOptionsBuilder, ListTasksOptionsBuilder, ListVolumesOptionsBuilder,
     LogsOptionsBuilder, RemoveContainerOptionsBuilder, RemoveVolumeOptionsBuilder,
-    StopContainerOptionsBuilder, UpdateNodeOptionsBuilder, UpdateServiceOptionsBuilder,
-    UploadToContainerOptionsBuilder,
+    RenameContainerOptionsBuilder, StopContainerOptionsBuilder, UpdateNodeOptionsBuilder,
+    UpdateServiceOptionsBuilder, UploadToContainerOptionsBuilder,
 };
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
@@ -853,6 +853,15 @@ impl Docker {
                 source: boxed(err),
             }),
         }
+    }
+
+    /// Renames a container: an upgrade keeps the replaced container, stopped,
+    /// under another name, so that its log outlives it.
+    pub async fn rename_container(&self, name: &str, new_name: &str) -> Result<(), ClusterError> {
+        let options = RenameContainerOptionsBuilder::default().name(new_name).build();
+        self.inner.rename_container(name, options).await.map_err(|err| {
+            ClusterError::RenameContainer { container: name.to_owned(), source: boxed(err) }
+        })
     }
 
     pub async fn remove_volume(&self, name: &str) -> Result<(), ClusterError> {

@@ -452,6 +452,8 @@ pub enum ClusterError {
     UnpauseContainer { container: String, source: Box<dyn std::error::Error + Send + Sync> },
     #[error("docker: removing container {container} failed: {source}")]
     RemoveContainer { container: String, source: Box<dyn std::error::Error + Send + Sync> },
+    #[error("docker: renaming container {container} failed: {source}")]
+    RenameContainer { container: String, source: Box<dyn std::error::Error + Send + Sync> },
     #[error("docker: inspecting container {container} failed: {source}")]
     InspectContainer { container: String, source: Box<dyn std::error::Error + Send + Sync> },
     #[error("docker: waiting for container {container} failed: {source}")]
@@ -620,9 +622,40 @@ impl Cluster {
     /// each of its tasks' on a swarm, oldest first.
     async fn log_sources(&self, member: fault::Member) -> Result<Vec<Whereabouts>, ClusterError> {
         match &self.backend {
-            Backend::Local { .. } => Ok(vec![self.whereabouts(member).await?]),
+            Backend::Local { .. } => self.local_log_sources(member).await,
             Backend::Swarm(swarm) => self.swarm_log_sources(swarm, member).await,
         }
+    }
+
+    /// A node's containers on the local engine, oldest first: those an upgrade
+    /// replaced (kept stopped, named `<name>-replaced-<ms>`), then the current one.
+    async fn local_log_sources(
+        &self,
+        member: fault::Member,
+    ) -> Result<Vec<Whereabouts>, ClusterError> {
+        let current = self.whereabouts(member).await?;
+        let fault::Member::Node(node) = member else { return Ok(vec![current]) };
+        let node = node.to_string();
+        let labels = [(LABEL_RUN, self.run_id()), (LABEL_ROLE, "zookeeper"), (LABEL_NODE, &node)];
+        let mut replaced: Vec<String> = current
+            .docker
+            .list_containers(&labels)
+            .await?
+            .into_iter()
+            .filter(|name| *name != current.container)
+            .collect();
+        // Their names end in the same number of digits of milliseconds: sorted is oldest first.
+        replaced.sort();
+        let mut sources: Vec<Whereabouts> = replaced
+            .into_iter()
+            .map(|container| Whereabouts {
+                docker: current.docker.clone(),
+                container,
+                host: current.host.clone(),
+            })
+            .collect();
+        sources.push(current);
+        Ok(sources)
     }
 
     /// Starts a member whose container is not running: the container again

@@ -233,7 +233,11 @@ impl Cluster {
                     ClusterError::InvalidSpec(format!("zk{node} has no zkmq.ip label"))
                 })?;
                 let stopped = target.run(ContainerVerb::Stop).await?;
-                docker.remove_container(&container).await?;
+                // Kept, stopped, under another name: its log is the first half of
+                // the node's story, which a post-mortem of the upgrade reads. It
+                // keeps the run's labels, so the run's cleanup removes it.
+                let replaced = format!("{container}-replaced-{:013}", crate::queue::now_ms());
+                docker.rename_container(&container, &replaced).await?;
                 let plan = node_plan(&self.spec, node, &image, zk_version, port, &ip);
                 create_and_start(&docker, plan).await?;
                 (stopped, port)
