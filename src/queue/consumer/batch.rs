@@ -231,7 +231,7 @@ impl Consumer {
         if let Some(batch) = self.settle_doubt(fold, results).await? {
             return Ok(batch);
         }
-        self.saw_unset = false;
+        self.unset_seen.clear();
         let mut chosen = self.choose_partial(max).await?;
         if chosen.len() < max {
             let more = self.choose_messages(max - chosen.len()).await?;
@@ -383,7 +383,7 @@ impl Consumer {
                 Err(err) => return Err(err),
             };
             if data.is_empty() {
-                self.pass_unset(&path, stat.ctime_ms).await;
+                self.pass_unset(&path, &stat).await;
                 continue;
             }
             match Envelope::decode(&data) {
