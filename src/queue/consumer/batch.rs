@@ -281,6 +281,29 @@ impl Consumer {
         fold
     }
 
+    /// Candidates still as read, after a lost race: the winner took a block, so
+    /// the rest of ours is likely gone too. Reading them again (on our server,
+    /// which has applied the winner's transaction before it answered our failed
+    /// one) costs a read each, where finding them gone one failed `multi` at a
+    /// time costs a replicated transaction each. A read that fails keeps the
+    /// candidate: the `multi` decides.
+    async fn drop_taken(&mut self, chosen: &mut Vec<Candidate>) {
+        let store = self.session.store.clone();
+        let stats =
+            futures::future::join_all(chosen.iter().map(|candidate| store.exists(&candidate.path)))
+                .await;
+        let mut stats = stats.into_iter();
+        let before = chosen.len();
+        chosen.retain(|candidate| match stats.next() {
+            Some(Ok(Some(stat))) => stat.version == candidate.version,
+            Some(Ok(None)) => false,
+            _ => true,
+        });
+        for _ in chosen.len()..before {
+            self.lost_race();
+        }
+    }
+
     /// Re-registers under a new id. A batch in doubt can no longer be read back
     /// (its slots are recovery's now), but the acks in it stay to be reported.
     async fn reregister_keeping_doubt(&mut self) -> Result<(), QueueError> {
@@ -548,6 +571,7 @@ impl Consumer {
                         // Another consumer took this source first.
                         chosen.remove(which);
                         self.lost_race();
+                        self.drop_taken(&mut chosen).await;
                     } else if matches!(*cause, StoreError::NoNode(_)) {
                         return Err(StoreError::SessionExpired(
                             "recovery removed this consumer".into(),
