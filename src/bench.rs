@@ -301,7 +301,7 @@ struct SendTimes {
     /// When the last batch went out (not when it was answered: its latency is
     /// the latency figures' business, not the rate's).
     last_sent: Option<Duration>,
-    /// When that last batch was due (its schedule's span, from 0).
+    /// When the last message sent was due (its schedule's span, from 0).
     last_due: Duration,
     max_behind: Duration,
 }
@@ -337,9 +337,13 @@ impl SendTimes {
 }
 
 /// One producer's share, in pipelined batches (one write latency per batch). Closed
-/// loop: each batch as soon as the last is answered. Open loop (`per_s`): each
-/// batch when it is due, and the due time, not the send time, rides in the first 8
-/// bytes of the payload, so that falling behind counts as latency.
+/// loop: each batch as soon as the last is answered, its send time in the first 8
+/// bytes of every payload. Open loop (`per_s`): message `i` is due at `i / per_s`,
+/// and its own due time rides in its payload, so that falling behind counts as
+/// latency. At each tick (the next message's due time, or the last batch's answer
+/// if that came later) the producer sends what is due by then, up to a batch, and
+/// never a message before it is due: a batch of 32 sent when its first message was
+/// due would send the other 31 early and in a burst.
 fn produce(
     mut producer: Producer,
     share: usize,
@@ -353,24 +357,37 @@ fn produce(
         let mut times = SendTimes::default();
         let mut sent = 0usize;
         while sent < share {
-            let batch = (share - sent).min(send_batch);
-            let due = match per_s {
+            let mut batch = (share - sent).min(send_batch);
+            let dues: Vec<Duration> = match per_s {
                 Some(per_s) => {
-                    let due = Duration::from_secs_f64(sent as f64 / per_s);
-                    tokio::time::sleep_until((started + due).into()).await;
-                    times.max_behind = times.max_behind.max(started.elapsed().saturating_sub(due));
-                    times.last_due = due;
-                    due
+                    let due_at = |index: usize| Duration::from_secs_f64(index as f64 / per_s);
+                    let first = due_at(sent);
+                    tokio::time::sleep_until((started + first).into()).await;
+                    let now = started.elapsed();
+                    // Messages 0..=floor(now * per_s) are due; at least the one waited for.
+                    let due_by_now = (now.as_secs_f64() * per_s).floor() as usize + 1;
+                    batch = batch.min(due_by_now.saturating_sub(sent).max(1));
+                    times.max_behind = times.max_behind.max(now.saturating_sub(first));
+                    times.last_due = due_at(sent + batch - 1);
+                    (sent..sent + batch).map(due_at).collect()
                 }
-                None => started.elapsed(),
+                None => vec![started.elapsed(); batch],
             };
             times.first.get_or_insert(started.elapsed());
             times.last_sent = Some(started.elapsed());
             sent += batch;
-            let mut payload = vec![0u8; size];
-            payload[..8].copy_from_slice(&(due.as_nanos() as u64).to_be_bytes());
-            let messages: Vec<_> =
-                (0..batch).map(|_| (MessageId::generate(), payload.as_slice())).collect();
+            let payloads: Vec<Vec<u8>> = dues
+                .iter()
+                .map(|due| {
+                    let mut payload = vec![0u8; size];
+                    payload[..8].copy_from_slice(&(due.as_nanos() as u64).to_be_bytes());
+                    payload
+                })
+                .collect();
+            let messages: Vec<_> = payloads
+                .iter()
+                .map(|payload| (MessageId::generate(), payload.as_slice()))
+                .collect();
             for result in producer.send_batch(&messages).await {
                 if result.is_err() {
                     progress.errors.fetch_add(1, Ordering::Relaxed);

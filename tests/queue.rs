@@ -565,6 +565,42 @@ async fn a_dead_consumers_batch_goes_to_partial_slot_by_slot_and_its_late_acks_f
     assert_eq!((after.messages, after.partial, after.in_flight), (0, 0, 0));
 }
 
+#[tokio::test]
+async fn an_idle_consumers_batch_ack_is_one_transaction_and_a_fenced_slot_fails_alone() {
+    // With nothing to take, the acks of a batch go in one multi of versioned
+    // deletes; a slot that recovery fenced (bumped its version) fails it, is
+    // reported taken back, and the others are acknowledged all the same.
+    let (access, config) = setup("batch-idle-ack").await;
+    let mut producer = Producer::new(access.clone(), config.clone()).await.unwrap();
+    for n in 0..3 {
+        producer.send(format!("m{n}").as_bytes()).await.unwrap();
+    }
+    let mut consumer = Consumer::register(access.clone(), config.clone()).await.unwrap();
+    let batch = consumer.take_batch(8, Duration::from_secs(5)).await.unwrap();
+    assert_eq!(batch.len(), 3);
+    // The registration that holds the batch (a session lost under load would
+    // re-register the consumer under a new id before the acks).
+    let id = consumer.id().to_owned();
+    let store = connect(&access, &config).await.unwrap();
+    let tree = Tree::new(&config);
+    // A batch's slots are numbered from 1 in the batch's order.
+    let fenced = tree.batch_slot(&id, 2);
+    let (data, stat) = store.get(&fenced).await.unwrap();
+    store.set(&fenced, &data, Some(stat.version)).await.unwrap();
+    let (acks, nothing) = consumer.ack_and_take_batch(&batch, 8, Duration::ZERO).await;
+    assert!(nothing.unwrap().is_empty());
+    assert!(acks[0].is_ok() && acks[2].is_ok(), "{acks:?}");
+    assert!(matches!(acks[1], Err(QueueError::TakenBack)), "the fenced slot: {acks:?}");
+    let left: Vec<String> = store
+        .children(&tree.consumer(&id))
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|name| Tree::is_slot(name))
+        .collect();
+    assert_eq!(left, vec!["message-2".to_owned()], "only the fenced slot is left");
+}
+
 fn quick_timeouts(mut config: QueueConfig) -> QueueConfig {
     config.op_timeout = Duration::from_secs(1);
     config.retry_budget = Duration::from_secs(20);

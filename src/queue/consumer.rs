@@ -11,7 +11,7 @@ use tokio::time::Instant;
 use self::batch::BatchInDoubt;
 use self::doubt::{judge_gone_slot, SourceFence, TakeOutcome};
 use super::envelope::{Envelope, FLAG_FROM_PARTIAL};
-use super::store::{CreateMode, MultiOp, StoreError, StoreResult};
+use super::store::{CreateMode, MultiOp, NodeStat, StoreError, StoreResult};
 use super::{
     legacy, now_ms, recover, retry_unknown, sorted_messages, Access, Algorithm, MessageId,
     QueueConfig, QueueError, Session, TakeProtocol, Tree,
@@ -80,9 +80,10 @@ pub struct Consumer {
     /// The last listings, for a race-free wait on the next change.
     seen_messages: Vec<String>,
     seen_partial: Vec<String>,
-    /// An empty node (a produce between its create and its set) was skipped: the set
-    /// changes no listing, so look again soon instead of waiting for a watch.
-    saw_unset: bool,
+    /// Empty nodes (a produce between its create and its set) skipped in the last
+    /// look, with the version read: their sets change no listing, so an idle
+    /// consumer waits for those sets themselves (see `wait_for_messages`).
+    unset_seen: Vec<(String, i32)>,
     /// Races lost lately (decays with each take won): spread the first tries.
     contention: u32,
     /// Cached names found gone since the last listing.
@@ -117,6 +118,11 @@ const STALE_MISSES: u32 = 2;
 const PARTIAL_RELIST: Duration = Duration::from_millis(100);
 /// How many won takes a lost race is remembered for.
 const LOST_RACE_MEMORY: u32 = 16;
+/// At most this many empty nodes' data are watched while waiting; past it (or
+/// without watches, on REST) a consumer looks again after UNSET_RELOOK.
+const UNSET_WATCHES: usize = 64;
+/// How soon a consumer looks again at empty nodes whose sets it cannot watch.
+const UNSET_RELOOK: Duration = Duration::from_millis(20);
 
 fn new_id() -> String {
     uuid::Uuid::new_v4().simple().to_string()[..12].to_owned()
@@ -143,7 +149,7 @@ impl Consumer {
             pending: VecDeque::new(),
             seen_messages: Vec::new(),
             seen_partial: Vec::new(),
-            saw_unset: false,
+            unset_seen: Vec::new(),
             contention: 0,
             misses: 0,
             partial_listed: Instant::now().checked_sub(PARTIAL_RELIST).unwrap_or_else(Instant::now),
@@ -278,14 +284,35 @@ impl Consumer {
         }
         let mut wait =
             deadline.saturating_duration_since(now).min(self.session.config.recovery_interval);
-        if self.saw_unset {
-            wait = wait.min(Duration::from_millis(20));
-        }
         let store = self.session.store.clone();
+        // A message between its create and its set was seen empty: the create woke
+        // us, and its set, which usually lands a write later, changes no listing.
+        // Waiting on the listing alone would leave it until a timer fired; watch
+        // the empty nodes' data instead, so the set itself wakes us.
+        let unset = std::mem::take(&mut self.unset_seen);
+        let watched = if store.watches_data() && unset.len() <= UNSET_WATCHES {
+            unset.as_slice()
+        } else {
+            &[]
+        };
+        if watched.len() < unset.len() {
+            wait = wait.min(UNSET_RELOOK);
+        }
+        let mut sets: futures::stream::FuturesUnordered<_> = watched
+            .iter()
+            .map(|(path, version)| store.wait_for_data_change(path, *version, wait))
+            .collect();
+        let any_set = async {
+            if sets.is_empty() {
+                std::future::pending::<()>().await;
+            }
+            futures::StreamExt::next(&mut sets).await;
+        };
         let (messages, partial) = (self.tree.messages(), self.tree.partial());
         tokio::select! {
             _ = store.wait_for_children_change(&messages, Some(&self.seen_messages), wait) => {}
             _ = store.wait_for_children_change(&partial, Some(&self.seen_partial), wait) => {}
+            _ = any_set => {}
         }
         // Whichever fired, look at `partial/` first again.
         self.partial_listed =
@@ -317,7 +344,7 @@ impl Consumer {
                 Err(err) => return Err(err),
             }
         }
-        self.saw_unset = false;
+        self.unset_seen.clear();
         if self.session.config.algorithm == Algorithm::Legacy {
             return self.take_legacy().await;
         }
@@ -386,7 +413,7 @@ impl Consumer {
             Err(err) => return Err(err),
         };
         if data.is_empty() {
-            self.pass_unset(&path, stat.ctime_ms).await;
+            self.pass_unset(&path, &stat).await;
             return Ok(None);
         }
         let envelope = match Envelope::decode(&data) {
@@ -429,15 +456,15 @@ impl Consumer {
         self.misses += 1;
     }
 
-    /// An empty node is a produce between its create and its set: look again
-    /// soon, or delete it once it is older than the orphan grace.
-    async fn pass_unset(&mut self, path: &str, ctime_ms: i64) {
+    /// An empty node is a produce between its create and its set: wait for its
+    /// set, or delete it once it is older than the orphan grace.
+    async fn pass_unset(&mut self, path: &str, stat: &NodeStat) {
         let grace = self.session.config.orphan_grace.as_millis() as i64;
-        if now_ms() - ctime_ms > grace {
+        if now_ms() - stat.ctime_ms > grace {
             // Versioned: if the producer's set lands first, this delete fails.
             let _ = self.session.store.delete(path, Some(0)).await;
         } else {
-            self.saw_unset = true;
+            self.unset_seen.push((path.to_owned(), stat.version));
         }
     }
 

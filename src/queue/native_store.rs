@@ -272,6 +272,30 @@ impl Store for NativeStore {
         Ok(())
     }
 
+    fn watches_data(&self) -> bool {
+        true
+    }
+
+    async fn wait_for_data_change(
+        &self,
+        path: &str,
+        version: i32,
+        timeout: Duration,
+    ) -> StoreResult<()> {
+        let client = self.client()?;
+        let (stat, watcher) =
+            self.bounded("watch data of", path, client.check_and_watch_stat(path)).await?;
+        // The watch is set in the same request that read the version, so a change
+        // between the caller's read and now shows here, and one after it fires the
+        // watch: no change is missed.
+        if stat.is_none_or(|stat| stat.version != version) {
+            return Ok(());
+        }
+        // A data change, a deletion, or the session breaking: all reasons to look again.
+        let _ = tokio::time::timeout(timeout, watcher.changed()).await;
+        Ok(())
+    }
+
     fn session_id(&self) -> i64 {
         self.session_id
     }

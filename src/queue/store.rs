@@ -146,6 +146,25 @@ pub trait Store: Send + Sync {
         let _ = seen;
         self.wait_for_children(path, timeout).await
     }
+    /// True when [`Store::wait_for_data_change`] is woken by the change itself (a
+    /// watch), not by a timer: a caller can then wait on it without polling.
+    fn watches_data(&self) -> bool {
+        false
+    }
+    /// Waits until the node at `path` no longer has data version `version` (its
+    /// data was set, or it was deleted), or `timeout` passes. Native: one
+    /// exists-and-watch, which returns at once when the node already changed. The
+    /// default (backends without watches, see [`Store::watches_data`]) only sleeps.
+    async fn wait_for_data_change(
+        &self,
+        path: &str,
+        version: i32,
+        timeout: Duration,
+    ) -> StoreResult<()> {
+        let _ = (path, version);
+        tokio::time::sleep(timeout).await;
+        Ok(())
+    }
     /// The session this store's ephemerals belong to; 0 if none.
     fn session_id(&self) -> i64;
     /// True once the session has expired or the store was closed: callers build a new one.

@@ -202,13 +202,105 @@ impl Consumer {
         }
     }
 
-    /// Acknowledges each of `fold` on its own, reporting where it is to be reported.
+    /// Acknowledges `fold` without a take, reporting where it is to be reported:
+    /// with the native `multi` all in one transaction (see [`Consumer::ack_in_one`]),
+    /// what that leaves one by one.
     async fn ack_each(&mut self, fold: Vec<(Option<usize>, Delivery)>, results: &mut AckResults) {
+        let fold = if fold.len() > 1
+            && self.session.config.algorithm == Algorithm::Safe
+            && self.session.take_protocol() == TakeProtocol::Multi
+            && !self.session.store.is_dead()
+        {
+            self.ack_in_one(fold, results).await
+        } else {
+            fold
+        };
         for (index, delivery) in fold {
             let result = self.ack(&delivery).await;
             if let Some(index) = index {
                 results[index] = Some(result);
             }
+        }
+    }
+
+    /// The versioned deletes of every slot in `fold` in one `multi`. An idle
+    /// consumer acknowledges its last batch before it waits, and one transaction
+    /// per slot, each waited for, kept it from taking what came meanwhile for as
+    /// many write latencies as the batch held messages. Each slot keeps the
+    /// meaning of [`Consumer::ack`]: the `multi` is atomic, a slot that fails it
+    /// (recovery changed or moved it) is judged as in a take's fold and the rest
+    /// tried again. Returns what is left to acknowledge one by one: after an
+    /// unknown outcome all of it, marked in doubt in this session, so that `ack`
+    /// reads a slot found gone as this attempt having landed.
+    async fn ack_in_one(
+        &mut self,
+        mut fold: Vec<(Option<usize>, Delivery)>,
+        results: &mut AckResults,
+    ) -> Vec<(Option<usize>, Delivery)> {
+        while fold.len() > 1 {
+            let ops: Vec<MultiOp> = fold
+                .iter()
+                .map(|(_, acked)| MultiOp::Delete {
+                    path: acked.slot.clone(),
+                    version: acked.slot_version,
+                })
+                .collect();
+            match self.session.store.multi(&ops).await {
+                Ok(_) => {
+                    for (index, _) in fold.drain(..) {
+                        if let Some(index) = index {
+                            results[index] = Some(Ok(()));
+                        }
+                    }
+                }
+                Err(StoreError::MultiFailed { index, cause }) if index < fold.len() => {
+                    let (acked, delivery) = fold.remove(index);
+                    let judged = match *cause {
+                        StoreError::NoNode(_) => {
+                            judge_gone_slot(self.session.store.as_ref(), &self.tree, &delivery)
+                                .await
+                        }
+                        StoreError::BadVersion(_) => QueueError::TakenBack,
+                        other => other.into(),
+                    };
+                    if let Some(acked) = acked {
+                        results[acked] = Some(Err(judged));
+                    }
+                }
+                Err(err) => {
+                    if err.is_unknown_outcome() {
+                        let session = self.session.store.session_id();
+                        for (_, delivery) in &fold {
+                            self.ack_in_doubt.insert(delivery.slot.clone(), session);
+                        }
+                    }
+                    break;
+                }
+            }
+        }
+        fold
+    }
+
+    /// Candidates still as read, after a lost race: the winner took a block, so
+    /// the rest of ours is likely gone too. Reading them again (on our server,
+    /// which has applied the winner's transaction before it answered our failed
+    /// one) costs a read each, where finding them gone one failed `multi` at a
+    /// time costs a replicated transaction each. A read that fails keeps the
+    /// candidate: the `multi` decides.
+    async fn drop_taken(&mut self, chosen: &mut Vec<Candidate>) {
+        let store = self.session.store.clone();
+        let stats =
+            futures::future::join_all(chosen.iter().map(|candidate| store.exists(&candidate.path)))
+                .await;
+        let mut stats = stats.into_iter();
+        let before = chosen.len();
+        chosen.retain(|candidate| match stats.next() {
+            Some(Ok(Some(stat))) => stat.version == candidate.version,
+            Some(Ok(None)) => false,
+            _ => true,
+        });
+        for _ in chosen.len()..before {
+            self.lost_race();
         }
     }
 
@@ -231,7 +323,7 @@ impl Consumer {
         if let Some(batch) = self.settle_doubt(fold, results).await? {
             return Ok(batch);
         }
-        self.saw_unset = false;
+        self.unset_seen.clear();
         let mut chosen = self.choose_partial(max).await?;
         if chosen.len() < max {
             let more = self.choose_messages(max - chosen.len()).await?;
@@ -383,7 +475,7 @@ impl Consumer {
                 Err(err) => return Err(err),
             };
             if data.is_empty() {
-                self.pass_unset(&path, stat.ctime_ms).await;
+                self.pass_unset(&path, &stat).await;
                 continue;
             }
             match Envelope::decode(&data) {
@@ -479,6 +571,7 @@ impl Consumer {
                         // Another consumer took this source first.
                         chosen.remove(which);
                         self.lost_race();
+                        self.drop_taken(&mut chosen).await;
                     } else if matches!(*cause, StoreError::NoNode(_)) {
                         return Err(StoreError::SessionExpired(
                             "recovery removed this consumer".into(),
