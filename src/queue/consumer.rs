@@ -2,14 +2,16 @@
 
 mod batch;
 mod doubt;
+mod stripe;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 use self::batch::BatchInDoubt;
 use self::doubt::{judge_gone_slot, SourceFence, TakeOutcome};
+use self::stripe::{Listing, Stripe};
 use super::envelope::{Envelope, FLAG_FROM_PARTIAL};
 use super::store::{CreateMode, MultiOp, NodeStat, StoreError, StoreResult};
 use super::{
@@ -74,11 +76,14 @@ pub struct Consumer {
     ack_in_doubt: HashMap<String, i64>,
     /// When this consumer last ran a recovery pass.
     last_recovery: Instant,
-    /// Names from the last listing of `messages/`, not tried yet: listing the whole
-    /// queue on every take would cost O(depth) per message.
-    pending: VecDeque<String>,
-    /// The last listings, for a race-free wait on the next change.
-    seen_messages: Vec<String>,
+    /// The last listing of `messages/` and where we are in our stripe of it:
+    /// listing the whole queue on every take would cost O(depth) per message.
+    listing: Listing,
+    /// Our stripe as last read from `consumers/`, and when: a consumer joining or
+    /// leaving changes every stripe, and is seen within STRIPE_RECHECK.
+    stripe: Stripe,
+    stripe_checked: Instant,
+    /// The last listing of `partial/`, for a race-free wait on the next change.
     seen_partial: Vec<String>,
     /// Empty nodes (a produce between its create and its set) skipped in the last
     /// look, with the version read: their sets change no listing, so an idle
@@ -110,10 +115,11 @@ struct TakeInDoubt {
     session: i64,
 }
 
-/// How many of the oldest messages a consumer picks its first try from.
-const SPREAD: usize = 16;
 /// Cached names found gone before the cache is thrown away and the queue listed again.
 const STALE_MISSES: u32 = 2;
+/// How often a consumer reads who else is live (its stripe). Cheap: one listing of
+/// `consumers/` and one read per consumer.
+const STRIPE_RECHECK: Duration = Duration::from_secs(1);
 /// How often a consumer looks at an empty `partial/` again.
 const PARTIAL_RELIST: Duration = Duration::from_millis(100);
 /// How many won takes a lost race is remembered for.
@@ -146,8 +152,10 @@ impl Consumer {
             batch_in_doubt: None,
             ack_in_doubt: HashMap::new(),
             last_recovery: Instant::now(),
-            pending: VecDeque::new(),
-            seen_messages: Vec::new(),
+            listing: Listing::default(),
+            stripe: Stripe::WHOLE,
+            // Due at once: the first listing is walked for our real stripe.
+            stripe_checked: Instant::now().checked_sub(STRIPE_RECHECK).unwrap_or_else(Instant::now),
             seen_partial: Vec::new(),
             unset_seen: Vec::new(),
             contention: 0,
@@ -227,6 +235,9 @@ impl Consumer {
         self.fold_ack = None;
         self.unknown_fold = None;
         self.take_in_doubt = None;
+        // A new id ranks elsewhere among the consumers: read our stripe again.
+        self.stripe_checked =
+            Instant::now().checked_sub(STRIPE_RECHECK).unwrap_or(self.stripe_checked);
         self.register_id().await
     }
 
@@ -309,8 +320,9 @@ impl Consumer {
             futures::StreamExt::next(&mut sets).await;
         };
         let (messages, partial) = (self.tree.messages(), self.tree.partial());
+        let seen_messages = self.listing.seen();
         tokio::select! {
-            _ = store.wait_for_children_change(&messages, Some(&self.seen_messages), wait) => {}
+            _ = store.wait_for_children_change(&messages, Some(&seen_messages), wait) => {}
             _ = store.wait_for_children_change(&partial, Some(&self.seen_partial), wait) => {}
             _ = any_set => {}
         }
@@ -363,24 +375,21 @@ impl Consumer {
         let messages = self.tree.messages();
         // A cached name that is gone was taken by another consumer; after a few
         // such misses the cache is mostly stale: list again (once per look).
-        let mut relisted = false;
+        let mut relisted = self.recheck_stripe(1).await?;
         loop {
-            if self.pending.is_empty() || (self.misses >= STALE_MISSES && !relisted) {
-                if relisted && self.pending.is_empty() {
-                    break;
-                }
-                self.seen_messages = self.session.store.children(&messages).await?;
-                self.pending = sorted_messages(self.seen_messages.clone()).into();
-                self.misses = 0;
+            if self.misses >= STALE_MISSES && !relisted {
+                self.read_stripe().await;
+                self.relist(1).await?;
                 relisted = true;
             }
-            // Consumers that all walk the list from the head race for the same
-            // message, and a lost race costs a write (a failed multi is still a
-            // transaction). Once races were lost lately, pick at random among the
-            // oldest few; a lone consumer keeps strict FIFO.
-            let window = if self.contention > 0 { self.pending.len().min(SPREAD) } else { 1 };
-            let index = if window > 1 { rand::random_range(0..window) } else { 0 };
-            let Some(name) = self.pending.remove(index) else { break };
+            let Some(name) = self.listing.next(1, self.contention > 0).pop() else {
+                if relisted {
+                    break;
+                }
+                self.relist(1).await?;
+                relisted = true;
+                continue;
+            };
             match self.try_take(&messages, &name, false).await {
                 Ok(Some(delivery)) => {
                     self.contention = self.contention.saturating_sub(1);
@@ -389,12 +398,70 @@ impl Consumer {
                 }
                 Ok(None) => {}
                 Err(err) => {
-                    self.pending.push_front(name);
+                    self.listing.give_back(&name);
                     return Err(err);
                 }
             }
         }
         Ok(None)
+    }
+
+    /// Reads who is live and, when our stripe changed, lists `messages/` again (the
+    /// cache was walked for the old stripe). At most every STRIPE_RECHECK; true
+    /// when it listed.
+    async fn recheck_stripe(&mut self, batch: usize) -> StoreResult<bool> {
+        if self.stripe_checked.elapsed() < STRIPE_RECHECK {
+            return Ok(false);
+        }
+        self.read_stripe().await;
+        if self.stripe == self.listing.stripe() {
+            return Ok(false);
+        }
+        self.relist(batch).await?;
+        Ok(true)
+    }
+
+    /// Our stripe among the live consumers (whose `status` exists). A failed read
+    /// keeps the stripe we had: the stripe only spreads the load, the take's `multi`
+    /// is what is safe.
+    async fn read_stripe(&mut self) {
+        self.stripe_checked = Instant::now();
+        let store = self.session.store.clone();
+        let ids: Vec<String> = match store.children(&self.tree.consumers()).await {
+            Ok(children) => children
+                .into_iter()
+                .filter_map(|child| child.strip_prefix("consumer-").map(str::to_owned))
+                .collect(),
+            Err(err) => {
+                tracing::debug!(consumer = %self.id, "reading the consumers: {err}");
+                return;
+            }
+        };
+        let statuses = futures::future::join_all(ids.iter().map(|id| {
+            let (store, status) = (store.clone(), self.tree.status(id));
+            async move { store.exists(&status).await }
+        }))
+        .await;
+        let mut live = Vec::with_capacity(ids.len());
+        for (id, status) in ids.into_iter().zip(statuses) {
+            match status {
+                Ok(Some(_)) => live.push(id),
+                Ok(None) => {}
+                Err(err) => {
+                    tracing::debug!(consumer = %self.id, "reading the consumers: {err}");
+                    return;
+                }
+            }
+        }
+        self.stripe = Stripe::among(&self.id, &live);
+    }
+
+    /// Lists `messages/` again, walked for our stripe as last read.
+    async fn relist(&mut self, batch: usize) -> StoreResult<()> {
+        let children = self.session.store.children(&self.tree.messages()).await?;
+        self.listing.replace(children, self.stripe, batch);
+        self.misses = 0;
+        Ok(())
     }
 
     async fn try_take(

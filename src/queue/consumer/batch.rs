@@ -31,9 +31,6 @@ use crate::queue::{
     sorted_messages, Algorithm, QueueError, TakeProtocol, Tree, MULTI_BYTES, OP_OVERHEAD,
 };
 
-/// How many blocks of the oldest messages a contended consumer picks its block from.
-const BLOCK_SPREAD: usize = 8;
-
 /// A batch transaction whose outcome is unknown, kept until a read settles it.
 pub(super) struct BatchInDoubt {
     /// What the batch would have delivered, in the slots it would have created.
@@ -342,7 +339,7 @@ impl Consumer {
             .clamp(1.min(chosen.len()), chosen.len());
         for late in chosen.drain(fits..).rev() {
             if !late.from_partial {
-                self.pending.push_front(late.name);
+                self.listing.give_back(&late.name);
             }
         }
         self.commit_batch(chosen, fold, results).await
@@ -413,35 +410,30 @@ impl Consumer {
         self.read_candidates(&partial, names, true).await
     }
 
-    /// Up to `max` waiting messages from `messages/`, from the cached listing. A
-    /// lone consumer takes the oldest; once races were lost lately, a block at a
-    /// random place among the oldest few blocks, so that consumers racing for
-    /// the head of the queue mostly take different messages.
+    /// Up to `max` waiting messages from `messages/`, from the cached listing:
+    /// our own stripe of it, oldest first (see [`super::stripe`]), listed again
+    /// only once our stripe is used up or the cache proved stale.
     async fn choose_messages(&mut self, max: usize) -> StoreResult<Vec<Candidate>> {
         let messages = self.tree.messages();
-        let mut relisted = false;
+        let mut relisted = self.recheck_stripe(max).await?;
         loop {
             // A cached name that is gone was taken by another consumer; once many
             // are, the cache is mostly stale: list again (once per look).
-            let stale = self.misses >= super::STALE_MISSES.max(max as u32 / 2);
-            if self.pending.is_empty() || stale {
+            if self.misses >= super::STALE_MISSES.max(max as u32 / 2) && !relisted {
+                // Races lost in our own stripe: perhaps someone joined or left.
+                self.read_stripe().await;
+                self.relist(max).await?;
+                relisted = true;
+            }
+            let names = self.listing.next(max, self.contention > 0);
+            if names.is_empty() {
                 if relisted {
                     return Ok(Vec::new());
                 }
-                self.seen_messages = self.session.store.children(&messages).await?;
-                self.pending = sorted_messages(self.seen_messages.clone()).into();
-                self.misses = 0;
+                self.relist(max).await?;
                 relisted = true;
-                if self.pending.is_empty() {
-                    return Ok(Vec::new());
-                }
+                continue;
             }
-            // Blocks of `max`, among the oldest BLOCKS_SPREAD of them.
-            let blocks =
-                if self.contention > 0 { (self.pending.len() / max).min(BLOCK_SPREAD) } else { 0 };
-            let start = if blocks > 1 { max * rand::random_range(0..blocks) } else { 0 };
-            let end = (start + max).min(self.pending.len());
-            let names: Vec<String> = self.pending.drain(start..end).collect();
             let chosen = self.read_candidates(&messages, names, false).await?;
             if !chosen.is_empty() {
                 return Ok(chosen);
