@@ -1,6 +1,7 @@
 //! Taking and acknowledging messages.
 
 mod batch;
+mod claim;
 mod doubt;
 
 use std::collections::{HashMap, VecDeque};
@@ -9,6 +10,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use self::batch::BatchInDoubt;
+use self::claim::ClaimInDoubt;
 use self::doubt::{judge_gone_slot, SourceFence, TakeOutcome};
 use super::envelope::{Envelope, FLAG_FROM_PARTIAL};
 use super::store::{CreateMode, MultiOp, StoreError, StoreResult};
@@ -98,6 +100,9 @@ pub struct Consumer {
     /// A single take whose transaction ended unknown: settled by a write on its
     /// source before our slot is trusted (see [`doubt`]).
     take_in_doubt: Option<TakeInDoubt>,
+    /// Claims of a claim-protocol batch whose outcome is unknown: settled before
+    /// the next batch (see [`claim`]).
+    claims_in_doubt: Vec<ClaimInDoubt>,
 }
 
 /// A single take whose outcome is unknown.
@@ -151,6 +156,7 @@ impl Consumer {
             fold_result: None,
             unknown_fold: None,
             take_in_doubt: None,
+            claims_in_doubt: Vec::new(),
         };
         consumer.register_id().await?;
         consumer.run_recovery().await;
@@ -221,6 +227,8 @@ impl Consumer {
         self.fold_ack = None;
         self.unknown_fold = None;
         self.take_in_doubt = None;
+        // The old id's claims are recovery's now, like its slots.
+        self.claims_in_doubt.clear();
         self.register_id().await
     }
 
@@ -678,21 +686,7 @@ impl Consumer {
         let budget = self.session.config.retry_budget;
         let store = self.session.store.clone();
         let data = slot_envelope.encode();
-        let created = retry_unknown(budget, || async {
-            match store.create(&slot, &data, CreateMode::Persistent).await {
-                Ok(_) => Ok(()),
-                Err(StoreError::NodeExists(existing)) => {
-                    let (held, _) = store.get(&slot).await?;
-                    match Envelope::decode(&held) {
-                        Ok(held) if held.claim == token => Ok(()),
-                        _ => Err(StoreError::NodeExists(existing)),
-                    }
-                }
-                Err(err) => Err(err),
-            }
-        })
-        .await;
-        match created {
+        match claim::create_slot(store.as_ref(), &slot, &data, token, budget).await {
             Ok(()) => {}
             // Our consumer node is gone: recovery took us for dead.
             Err(StoreError::NoNode(_)) => {
