@@ -30,11 +30,15 @@ pub struct Delivery {
     pub source: String,
     /// Taken from `partial/`: a dead consumer held it before.
     pub from_partial: bool,
-    /// The slot that holds the message until the ack deletes it.
+    /// The node that holds the message until the ack deletes it: this consumer's
+    /// slot, or the claimed message itself (a claim-protocol batch, see [`claim`]).
     slot: String,
     /// The slot's version when taken: the ack's versioned delete fails if recovery
     /// changed or moved the slot since. `None`: the legacy algorithm (unversioned).
     slot_version: Option<i32>,
+    /// For a message held where it is (a claim-protocol batch): the consumer id
+    /// that claimed it.
+    claimed_by: Option<String>,
 }
 
 impl Delivery {
@@ -47,6 +51,7 @@ impl Delivery {
             from_partial: envelope.has_flag(FLAG_FROM_PARTIAL),
             slot,
             slot_version,
+            claimed_by: None,
         }
     }
 }
@@ -746,15 +751,17 @@ impl Consumer {
         }
     }
 
-    /// Acknowledges `delivery`: deletes the slot at the version it was taken with.
+    /// Acknowledges `delivery`: deletes the slot (or the claimed message) at the
+    /// version it was taken with.
     /// `Err(TakenBack)`: recovery took the message back first (this consumer was
     /// considered dead); it will be delivered again. `Err(Unknown)`: the ack may or
     /// may not have happened.
     pub async fn ack(&mut self, delivery: &Delivery) -> Result<(), QueueError> {
         let deadline = Instant::now() + self.session.config.retry_budget;
         // The session of an attempt whose outcome was unknown: while that session
-        // lives, nobody else touches the slots of the registration it holds, so a
-        // later NoNode on one of those means the attempt landed.
+        // lives, nobody else touches the slots (or claims) of the registration it
+        // holds (recovery acts only on dead consumers), so a later NoNode on one of
+        // those means the attempt landed.
         let mut unknown_in_session: Option<i64> = self.ack_in_doubt.get(&delivery.slot).copied();
         let result = loop {
             if self.session.store.is_dead() {
@@ -766,7 +773,8 @@ impl Consumer {
             // A slot of an earlier registration (a zombie acking after it woke, or
             // a take from before the session was renewed) is recovery's to move at
             // any time: a NoNode there says nothing of our earlier attempt.
-            let ours = self.holds_slot(&delivery.slot);
+            let ours = self.holds_slot(&delivery.slot)
+                || delivery.claimed_by.as_deref() == Some(self.id.as_str());
             match self.session.store.delete(&delivery.slot, delivery.slot_version).await {
                 Ok(()) => break Ok(()),
                 Err(StoreError::NoNode(_)) if ours && unknown_in_session == Some(session_id) => {

@@ -1,38 +1,39 @@
-//! Batched takes under the claim protocol (REST): many claims in flight at once.
+//! Batched takes under the claim protocol (REST): many claims in flight at once,
+//! each message held where it is.
 //!
-//! The REST interface has no `multi`, so a batch cannot be one transaction, and a
-//! take is three writes in a row (claim, slot, delete). Waited for one after the
-//! other, message after message, every message costs a consumer four round trips
-//! through the gateway (with its ack). Instead, a batch runs the single claim
-//! protocol once per message, all of them at the same time, together with the
-//! versioned deletes that acknowledge the last batch:
+//! The REST interface has no `multi`, so a batch cannot be one transaction. The
+//! single claim take is three writes in a row (claim, slot, delete), and its ack a
+//! fourth; waited for one after the other, message after message, that is four
+//! round trips through the gateway and four replicated writes per message. A batch
+//! instead claims each of its messages with one versioned set, all in flight at
+//! once together with the deletes that acknowledge the last batch, and leaves each
+//! claimed message where it is, in `messages/` (or `partial/`):
 //!
-//! - Every message gets a token of its own and a slot of its own,
-//!   `consumer-<id>/message-<n>` (numbers never reused by one id), exactly like a
-//!   native batch take. So each claim's crash points are the single claim's, and
-//!   recovery handles each slot as it handles any slot: a claimed slot whose
-//!   claimed source still exists is dropped (the source kept), any other slot is
-//!   moved to `partial/`; a claim with no slot is rolled back once the dead
-//!   consumer's node (which holds every slot) could be deleted.
-//! - Claims do not depend on each other: one lost to another consumer, or ended
-//!   unknown, leaves the others as they are.
-//! - A claim whose outcome stays unknown past the retry budget is kept, with its
-//!   token and slot, and settled before the next batch (in the session it was
-//!   sent in; after a renewal it is recovery's, with the old id).
+//! - **Claim**: a versioned set of the message at the version read, writing it back
+//!   with a token `<consumer id>/<random>` of its own. One winner; the message is
+//!   then at the next version, and every consumer and recovery pass it by while
+//!   the claimer lives.
+//! - **Ack**: a versioned delete of the claimed message at that next version: two
+//!   writes per message in all instead of four, and no slot.
+//! - **Recovery**: a message claimed by a dead consumer with no slot of it left is
+//!   rolled back by a versioned set that clears the claim, once the dead
+//!   consumer's node is deleted (as for any stale claim, see `recovery`). That set
+//!   moves the version on, so a zombie's late ack fails (`BadVersion`, or `NoNode`
+//!   once another consumer took it): no ack succeeds after the message was taken
+//!   back, and none is taken back after its ack (the ack deleted it).
+//! - **Unknown outcomes**: a claim whose set ended unknown is settled by reading
+//!   the message: our token at the claim's version means it landed (a rollback
+//!   clears the token). Nothing else is sent for the claim until it is settled, so
+//!   a set still in flight when the read comes can land only as a claim nobody
+//!   acts on, held until this consumer's session ends and recovery rolls it back:
+//!   never delivered twice. A claim whose read fails too is kept and settled
+//!   before the next batch (in the session it was sent in; after a renewal it is
+//!   recovery's, with the old id). An ack goes by [`Consumer::ack`]'s rules.
 //!
-//! A claim is settled by reads. That is sound here, where the native take's
-//! settling needs a write (see [`super::doubt`]): each step is only sent once the
-//! one before it is known to have happened, and every step leaves a mark that
-//! names this claim (the token on the source, the token in the slot), so a read
-//! that finds no mark of a step means that step has not happened, and then the
-//! steps after it were never sent. A claim write still in flight when the read
-//! comes can land later only as a claim with no slot: the message then stays
-//! claimed by us until this consumer's session ends and recovery rolls it back.
-//! It is never delivered twice.
+//! Claims do not depend on each other: one lost to another consumer, or ended
+//! unknown, leaves the others as they are.
 
 use std::time::Duration;
-
-use tokio::time::Instant;
 
 use super::batch::Candidate;
 use super::{Consumer, Delivery};
@@ -52,15 +53,12 @@ pub(super) struct Claim {
     name: String,
     /// The message as read, unclaimed.
     envelope: Envelope,
-    /// The version the claim's set expects; the claim leaves the source at the
-    /// next one. A source with our token at any other version was fenced by
-    /// recovery: we were taken for dead.
+    /// The version the claim's set expects; the claim leaves the message at the
+    /// next one, which the ack deletes.
     version: i32,
     from_partial: bool,
-    /// `<consumer id>/<random>`: marks the source and the slot as this claim's.
+    /// `<consumer id>/<random>`: marks the message as this claim's.
     token: String,
-    /// `consumer-<id>/message-<n>`.
-    slot: String,
 }
 
 /// A claim whose outcome is unknown, and the session it was sent in.
@@ -74,7 +72,7 @@ enum Claimed {
     Taken(Delivery),
     /// Another consumer had it first; nothing of ours is left.
     Lost,
-    /// Definitely failed (our consumer node is gone, recovery fenced us, a refusal).
+    /// Definitely failed (a refusal); nothing of ours is left.
     Failed(StoreError),
     /// Unknown: kept and settled before the next batch.
     InDoubt(Claim, StoreError),
@@ -85,116 +83,52 @@ impl Claim {
         self.envelope.with_claim(&self.token)
     }
 
-    fn slot_envelope(&self) -> Envelope {
-        Consumer::slot_envelope(self.envelope.clone(), &self.name, &self.token, self.from_partial)
-    }
-
+    /// What the consumer holds: the claimed message itself, acknowledged by
+    /// deleting it at the claimed version.
     fn delivery(&self) -> Delivery {
-        Delivery::from_slot(&self.slot_envelope(), self.slot.clone(), Some(0))
+        let held = Consumer::slot_envelope(
+            self.envelope.clone(),
+            &self.name,
+            &self.token,
+            self.from_partial,
+        );
+        Delivery {
+            claimed_by: held.claimer().map(str::to_owned),
+            ..Delivery::from_slot(&held, self.path.clone(), Some(self.version + 1))
+        }
     }
 
-    /// All three steps.
     async fn run(self, store: &dyn Store, budget: Duration) -> Claimed {
         match store.set(&self.path, &self.claimed().encode(), Some(self.version)).await {
-            Ok(_) => self.finish(store, budget).await,
+            Ok(_) => Claimed::Taken(self.delivery()),
             Err(StoreError::NoNode(_) | StoreError::BadVersion(_)) => Claimed::Lost,
             Err(err) if err.is_unknown_outcome() => self.resume(store, budget).await,
             Err(err) => Claimed::Failed(err),
         }
     }
 
-    /// Settles a claim whose outcome is unknown by reading its marks, and finishes it
-    /// if it holds.
+    /// Settles a claim whose outcome is unknown by reading the message.
     async fn resume(self, store: &dyn Store, budget: Duration) -> Claimed {
         match retry_unknown(budget, || store.get(&self.path)).await {
             Ok((data, stat)) => {
-                if !Envelope::decode(&data).is_ok_and(|held| held.claim == self.token) {
-                    // Our claim did not land (no later step was sent).
-                    return Claimed::Lost;
-                }
-                if stat.version != self.version + 1 {
-                    return Claimed::Failed(taken_back());
-                }
-                self.finish(store, budget).await
-            }
-            // The source is gone: our delete landed (then our slot holds the
-            // message) or another consumer took it (then we have no slot).
-            Err(StoreError::NoNode(_)) => {
-                match retry_unknown(budget, || store.get(&self.slot)).await {
-                    Ok((data, stat)) => {
-                        if !Envelope::decode(&data).is_ok_and(|held| held.claim == self.token) {
-                            return Claimed::Failed(StoreError::Refused(format!(
-                                "{}: holds another claim than {}",
-                                self.slot, self.token
-                            )));
-                        }
-                        if stat.version != 0 {
-                            // Recovery fenced the slot: it is taking it back.
-                            return Claimed::Failed(taken_back());
-                        }
-                        Claimed::Taken(self.delivery())
-                    }
-                    Err(StoreError::NoNode(_)) => Claimed::Lost,
-                    Err(err) => self.in_doubt(err),
+                let ours = Envelope::decode(&data).is_ok_and(|held| held.claim == self.token);
+                if ours && stat.version == self.version + 1 {
+                    Claimed::Taken(self.delivery())
+                } else {
+                    Claimed::Lost
                 }
             }
-            Err(err) => self.in_doubt(err),
-        }
-    }
-
-    fn in_doubt(self, err: StoreError) -> Claimed {
-        if err.is_unknown_outcome() {
-            Claimed::InDoubt(self, err)
-        } else {
-            Claimed::Failed(err)
-        }
-    }
-
-    /// Steps 2 and 3, once the claim holds: our slot, then the source's versioned
-    /// delete. Recovery fences the source (bumps its version) before it rolls a
-    /// dead consumer's claim back, so a zombie's delete fails.
-    async fn finish(self, store: &dyn Store, budget: Duration) -> Claimed {
-        let data = self.slot_envelope().encode();
-        match create_slot(store, &self.slot, &data, &self.token, budget).await {
-            Ok(()) => {}
-            // Our consumer node is gone: recovery took us for dead.
-            Err(StoreError::NoNode(_)) => {
-                return Claimed::Failed(StoreError::SessionExpired(
-                    "recovery removed this consumer".into(),
-                ))
-            }
-            Err(err) => return self.in_doubt(err),
-        }
-        let deadline = Instant::now() + budget;
-        let mut retried = false;
-        loop {
-            match store.delete(&self.path, Some(self.version + 1)).await {
-                Ok(()) => return Claimed::Taken(self.delivery()),
-                Err(StoreError::NoNode(_)) if retried => {
-                    // Our earlier delete landed, unless recovery already took the
-                    // message back: then it changed our slot first.
-                    return match store.exists(&self.slot).await {
-                        Ok(Some(stat)) if stat.version == 0 => Claimed::Taken(self.delivery()),
-                        Ok(_) => Claimed::Failed(taken_back()),
-                        Err(err) => self.in_doubt(err),
-                    };
-                }
-                Err(StoreError::NoNode(_) | StoreError::BadVersion(_)) => {
-                    return Claimed::Failed(taken_back())
-                }
-                Err(err) if err.is_unknown_outcome() && Instant::now() < deadline => {
-                    retried = true;
-                    tracing::debug!("retrying the source delete: {err}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                Err(err) => return self.in_doubt(err),
-            }
+            // Gone: another consumer took it (we never delivered it).
+            Err(StoreError::NoNode(_)) => Claimed::Lost,
+            Err(err) if err.is_unknown_outcome() => Claimed::InDoubt(self, err),
+            Err(err) => Claimed::Failed(err),
         }
     }
 }
 
-/// Creates the slot of the claim `token` holding `data`, retried while its outcome
-/// is unknown: an earlier attempt of ours landed if the slot holds our token.
+/// Creates the slot of the claim `token` holding `data` (the single claim take's
+/// step 2), retried while its outcome is unknown: an earlier attempt of ours
+/// landed if the slot holds our token.
 pub(super) async fn create_slot(
     store: &dyn Store,
     slot: &str,
@@ -216,10 +150,6 @@ pub(super) async fn create_slot(
         }
     })
     .await
-}
-
-fn taken_back() -> StoreError {
-    StoreError::SessionExpired("recovery took this consumer's take back".into())
 }
 
 impl Consumer {
@@ -301,9 +231,7 @@ impl Consumer {
         }
     }
 
-    fn new_claim(&mut self, candidate: Candidate) -> Claim {
-        let slot = self.tree.batch_slot(&self.id, self.next_slot);
-        self.next_slot += 1;
+    fn new_claim(&self, candidate: Candidate) -> Claim {
         Claim {
             token: format!("{}/{}", self.id, &super::new_id()[..8]),
             path: candidate.path,
@@ -311,12 +239,11 @@ impl Consumer {
             envelope: candidate.envelope,
             version: candidate.version,
             from_partial: candidate.from_partial,
-            slot,
         }
     }
 
     /// Sorts claim outcomes: deliveries, lost races, claims kept in doubt, and the
-    /// first definite failure (a re-registration, when it says we were taken for dead).
+    /// first failure.
     fn tally(
         &mut self,
         claimed: Vec<Claimed>,
@@ -336,7 +263,7 @@ impl Consumer {
                     }
                 }
                 Claimed::InDoubt(claim, err) => {
-                    tracing::debug!(consumer = %self.id, slot = %claim.slot, "claim in doubt: {err}");
+                    tracing::debug!(consumer = %self.id, message = %claim.path, "claim in doubt: {err}");
                     self.claims_in_doubt.push(ClaimInDoubt { claim, session });
                     failure.get_or_insert(err);
                 }
