@@ -196,6 +196,7 @@ async fn read_data_in_every_format() {
         .unwrap();
     assert_eq!(raw.status(), StatusCode::OK);
     assert_eq!(raw.bytes().await.unwrap().as_ref(), b"hello \xff");
+    // Empty data is not null: the original answers 204 only for null.
     let raw = gw
         .http
         .get(gw.znode("/empty"))
@@ -203,7 +204,8 @@ async fn read_data_in_every_format() {
         .send()
         .await
         .unwrap();
-    assert_eq!(raw.status(), StatusCode::NO_CONTENT);
+    assert_eq!(raw.status(), StatusCode::OK);
+    assert_eq!(raw.bytes().await.unwrap().as_ref(), b"");
 
     let jsonp = gw.http.get(gw.znode("/a?callback=cb_1")).send().await.unwrap();
     assert_eq!(jsonp.status(), StatusCode::OK);
@@ -277,6 +279,77 @@ async fn set_with_and_without_version() {
     assert_eq!(gw.synced().await.get_data("/a").await.unwrap().0, b"");
     let (status, _) = error_object(put("/missing", b"x").await.unwrap()).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+/// A node written with `null=true` reads back with no data field (and 204 for
+/// octet-stream), as the original does, until anyone writes it again; a node
+/// written empty reads as empty data. ZooKeeper itself holds empty data for both
+/// (the client library cannot send null), and that is what a native client reads.
+#[tokio::test]
+async fn null_data_reads_back_without_a_data_field() {
+    let gw = Gateway::start("null").await;
+    let gw = &gw;
+    let get = |path: &'static str| async move {
+        let json: Value = gw.http.get(gw.znode(path)).send().await.unwrap().json().await.unwrap();
+        let octets = gw
+            .http
+            .get(gw.znode(path))
+            .header(header::ACCEPT, "application/octet-stream")
+            .send()
+            .await
+            .unwrap()
+            .status();
+        (json, octets)
+    };
+    let no_data = |json: &Value| json.get("data64").is_none() && json.get("dataUtf8").is_none();
+    let put = |query: &'static str, body: &'static [u8]| {
+        gw.http
+            .put(gw.znode(&format!("/n{query}")))
+            .header(header::CONTENT_TYPE, "application/octet-stream")
+            .body(body)
+            .send()
+    };
+
+    // Created null.
+    let created = gw.create("/?op=create&name=n&null=true", b"ignored").await;
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let (json, octets) = get("/n").await;
+    assert!(no_data(&json), "created null reads without data: {json}");
+    assert_eq!(json["dataLength"], 0);
+    assert_eq!(octets, StatusCode::NO_CONTENT);
+    let utf8: Value =
+        gw.http.get(gw.znode("/n?dataformat=utf8")).send().await.unwrap().json().await.unwrap();
+    assert!(no_data(&utf8), "{utf8}");
+    // What ZooKeeper holds, for every other client: empty data.
+    assert_eq!(gw.synced().await.get_data("/n").await.unwrap().0, b"");
+
+    // Written with data, then empty (not null), then null again.
+    assert_eq!(put("", b"x").await.unwrap().status(), StatusCode::OK);
+    let (json, octets) = get("/n").await;
+    assert_eq!(json["data64"], "eA==");
+    assert_eq!(octets, StatusCode::OK);
+    assert_eq!(put("", b"").await.unwrap().status(), StatusCode::OK);
+    let (json, octets) = get("/n").await;
+    assert_eq!(json["data64"], "", "empty data is not null: {json}");
+    assert_eq!(octets, StatusCode::OK);
+    assert_eq!(put("?null=true", b"ignored").await.unwrap().status(), StatusCode::OK);
+    let (json, octets) = get("/n").await;
+    assert!(no_data(&json), "set null reads without data: {json}");
+    assert_eq!(octets, StatusCode::NO_CONTENT);
+
+    // Another client writes it (empty data): it is no longer this gateway's null.
+    gw.synced().await.set_data("/n", b"", None).await.unwrap();
+    let (json, octets) = get("/n").await;
+    assert_eq!(json["data64"], "", "a node written by another client is not ours to call null");
+    assert_eq!(octets, StatusCode::OK);
+
+    // Deleted and created again empty: not null either.
+    assert_eq!(put("?null=true", b"").await.unwrap().status(), StatusCode::OK);
+    let deleted = gw.http.delete(gw.znode("/n")).send().await.unwrap();
+    assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
+    gw.create("/?op=create&name=n", b"").await;
+    let (json, _) = get("/n").await;
+    assert_eq!(json["data64"], "", "{json}");
 }
 
 #[tokio::test]

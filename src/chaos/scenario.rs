@@ -232,8 +232,9 @@ pub struct WorkloadSection {
     /// transactions per batch on the native path); 1 sends one at a time.
     #[serde(default = "default_batch")]
     pub send_batch: usize,
-    /// Messages a native consumer takes per transaction (`take_batch`), acking
-    /// them in the next one; 1 takes one at a time. REST consumers take one.
+    /// Messages a consumer takes per call (`take_batch`: one transaction native,
+    /// as many claims at once on REST), acking them with the next call; 1 takes
+    /// one at a time.
     #[serde(default = "default_batch")]
     pub take_batch: usize,
 }

@@ -1,6 +1,7 @@
 //! Taking and acknowledging messages.
 
 mod batch;
+mod claim;
 mod doubt;
 mod stripe;
 
@@ -10,6 +11,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use self::batch::BatchInDoubt;
+use self::claim::ClaimInDoubt;
 use self::doubt::{judge_gone_slot, SourceFence, TakeOutcome};
 use self::stripe::{Listing, Stripe};
 use super::envelope::{Envelope, FLAG_FROM_PARTIAL};
@@ -30,11 +32,15 @@ pub struct Delivery {
     pub source: String,
     /// Taken from `partial/`: a dead consumer held it before.
     pub from_partial: bool,
-    /// The slot that holds the message until the ack deletes it.
+    /// The node that holds the message until the ack deletes it: this consumer's
+    /// slot, or the claimed message itself (a claim-protocol batch, see [`claim`]).
     slot: String,
     /// The slot's version when taken: the ack's versioned delete fails if recovery
     /// changed or moved the slot since. `None`: the legacy algorithm (unversioned).
     slot_version: Option<i32>,
+    /// For a message held where it is (a claim-protocol batch): the consumer id
+    /// that claimed it.
+    claimed_by: Option<String>,
 }
 
 impl Delivery {
@@ -47,6 +53,7 @@ impl Delivery {
             from_partial: envelope.has_flag(FLAG_FROM_PARTIAL),
             slot,
             slot_version,
+            claimed_by: None,
         }
     }
 }
@@ -104,6 +111,9 @@ pub struct Consumer {
     /// A single take whose transaction ended unknown: settled by a write on its
     /// source before our slot is trusted (see [`doubt`]).
     take_in_doubt: Option<TakeInDoubt>,
+    /// Claims of a claim-protocol batch whose outcome is unknown: settled before
+    /// the next batch (see [`claim`]).
+    claims_in_doubt: Vec<ClaimInDoubt>,
 }
 
 /// A single take whose outcome is unknown.
@@ -165,6 +175,7 @@ impl Consumer {
             fold_result: None,
             unknown_fold: None,
             take_in_doubt: None,
+            claims_in_doubt: Vec::new(),
         };
         consumer.register_id().await?;
         consumer.run_recovery().await;
@@ -238,6 +249,8 @@ impl Consumer {
         // A new id ranks elsewhere among the consumers: read our stripe again.
         self.stripe_checked =
             Instant::now().checked_sub(STRIPE_RECHECK).unwrap_or(self.stripe_checked);
+        // The old id's claims are recovery's now, like its slots.
+        self.claims_in_doubt.clear();
         self.register_id().await
     }
 
@@ -772,21 +785,7 @@ impl Consumer {
         let budget = self.session.config.retry_budget;
         let store = self.session.store.clone();
         let data = slot_envelope.encode();
-        let created = retry_unknown(budget, || async {
-            match store.create(&slot, &data, CreateMode::Persistent).await {
-                Ok(_) => Ok(()),
-                Err(StoreError::NodeExists(existing)) => {
-                    let (held, _) = store.get(&slot).await?;
-                    match Envelope::decode(&held) {
-                        Ok(held) if held.claim == token => Ok(()),
-                        _ => Err(StoreError::NodeExists(existing)),
-                    }
-                }
-                Err(err) => Err(err),
-            }
-        })
-        .await;
-        match created {
+        match claim::create_slot(store.as_ref(), &slot, &data, token, budget).await {
             Ok(()) => {}
             // Our consumer node is gone: recovery took us for dead.
             Err(StoreError::NoNode(_)) => {
@@ -846,15 +845,17 @@ impl Consumer {
         }
     }
 
-    /// Acknowledges `delivery`: deletes the slot at the version it was taken with.
+    /// Acknowledges `delivery`: deletes the slot (or the claimed message) at the
+    /// version it was taken with.
     /// `Err(TakenBack)`: recovery took the message back first (this consumer was
     /// considered dead); it will be delivered again. `Err(Unknown)`: the ack may or
     /// may not have happened.
     pub async fn ack(&mut self, delivery: &Delivery) -> Result<(), QueueError> {
         let deadline = Instant::now() + self.session.config.retry_budget;
         // The session of an attempt whose outcome was unknown: while that session
-        // lives, nobody else touches the slots of the registration it holds, so a
-        // later NoNode on one of those means the attempt landed.
+        // lives, nobody else touches the slots (or claims) of the registration it
+        // holds (recovery acts only on dead consumers), so a later NoNode on one of
+        // those means the attempt landed.
         let mut unknown_in_session: Option<i64> = self.ack_in_doubt.get(&delivery.slot).copied();
         let result = loop {
             if self.session.store.is_dead() {
@@ -866,7 +867,8 @@ impl Consumer {
             // A slot of an earlier registration (a zombie acking after it woke, or
             // a take from before the session was renewed) is recovery's to move at
             // any time: a NoNode there says nothing of our earlier attempt.
-            let ours = self.holds_slot(&delivery.slot);
+            let ours = self.holds_slot(&delivery.slot)
+                || delivery.claimed_by.as_deref() == Some(self.id.as_str());
             match self.session.store.delete(&delivery.slot, delivery.slot_version).await {
                 Ok(()) => break Ok(()),
                 Err(StoreError::NoNode(_)) if ours && unknown_in_session == Some(session_id) => {

@@ -14,8 +14,11 @@
 //!   take that did not finish, or a move cut short): keep the source, drop the
 //!   slot. Without `multi`: fence the source first (a rewrite at its version), so
 //!   the zombie's pending delete of it fails.
-//! - a message claimed by it with no slot left: delete its consumer node first (so
-//!   a zombie can never create a slot for that claim), then roll the claim back.
+//! - a message claimed by it with no slot left (a claim take cut short, or a
+//!   claim-protocol batch, which holds its messages where they are): delete its
+//!   consumer node first (so a zombie can never create a slot for that claim),
+//!   then roll the claim back with a versioned set, which also makes a zombie's
+//!   late ack of the message (a delete at the claimed version) fail.
 //!
 //! One janitor at a time (an ephemeral lock node); any consumer runs it.
 

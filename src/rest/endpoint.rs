@@ -26,6 +26,63 @@ pub(crate) struct Endpoint {
     sessions: Mutex<HashMap<String, Arc<GatewaySession>>>,
     zk_session_timeout: Duration,
     connect_timeout: Duration,
+    /// Nodes this gateway set to null data (`null=true`), with the zxid of that
+    /// write. See [`NullWrites`].
+    pub nulls: NullWrites,
+}
+
+/// How many null writes an endpoint remembers; past that, the oldest are forgotten
+/// (those nodes then read as empty data, which is what ZooKeeper holds).
+const NULL_WRITES: usize = 4096;
+
+/// The null writes this gateway made, by path, with the zxid of each.
+///
+/// ZooKeeper tells null data (length -1 on the wire) from empty data, but the
+/// zookeeper-client crate cannot: its create and set requests always send a
+/// length (`&[u8]`), and its reads drop the length prefix, so null reads as empty.
+/// The gateway therefore stores `null=true` as empty data (what any other client
+/// reads), and remembers which node it wrote so, and at which zxid. A read whose
+/// node is still at that write (same `mzxid`: no write since, by anyone) answers
+/// "null" as the original gateway does; any later write, create or delete shows in
+/// the `mzxid`, and the node reads as what it holds. Nothing is ever reported null
+/// that was not written null through this gateway; a node written null by another
+/// client (or before a gateway restart) reads as empty.
+#[derive(Default)]
+pub(crate) struct NullWrites {
+    by_path: Mutex<(HashMap<String, i64>, std::collections::VecDeque<String>)>,
+}
+
+impl NullWrites {
+    /// `path` now holds null data, written at `mzxid`.
+    pub fn wrote_null(&self, path: &str, mzxid: i64) {
+        let mut guard = self.by_path.lock().unwrap_or_else(|e| e.into_inner());
+        let (map, order) = &mut *guard;
+        if map.insert(path.to_owned(), mzxid).is_none() {
+            order.push_back(path.to_owned());
+        }
+        while map.len() > NULL_WRITES {
+            match order.pop_front() {
+                Some(oldest) => {
+                    map.remove(&oldest);
+                }
+                None => break,
+            }
+        }
+    }
+
+    /// `path` was written with data (or deleted) by this gateway.
+    pub fn wrote_data(&self, path: &str) {
+        let mut guard = self.by_path.lock().unwrap_or_else(|e| e.into_inner());
+        if guard.0.remove(path).is_some() {
+            guard.1.retain(|p| p != path);
+        }
+    }
+
+    /// True when `path`, read at `mzxid`, still holds the null this gateway wrote.
+    pub fn is_null(&self, path: &str, mzxid: i64) -> bool {
+        let guard = self.by_path.lock().unwrap_or_else(|e| e.into_inner());
+        guard.0.get(path) == Some(&mzxid)
+    }
 }
 
 /// A `/sessions/v1` session: a dedicated ZooKeeper connection, so that ephemerals
@@ -53,6 +110,7 @@ impl Endpoint {
             sessions: Mutex::new(HashMap::new()),
             zk_session_timeout,
             connect_timeout,
+            nulls: NullWrites::default(),
         }
     }
 

@@ -12,8 +12,11 @@
 //! Deliberate differences from the Java gateway (REST-API.md, "quirks not to copy"):
 //! the `Location` header after a create names the created node once; `ephemeral=true`
 //! without `session=` is refused with 400; an unknown session gets 401 with an error
-//! object (not an empty body); null data reads as empty data (the client library
-//! cannot tell them apart). Extensions live under `/zkmq/v1/` (`/zkmq/v1/health`).
+//! object (not an empty body). Null data (`null=true`) is stored as empty data,
+//! since the client library can neither write nor read null; it reads back as null
+//! (no data field, 204 for octet-stream) while the node is still at this gateway's
+//! null write, and as empty data otherwise (see `endpoint::NullWrites`). Extensions
+//! live under `/zkmq/v1/` (`/zkmq/v1/health`).
 
 mod body;
 pub mod config;
@@ -53,8 +56,17 @@ impl BoundGateway {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), GatewayError> {
+        use axum::serve::ListenerExt as _;
         let router = axum::Router::new().fallback(server::handle).with_state(self.gateway);
-        axum::serve(self.listener, router)
+        // Answers are small and clients (the queue's store) keep many requests in
+        // flight on keep-alive connections: Nagle's algorithm would hold a write
+        // back until the last one is acknowledged, and the peer delays its ACKs.
+        let listener = self.listener.tap_io(|stream| {
+            if let Err(err) = stream.set_nodelay(true) {
+                tracing::debug!("cannot set TCP_NODELAY on a connection: {err}");
+            }
+        });
+        axum::serve(listener, router)
             .with_graceful_shutdown(shutdown)
             .await
             .map_err(GatewayError::Serve)

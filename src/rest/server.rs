@@ -447,6 +447,11 @@ impl ZnodeRequest<'_> {
                 let data = if null { Bytes::new() } else { data };
                 let client = self.client(false).await?;
                 let stat = self.call(path, client.set_data(path, &data, version)).await?;
+                if null {
+                    self.endpoint.nulls.wrote_null(path, stat.mzxid);
+                } else {
+                    self.endpoint.nulls.wrote_data(path);
+                }
                 if ctx.wants_octets() {
                     return Ok(StatusCode::NO_CONTENT.into_response());
                 }
@@ -461,6 +466,7 @@ impl ZnodeRequest<'_> {
                 let version = self.version()?;
                 let client = self.client(false).await?;
                 self.call(path, client.delete(path, version)).await?;
+                self.endpoint.nulls.wrote_data(path);
                 Ok(StatusCode::NO_CONTENT.into_response())
             }
             _ => Err(ctx.reject(
@@ -499,10 +505,11 @@ impl ZnodeRequest<'_> {
             None | Some("data") => {
                 let client = self.client(false).await?;
                 let (data, stat) = self.call(path, client.get_data(path)).await?;
+                // Null only when this gateway wrote it so and nobody wrote since
+                // (see `NullWrites`): the client library reads null as empty.
+                let null = data.is_empty() && self.endpoint.nulls.is_null(path, stat.mzxid);
                 if ctx.wants_octets() {
-                    // The client library cannot tell null data from empty data; both
-                    // read as empty here, answered 204 like the original's null.
-                    if data.is_empty() {
+                    if null {
                         return Ok(StatusCode::NO_CONTENT.into_response());
                     }
                     return Ok((
@@ -516,9 +523,10 @@ impl ZnodeRequest<'_> {
                         .into_response());
                 }
                 let mut json = StatJson::new(path, ctx.znode_uri(path), &stat);
-                if utf8 {
+                // The original leaves the data field out for null data.
+                if !null && utf8 {
                     json.data_utf8 = Some(String::from_utf8_lossy(&data).into_owned());
-                } else {
+                } else if !null {
                     json.data64 = Some(base64::engine::general_purpose::STANDARD.encode(&data));
                 }
                 Ok(json_response(StatusCode::OK, &json, callback))
@@ -594,8 +602,15 @@ impl ZnodeRequest<'_> {
         };
         let client = self.client(ephemeral).await?;
         let options = mode.with_acls(zk::Acls::anyone_all());
-        let (_, sequence_number) = self.call(&path, client.create(&path, &data, &options)).await?;
+        let (stat, sequence_number) =
+            self.call(&path, client.create(&path, &data, &options)).await?;
         let created = if sequence { format!("{path}{sequence_number}") } else { path };
+        // A 3.4 server answers a create without its stat: no zxid to remember.
+        if null && !stat.is_invalid() {
+            self.endpoint.nulls.wrote_null(&created, stat.mzxid);
+        } else {
+            self.endpoint.nulls.wrote_data(&created);
+        }
         let location = HeaderValue::from_str(&ctx.znode_uri(&created)).ok();
         let mut response = if ctx.wants_octets() {
             (

@@ -17,6 +17,10 @@ use tokio::sync::Notify;
 const MULTI: i32 = 14;
 /// ZooKeeper's opcode of a `delete` request (an ack).
 pub const DELETE: i32 = 2;
+/// ZooKeeper's opcode of a `setData` request (a claim).
+pub const SET_DATA: i32 = 5;
+/// ZooKeeper's opcode of a `create2` request (a slot, on servers from 3.5 on).
+pub const CREATE2: i32 = 15;
 
 pub struct ZkProxy {
     pub address: String,

@@ -6,12 +6,12 @@
 //! What differs between the modes is only the queue call and when acks go:
 //!
 //! - [`TakeMode::Single`]: `take`, then `ack` as a call of its own before the next
-//!   take (every path; what REST consumers run). The history has the take's invoke
-//!   and outcome, then the ack's invoke and outcome.
-//! - [`TakeMode::Batch`]: `ack_and_take_batch` (native only): the acks of the last
-//!   batch ride in the next take's transaction, so the history has the acks'
-//!   invokes and the take's invoke before the call, then the acks' outcomes and one
-//!   take `ok` per message delivered.
+//!   take (every path). The history has the take's invoke and outcome, then the
+//!   ack's invoke and outcome.
+//! - [`TakeMode::Batch`]: `ack_and_take_batch`: the acks of the last batch ride in
+//!   the next take's transaction (native) or go out with its claims (REST), so the
+//!   history has the acks' invokes and the take's invoke before the call, then the
+//!   acks' outcomes and one take `ok` per message delivered.
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -32,9 +32,9 @@ pub(super) enum TakeMode {
 }
 
 impl TakeMode {
-    /// `take_batch` messages per transaction where the path has batch takes (native).
-    pub(super) fn of(take_batch: usize, path: &str) -> Self {
-        if take_batch > 1 && path == "native" {
+    /// `take_batch` messages per call on every path (REST: as many claims at once).
+    pub(super) fn of(take_batch: usize) -> Self {
+        if take_batch > 1 {
             TakeMode::Batch(take_batch)
         } else {
             TakeMode::Single

@@ -57,7 +57,7 @@ pub struct WorkloadConfig {
     pub processing_time: Duration,
     /// Messages per producer call (1: `send_with_id`, else `send_batch`).
     pub send_batch: usize,
-    /// Messages per native consumer transaction (1: `take`, else `ack_and_take_batch`).
+    /// Messages per consumer call (1: `take`, else `ack_and_take_batch`).
     pub take_batch: usize,
     /// Seeds the payloads, so a seed fixes the bytes produced too.
     pub seed: u64,
@@ -143,7 +143,7 @@ impl Workload {
                     config: config.clone(),
                     rng: ChaCha8Rng::seed_from_u64(config.seed.wrapping_add(worker)),
                 };
-                let mode = TakeMode::of(config.take_batch, plan.path);
+                let mode = TakeMode::of(config.take_batch);
                 tasks.push(tokio::spawn(ctx.consume(mode, stop.clone(), inbox)));
             }
         }

@@ -16,8 +16,9 @@
 //! - A source taken by another consumer first fails the `multi` at that source's
 //!   delete; the batch drops it and tries again with the rest.
 //!
-//! Only the native `multi` protocol batches. Under the claim protocol (REST) and
-//! the legacy algorithm a batch is one message taken by [`Consumer::take`].
+//! Under the claim protocol (REST) a batch is many claims in flight at once (see
+//! [`super::claim`]). Under the legacy algorithm a batch is one message taken by
+//! [`Consumer::take`].
 
 use std::time::Duration;
 
@@ -53,12 +54,12 @@ impl BatchInDoubt {
 }
 
 /// A waiting message read and chosen for a batch.
-struct Candidate {
-    path: String,
-    name: String,
-    envelope: Envelope,
-    version: i32,
-    from_partial: bool,
+pub(super) struct Candidate {
+    pub(super) path: String,
+    pub(super) name: String,
+    pub(super) envelope: Envelope,
+    pub(super) version: i32,
+    pub(super) from_partial: bool,
     /// The node's data as read: a batch's slots must fit one request, and a batch
     /// in doubt is settled by writing it back (see [`super::doubt`]).
     data: Vec<u8>,
@@ -102,8 +103,10 @@ impl Consumer {
         max: usize,
         timeout: Duration,
     ) -> (Vec<Result<(), QueueError>>, Result<Vec<Delivery>, QueueError>) {
+        // The claim protocol batches too, by claims in flight together (see
+        // [`super::claim`]).
         let batches = self.session.config.algorithm == Algorithm::Safe
-            && self.session.take_protocol() == TakeProtocol::Multi
+            && matches!(self.session.take_protocol(), TakeProtocol::Multi | TakeProtocol::Claim)
             && self.held.is_none()
             && !self.slot_unknown;
         if !batches {
@@ -317,6 +320,9 @@ impl Consumer {
         results: &mut AckResults,
         max: usize,
     ) -> StoreResult<Vec<Delivery>> {
+        if self.session.take_protocol() == TakeProtocol::Claim {
+            return self.claim_batch_once(fold, results, max).await;
+        }
         if let Some(batch) = self.settle_doubt(fold, results).await? {
             return Ok(batch);
         }
@@ -398,7 +404,7 @@ impl Consumer {
 
     /// Messages from `partial/`, which come first. It is almost always empty: look
     /// at it when it was not last time, or every PARTIAL_RELIST.
-    async fn choose_partial(&mut self, max: usize) -> StoreResult<Vec<Candidate>> {
+    pub(super) async fn choose_partial(&mut self, max: usize) -> StoreResult<Vec<Candidate>> {
         if self.seen_partial.is_empty() && self.partial_listed.elapsed() < PARTIAL_RELIST {
             return Ok(Vec::new());
         }
@@ -413,7 +419,7 @@ impl Consumer {
     /// Up to `max` waiting messages from `messages/`, from the cached listing:
     /// our own stripe of it, oldest first (see [`super::stripe`]), listed again
     /// only once our stripe is used up or the cache proved stale.
-    async fn choose_messages(&mut self, max: usize) -> StoreResult<Vec<Candidate>> {
+    pub(super) async fn choose_messages(&mut self, max: usize) -> StoreResult<Vec<Candidate>> {
         let messages = self.tree.messages();
         let mut relisted = self.recheck_stripe(max).await?;
         loop {
