@@ -88,8 +88,10 @@ async fn claim_batches_cut_at_every_write_deliver_each_message_once() {
             take_protocol: TakeProtocol::Claim,
             ..config(&format!("claim-cut-{step}"))
         };
-        let everyone = Access::Native { connect: cluster.connect_string() };
-        let sent = send(&everyone, &config, 8).await;
+        // Sent through the server the consumer reads from: it answered the sets,
+        // so it has applied them, and the first batch finds all four set.
+        let same_server = Access::Native { connect: cluster.node_address(1) };
+        let sent = send(&same_server, &config, 8).await;
         let proxy = ZkProxy::start(vec![cluster.node_address(1)]).await;
         let through_proxy = Access::Native { connect: proxy.address.clone() };
         let mut consumer = Consumer::register(through_proxy, config.clone()).await.unwrap();
@@ -186,4 +188,52 @@ async fn rest_claim_batches_and_native_batches_share_one_queue_exactly_once() {
     eprintln!("acks by access path: {by_kind:?}");
     assert!(by_kind.get("rest").copied().unwrap_or(0) > 0, "REST consumers took nothing");
     assert!(by_kind.get("native").copied().unwrap_or(0) > 0, "native consumers took nothing");
+}
+
+/// A claim-protocol consumer holding a batch (claimed in place, no slot) is cut off
+/// past its session: recovery rolls its claims back, another consumer takes all
+/// four, and the zombie's late acks all fail (none may succeed after the messages
+/// were taken back). Every message is acknowledged exactly once.
+#[tokio::test]
+async fn a_claim_batch_of_an_expired_consumer_is_rolled_back_and_its_late_acks_fail() {
+    let cluster = common::shared_ensemble().await;
+    let config = QueueConfig { take_protocol: TakeProtocol::Claim, ..config("claim-zombie") };
+    let same_server = Access::Native { connect: cluster.node_address(1) };
+    let sent = send(&same_server, &config, 4).await;
+    let proxy = ZkProxy::start(vec![cluster.node_address(1)]).await;
+    let through_proxy = Access::Native { connect: proxy.address.clone() };
+    let mut zombie = Consumer::register(through_proxy, config.clone()).await.unwrap();
+    let held = zombie.take_batch(4, Duration::from_secs(10)).await.unwrap();
+    assert_eq!(held.len(), 4);
+
+    // Cut off past the 4 s session: its claims' owner is dead.
+    proxy.refuse();
+    let mut survivor = Consumer::register(same_server, config.clone()).await.unwrap();
+    let mut batch: Vec<Delivery> = Vec::new();
+    let mut again: Vec<MessageId> = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
+    while again.len() < 4 && tokio::time::Instant::now() < deadline {
+        let (acks, next) = survivor.ack_and_take_batch(&batch, 4, Duration::from_millis(500)).await;
+        assert!(acks.iter().all(Result::is_ok), "the survivor's acks: {acks:?}");
+        batch = next.unwrap_or_default();
+        again.extend(batch.iter().map(|d| d.id));
+    }
+    again.sort_by_key(|id| id.to_string());
+    let mut expected = sent.clone();
+    expected.sort_by_key(|id| id.to_string());
+    assert_eq!(again, expected, "the survivor gets the whole batch back, once");
+
+    proxy.admit();
+    let (late, _) = zombie.ack_and_take_batch(&held, 4, Duration::from_millis(500)).await;
+    for ack in &late {
+        assert!(
+            matches!(ack, Err(QueueError::TakenBack) | Err(QueueError::Unknown(_))),
+            "a zombie's ack after its messages were taken back must not succeed: {late:?}"
+        );
+    }
+    let (acks, rest) = survivor.ack_and_take_batch(&batch, 4, Duration::from_millis(500)).await;
+    assert!(acks.iter().all(Result::is_ok), "the survivor's acks: {acks:?}");
+    assert_eq!(rest.unwrap_or_default(), Vec::new(), "nothing is delivered again");
+    zombie.close().await;
+    survivor.close().await;
 }

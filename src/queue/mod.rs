@@ -38,7 +38,10 @@
 //! - **take** ([`TakeProtocol::Claim`], REST has no `multi`): mark the source with a
 //!   claim token by a versioned set (one winner), create the slot carrying the same
 //!   token, delete the source at the claimed version. Multi consumers skip claimed
-//!   messages, so both kinds can share one queue.
+//!   messages, so both kinds can share one queue. A batch take under the claim
+//!   protocol claims each message by its versioned set alone, all at once, and
+//!   holds it where it is: the ack deletes it at the claimed version, and recovery
+//!   rolls a dead consumer's claim back by a versioned set (see `consumer/claim.rs`).
 //! - **ack**: delete the slot at the version it was created with. Recovery changes or
 //!   removes the slot before the message can go to anyone else, so an ack that comes
 //!   too late fails ([`QueueError::TakenBack`]): no duplicate past ack.

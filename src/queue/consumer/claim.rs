@@ -191,11 +191,15 @@ impl Consumer {
                 break;
             }
             self.unset_seen.clear();
-            let mut chosen = self.choose_partial(max - taken.len()).await?;
-            if chosen.len() < max - taken.len() {
-                let more = self.choose_messages(max - taken.len() - chosen.len()).await?;
-                chosen.extend(more);
-            }
+            let chosen = match self.choose(max - taken.len()).await {
+                Ok(chosen) => chosen,
+                // What the claims in doubt gave is ours: deliver it.
+                Err(err) if taken.is_empty() => return Err(err),
+                Err(err) => {
+                    tracing::debug!(consumer = %self.id, "choosing more: {err}");
+                    break;
+                }
+            };
             let claims: Vec<Claim> = chosen.into_iter().map(|c| self.new_claim(c)).collect();
             let acks = std::mem::take(fold);
             let (claimed, acked) = futures::future::join(
@@ -229,6 +233,16 @@ impl Consumer {
                 Ok(taken)
             }
         }
+    }
+
+    /// Up to `max` takeable messages, `partial/` first.
+    async fn choose(&mut self, max: usize) -> StoreResult<Vec<Candidate>> {
+        let mut chosen = self.choose_partial(max).await?;
+        if chosen.len() < max {
+            let more = self.choose_messages(max - chosen.len()).await?;
+            chosen.extend(more);
+        }
+        Ok(chosen)
     }
 
     fn new_claim(&self, candidate: Candidate) -> Claim {
