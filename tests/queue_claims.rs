@@ -237,3 +237,32 @@ async fn a_claim_batch_of_an_expired_consumer_is_rolled_back_and_its_late_acks_f
     zombie.close().await;
     survivor.close().await;
 }
+
+/// A single claim take whose slot create stays unknown past the retry budget:
+/// the next look reads the slot back and delivers it, and must first finish the
+/// take (delete the source, still claimed by us). Delivered without that, the
+/// acknowledged message is found again, claimed by us, and delivered a second
+/// time after its ack.
+#[tokio::test]
+async fn a_claim_take_read_back_from_its_slot_is_never_delivered_again_after_its_ack() {
+    let cluster = common::shared_ensemble().await;
+    let config = QueueConfig {
+        take_protocol: TakeProtocol::Claim,
+        retry_budget: Duration::from_secs(2),
+        ..config("claim-slot-unknown")
+    };
+    let same_server = Access::Native { connect: cluster.node_address(1) };
+    let sent = send(&same_server, &config, 1).await;
+    let proxy = ZkProxy::start(vec![cluster.node_address(1)]).await;
+    let through_proxy = Access::Native { connect: proxy.address.clone() };
+    let mut consumer = Consumer::register(through_proxy, config.clone()).await.unwrap();
+    // Every slot create goes out and its answer is lost, for longer than the budget.
+    proxy.arm_and_cut_requests(zk_proxy::CREATE2, 0, 10_000);
+    let delivery = consumer.take(Duration::from_secs(30)).await.unwrap().expect("the message");
+    proxy.arm(0, 0);
+    assert_eq!(delivery.id, sent[0]);
+    consumer.ack(&delivery).await.expect("the ack of a message we hold");
+    let again = consumer.take(Duration::from_secs(3)).await.unwrap();
+    assert_eq!(again.map(|d| d.id), None, "delivered again after its ack");
+    consumer.close().await;
+}

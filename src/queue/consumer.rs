@@ -358,9 +358,12 @@ impl Consumer {
             };
             match read {
                 Ok((data, stat)) => {
-                    self.slot_unknown = false;
                     let envelope = Envelope::decode(&data)
                         .map_err(|err| StoreError::Refused(format!("{slot}: {err}")))?;
+                    if !envelope.claim.is_empty() {
+                        self.release_claimed_source(&envelope).await?;
+                    }
+                    self.slot_unknown = false;
                     let version =
                         (self.session.config.algorithm == Algorithm::Safe).then_some(stat.version);
                     return Ok(Some(Delivery::from_slot(&envelope, slot, version)));
@@ -545,6 +548,42 @@ impl Consumer {
             let _ = self.session.store.delete(path, Some(0)).await;
         } else {
             self.unset_seen.push((path.to_owned(), stat.version));
+        }
+    }
+
+    /// The claim protocol's step 3 for a slot found by reading it back (its
+    /// create's outcome was unknown): the source, still claimed by this slot's
+    /// token, is deleted before the slot is delivered. Delivered without it, the
+    /// message would be acknowledged and then found again, claimed by us, and
+    /// finished and delivered a second time.
+    async fn release_claimed_source(&mut self, slot: &Envelope) -> StoreResult<()> {
+        let dir = if slot.has_flag(FLAG_FROM_PARTIAL) {
+            self.tree.partial()
+        } else {
+            self.tree.messages()
+        };
+        let path = Tree::node(&dir, &slot.source);
+        let store = self.session.store.clone();
+        let (data, stat) = match store.get(&path).await {
+            Ok(found) => found,
+            // Deleted already: by our own step 3, or (had recovery taken us for
+            // dead) after a fence that also changed our slot, so the ack will fail.
+            Err(StoreError::NoNode(_)) => return Ok(()),
+            Err(err) => return Err(err),
+        };
+        let ours = Envelope::decode(&data).is_ok_and(|source| source.claim == slot.claim);
+        if !ours {
+            return Err(StoreError::SessionExpired(
+                "recovery took this consumer's take back".into(),
+            ));
+        }
+        match store.delete(&path, Some(stat.version)).await {
+            Ok(()) | Err(StoreError::NoNode(_)) => Ok(()),
+            Err(StoreError::BadVersion(_)) => {
+                Err(StoreError::SessionExpired("recovery took this consumer's take back".into()))
+            }
+            // Unknown: the slot stays unknown and is read again at the next look.
+            Err(err) => Err(err),
         }
     }
 
