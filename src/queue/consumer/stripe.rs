@@ -12,16 +12,18 @@
 //! is used up: one O(depth) listing pays for depth/n takes, so the cost of a
 //! message stays flat however deep the queue is.
 //!
-//! A stripe nobody takes (its consumer died, and the others have not seen it go
-//! yet, or it is slow) is not starved: a listing that holds less than a batch of
-//! our own stripe lets us take the other stripes' messages once ours are done,
-//! oldest first (spread over the oldest few blocks when races were lost lately).
+//! Stripes pay only on a queue deep enough that every consumer gets full
+//! batches from its own: a listing shorter than two batches per consumer, or
+//! one that holds less than a batch of ours (a dead or slow consumer's stripe is
+//! what is left), is taken whole, oldest first, spread over the oldest few
+//! blocks when races were lost lately, as before stripes. So a shallow queue
+//! stays FIFO and nothing is starved.
 //!
 //! Views of who is live may differ for a moment (a consumer joining or leaving):
 //! then stripes overlap and races are lost, exactly as before stripes, and every
 //! guarantee rests on the take's `multi`, never on the stripe. FIFO is best effort.
 
-/// How many blocks of others' oldest messages a contended consumer picks from.
+/// How many blocks of the oldest messages a contended consumer picks from.
 const BLOCK_SPREAD: usize = 8;
 
 /// The share of the queue a consumer prefers: sequence numbers `rank` modulo `of`.
@@ -80,11 +82,12 @@ pub(super) struct Listing {
     stripe: Stripe,
     /// Index in `seqs` from which our stripe has not been offered yet.
     mine: usize,
-    /// Index in `seqs` from which others' leftovers have not been offered yet.
-    others: usize,
-    /// Our stripe held fewer than a batch in this listing: once it is used up, take
-    /// others' leftovers rather than list again (that listing would not pay).
-    leftovers: bool,
+    /// Index in `seqs` from which the whole listing has not been offered yet (when
+    /// it is not walked by stripe).
+    whole: usize,
+    /// This listing is walked by stripe: deep enough (two batches per consumer)
+    /// and holding at least a batch of ours. Otherwise it is taken whole.
+    striped: bool,
     /// Offered but not tried (it did not fit the batch, or the take failed): offered
     /// first next time, so that it is not skipped until the next listing.
     back: Vec<u64>,
@@ -97,8 +100,8 @@ impl Default for Listing {
             odd: Vec::new(),
             stripe: Stripe::WHOLE,
             mine: 0,
-            others: 0,
-            leftovers: false,
+            whole: 0,
+            striped: false,
             back: Vec::new(),
         }
     }
@@ -120,10 +123,12 @@ impl Listing {
         self.seqs.shrink_to_fit();
         self.stripe = stripe;
         self.mine = 0;
-        self.others = 0;
+        self.whole = 0;
         self.back.clear();
+        let batch = batch.max(1);
         let own = self.seqs.iter().filter(|seq| stripe.owns(**seq)).take(batch).count();
-        self.leftovers = own < batch.max(1);
+        let deep = self.seqs.len() as u64 >= 2 * stripe.of * batch as u64;
+        self.striped = stripe.of > 1 && deep && own >= batch;
     }
 
     /// The stripe the cache is walked for.
@@ -132,37 +137,31 @@ impl Listing {
     }
 
     /// Up to `max` names to try next: what was given back, then our stripe, oldest
-    /// first; once our stripe is used up and the listing allows it, others'
-    /// leftovers (from a random one of the oldest few blocks when `spread`). Empty:
-    /// the cache has nothing more worth trying; list again.
+    /// first, or, when the listing is taken whole, the oldest (from a random one of
+    /// the oldest few blocks when `spread`). Empty: the cache has nothing more
+    /// worth trying; list again.
     pub(super) fn next(&mut self, max: usize, spread: bool) -> Vec<String> {
         let max = max.max(1);
         let mut picked: Vec<u64> = Vec::with_capacity(max);
         let from_back = self.back.len().min(max);
         picked.extend(self.back.drain(..from_back));
-        while picked.len() < max && self.mine < self.seqs.len() {
-            let seq = self.seqs[self.mine];
-            self.mine += 1;
-            if self.stripe.owns(seq) {
-                picked.push(seq);
-            }
-        }
-        if picked.is_empty() && self.leftovers {
-            let skip = if spread {
-                // Blocks of `max` others' names; skipped ones stay for their owner
-                // (and come back in the next listing if it never takes them).
-                max * rand::random_range(0..BLOCK_SPREAD)
-            } else {
-                0
-            };
-            let mut skipped = 0;
-            while picked.len() < max && self.others < self.seqs.len() {
-                let seq = self.seqs[self.others];
-                self.others += 1;
+        if self.striped {
+            while picked.len() < max && self.mine < self.seqs.len() {
+                let seq = self.seqs[self.mine];
+                self.mine += 1;
                 if self.stripe.owns(seq) {
-                    continue;
+                    picked.push(seq);
                 }
-                if skipped < skip && self.others_left() > max {
+            }
+        } else {
+            // Blocks of `max`; skipped ones stay for the others racing us (and come
+            // back in the next listing if nobody takes them).
+            let skip = if spread { max * rand::random_range(0..BLOCK_SPREAD) } else { 0 };
+            let mut skipped = 0;
+            while picked.len() < max && self.whole < self.seqs.len() {
+                let seq = self.seqs[self.whole];
+                self.whole += 1;
+                if skipped < skip && self.whole_left() > max {
                     skipped += 1;
                     continue;
                 }
@@ -172,9 +171,9 @@ impl Listing {
         picked.into_iter().map(name).collect()
     }
 
-    /// How many of others' names are not offered yet (an upper bound: counts ours).
-    fn others_left(&self) -> usize {
-        self.seqs.len() - self.others
+    /// How many names of the listing taken whole are not offered yet.
+    fn whole_left(&self) -> usize {
+        self.seqs.len() - self.whole
     }
 
     /// `name` was offered but not tried: offer it first next time.
@@ -223,7 +222,7 @@ mod tests {
         assert_eq!(seqs(&listing.next(3, true)), vec![13, 17, 21]);
         assert_eq!(seqs(&listing.next(8, true)), vec![25, 29, 33, 37]);
         // Ours used up in a listing that held plenty of ours: list again rather
-        // than take others' messages.
+        // than take the others' messages.
         assert!(listing.next(3, true).is_empty());
     }
 
@@ -248,25 +247,34 @@ mod tests {
 
     #[test]
     fn a_lone_consumer_is_strict_fifo() {
+        // A lone consumer never loses a race, so it never spreads its takes.
         let mut listing = listing(&[7, 3, 5, 4], Stripe::WHOLE, 2);
-        assert_eq!(seqs(&listing.next(2, true)), vec![3, 4]);
-        assert_eq!(seqs(&listing.next(2, true)), vec![5, 7]);
-        assert!(listing.next(2, true).is_empty());
+        assert_eq!(seqs(&listing.next(2, false)), vec![3, 4]);
+        assert_eq!(seqs(&listing.next(2, false)), vec![5, 7]);
+        assert!(listing.next(2, false).is_empty());
     }
 
     #[test]
-    fn others_leftovers_only_when_the_listing_holds_little_of_ours() {
-        // Rank 0 of 2 owns the even numbers: one here, less than a batch of 4.
-        let mut listing = listing(&[1, 2, 3, 5, 7, 9], Stripe { rank: 0, of: 2 }, 4);
-        assert_eq!(seqs(&listing.next(4, false)), vec![2]);
-        // Ours done: the others' (a dead or slow consumer's), oldest first.
-        assert_eq!(seqs(&listing.next(4, false)), vec![1, 3, 5, 7]);
-        assert_eq!(seqs(&listing.next(4, false)), vec![9]);
+    fn a_shallow_listing_is_taken_whole_oldest_first() {
+        // Fewer than two batches per consumer: stripes would not pay.
+        let mut listing = listing(&[1, 2, 3, 4, 5, 7, 9], Stripe { rank: 0, of: 2 }, 4);
+        assert_eq!(seqs(&listing.next(4, false)), vec![1, 2, 3, 4]);
+        assert_eq!(seqs(&listing.next(4, false)), vec![5, 7, 9]);
         assert!(listing.next(4, false).is_empty());
     }
 
     #[test]
-    fn spread_leftovers_come_from_the_oldest_few_blocks() {
+    fn a_listing_with_less_than_a_batch_of_ours_is_taken_whole() {
+        // Deep, but rank 0 of 2 (the even numbers) has one: the rest is a dead or
+        // slow consumer's stripe, not to be starved.
+        let mut all: Vec<u64> = (0..40).map(|seq| seq * 2 + 1).collect();
+        all.push(100);
+        let mut listing = listing(&all, Stripe { rank: 0, of: 2 }, 4);
+        assert_eq!(seqs(&listing.next(4, false)), vec![1, 3, 5, 7]);
+    }
+
+    #[test]
+    fn contended_whole_takes_come_from_the_oldest_few_blocks() {
         let all: Vec<u64> = (0..1000).map(|seq| seq * 2 + 1).collect();
         for _ in 0..50 {
             let mut listing = listing(&all, Stripe { rank: 0, of: 2 }, 4);
