@@ -911,7 +911,29 @@ impl Consumer {
             match self.session.store.delete(&delivery.slot, delivery.slot_version).await {
                 Ok(()) => break Ok(()),
                 Err(StoreError::NoNode(_)) if ours && unknown_in_session == Some(session_id) => {
-                    break Ok(())
+                    // Over REST a delete is not bound to the session, so an
+                    // unchanged session id does not prove that the registration
+                    // lived; our status still there does (an ephemeral never comes
+                    // back), and recovery touches only consumers whose status is gone.
+                    match self.session.store.exists(&self.tree.status(&self.id)).await {
+                        Ok(Some(_)) => break Ok(()),
+                        Ok(None) => {
+                            break Err(QueueError::Unknown(format!(
+                                "{}: an ack retried after an unknown outcome found the slot \
+                                 gone and this consumer's registration gone too: either the \
+                                 first attempt landed or recovery took the message back",
+                                delivery.slot
+                            )))
+                        }
+                        Err(err) => {
+                            break Err(QueueError::Unknown(format!(
+                                "{}: an ack retried after an unknown outcome found the slot \
+                                 gone; whether this consumer still lives could not be read: \
+                                 {err}",
+                                delivery.slot
+                            )))
+                        }
+                    }
                 }
                 Err(StoreError::NoNode(_)) if unknown_in_session.is_some() => {
                     break Err(QueueError::Unknown(format!(
