@@ -7,7 +7,9 @@ use common::zk_proxy::{self, ZkProxy};
 use std::collections::HashMap;
 use std::time::Duration;
 
-use zkmq::queue::{connect, stats, Access, Consumer, Producer, QueueConfig, QueueError};
+use zkmq::queue::{
+    connect, recover, stats, Access, Consumer, Producer, QueueConfig, QueueError, Tree,
+};
 
 fn config(test: &str) -> QueueConfig {
     QueueConfig {
@@ -223,4 +225,47 @@ async fn killing_the_producers_server_during_sends_stores_no_message_twice() {
         ack_unknown.len(),
         left.messages
     );
+}
+
+/// Over REST a delete is bound to no session, so a consumer whose registration
+/// died without its noticing can retry an ack "in the same session" and meet
+/// `NoNode` on a slot recovery moved. Made exact on the binary protocol: the
+/// consumer's `status` is deleted behind its back (its session lives on), a
+/// recovery pass moves its slot, another consumer takes and acknowledges the
+/// message, and the ack's first attempt is cut so that it is retried and meets
+/// `NoNode`. The session id never changed but the registration is gone: the ack
+/// must not be reported ok.
+#[tokio::test]
+async fn an_ack_retried_after_its_registration_died_unseen_is_never_ok() {
+    let cluster = common::shared_ensemble().await;
+    let config = config("registration-died");
+    let everyone = Access::Native { connect: cluster.connect_string() };
+    let mut producer = Producer::new(everyone.clone(), config.clone()).await.unwrap();
+    let id = producer.send(b"acknowledged by another").await.unwrap();
+    let proxy = ZkProxy::start(vec![cluster.node_address(1)]).await;
+    let mut unseen =
+        Consumer::register(Access::Native { connect: proxy.address.clone() }, config.clone())
+            .await
+            .unwrap();
+    let held = unseen.take(Duration::from_secs(5)).await.unwrap().unwrap();
+    assert_eq!(held.id, id);
+
+    let admin = connect(&everyone, &config).await.unwrap();
+    admin.delete(&Tree::new(&config).status(unseen.id()), None).await.unwrap();
+    let report = recover(admin.as_ref(), &config).await.unwrap();
+    assert_eq!(report.moved_to_partial.len(), 1, "{report:?}");
+    let mut other = Consumer::register(everyone.clone(), config.clone()).await.unwrap();
+    let again = other.take(Duration::from_secs(10)).await.unwrap().expect("the moved message");
+    assert_eq!(again.id, id);
+    other.ack(&again).await.unwrap();
+
+    proxy.arm_and_cut_requests(zk_proxy::DELETE, 0, 1);
+    let outcome = unseen.ack(&held).await;
+    assert_eq!(proxy.unspent(), 0, "the ack went out and its connection was cut");
+    match outcome {
+        Err(QueueError::Unknown(_) | QueueError::TakenBack) => {}
+        other => panic!("the ack of a message another consumer acknowledged was {other:?}"),
+    }
+    unseen.close().await;
+    other.close().await;
 }
