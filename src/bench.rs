@@ -195,22 +195,29 @@ pub async fn bench_queue(config: QueueBenchConfig) -> Result<QueueBenchResult, Q
     };
     let total = config.messages as u64;
     let progress = Progress::default();
-    let started = Instant::now();
-    let mut producers = Vec::new();
-    for index in 0..config.producers {
-        let share = config.messages / config.producers
-            + usize::from(index < config.messages % config.producers);
-        let producer = Producer::new(config.access.clone(), queue.clone()).await?;
-        let schedule = config.rate.map(|rate| rate / config.producers as f64);
-        let task = produce(producer, share, &config, schedule, started, progress.clone());
-        producers.push(tokio::spawn(task));
-    }
-    // Every consumer registers before any takes: each reads the others to find
-    // its stripe of the queue, and one that started alone would walk (and, with a
-    // deep queue, list) the whole queue once more when the others arrive.
+    // Every consumer registers, and every producer connects, before the clock
+    // starts: an open loop's first messages would otherwise wait for sessions to
+    // be opened, and that start-up (up to a second) would be counted as the
+    // queue's latency. Every consumer registers before any takes: each reads the
+    // others to find its stripe of the queue, and one that started alone would
+    // walk (and, with a deep queue, list) the whole queue once more when the
+    // others arrive.
     let mut registered = Vec::new();
     for _ in 0..config.consumers {
         registered.push(Consumer::register(config.access.clone(), queue.clone()).await?);
+    }
+    let mut connected = Vec::new();
+    for _ in 0..config.producers {
+        connected.push(Producer::new(config.access.clone(), queue.clone()).await?);
+    }
+    let started = Instant::now();
+    let mut producers = Vec::new();
+    for (index, producer) in connected.into_iter().enumerate() {
+        let share = config.messages / config.producers
+            + usize::from(index < config.messages % config.producers);
+        let schedule = config.rate.map(|rate| rate / config.producers as f64);
+        let task = produce(producer, share, &config, schedule, started, progress.clone());
+        producers.push(tokio::spawn(task));
     }
     let mut consumers = Vec::new();
     for consumer in registered {
