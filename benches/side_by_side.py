@@ -16,8 +16,8 @@ publishes).
 
     cargo build --release
     python3 -m venv /tmp/kazoo && /tmp/kazoo/bin/pip install kazoo
-    python3 benches/side_by_side.py                      # about 15 minutes
-    python3 benches/side_by_side.py --prefill 100000     # quicker
+    python3 benches/side_by_side.py                      # about 25 minutes
+    python3 benches/side_by_side.py --prefill 100000 --repeat 1   # quicker
 """
 
 import argparse
