@@ -6,7 +6,7 @@ two sittings do not compare; ratios from one do. This script starts one 5-node
 ensemble (with the gateway), runs on it, back to back:
 
   zkmq 1 x 1 and 4 producers x 1/2/4/8 consumers (closed loop), REST 4 x 4
-  (each --repeat times, interleaved, the median shown), open loop at 25/50/75%
+  through the gateway's multi extension and on the v1 interface alone (each --repeat times, interleaved, the median shown), open loop at 25/50/75%
   of the 4 x 4 and of the 1 x 1 maximum, 4 x 4 with --prefill messages
   waiting (and the same run shallow), and kazoo's LockingQueue 4 x 4 (benches/kazoo_queue.py),
 
@@ -79,8 +79,10 @@ def main():
         closed += [(f"zkmq 4 x {c}", ["--producers", "4", "--consumers", str(c), "--messages", m])
                    for c in (1, 2, 4, 8)]
         if rest:
-            closed.append(("zkmq 4 x 4 through the REST gateway",
-                           ["--rest", rest, "--producers", "4", "--consumers", "4",
+            closed.append(("zkmq 4 x 4 through the REST gateway (multi extension)",
+                           ["--rest", rest, "--producers", "4", "--consumers", "4", "--messages", m]))
+            closed.append(("zkmq 4 x 4 through the REST gateway, v1 only (claims)",
+                           ["--rest", rest, "--rest-v1", "--producers", "4", "--consumers", "4",
                             "--messages", str(args.rest_messages)]))
         runs = {name: [] for name, _ in closed}
         for round_ in range(args.repeat):
@@ -142,9 +144,9 @@ def main():
     kazoo = next((r for name, r in rows if name.startswith("kazoo")), None)
     if kazoo and kazoo["messages_per_s"]:
         print(f"\nzkmq 4 x 4 / kazoo 4 x 4: {native['messages_per_s'] / kazoo['messages_per_s']:.1f}x")
-    rest_row = next((r for name, r in rows if "REST" in name), None)
-    if rest_row:
-        print(f"REST / native at 4 x 4: {100 * rest_row['messages_per_s'] / native['messages_per_s']:.0f}%")
+    for name, r in rows:
+        if "REST" in name:
+            print(f"{name} / native 4 x 4: {100 * r['messages_per_s'] / native['messages_per_s']:.0f}%")
     print(f"raw results: {args.out}")
 
 

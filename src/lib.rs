@@ -33,7 +33,9 @@
 //!
 //! **[`rest`]**: our re-implementation of ZooKeeper's contrib REST gateway
 //! (`znodes/v1`, `sessions/v1`), an axum server that talks to the ensemble over the
-//! binary protocol. It knows the queue's storage types at most, never the harness.
+//! binary protocol, plus extensions under `/zkmq/v1/`, among them `multi` (one
+//! transaction of writes), through which the queue's REST client runs the native
+//! protocols. It knows the queue's storage types at most, never the harness.
 //!
 //! **[`cluster`]**: the only module that touches Docker (through one private wrapper
 //! around bollard). It builds ZooKeeper images from Debian packages, starts a

@@ -106,6 +106,12 @@ impl Gateway {
         id
     }
 
+    /// GET of `path` under the gateway's root, answered in JSON.
+    async fn get_json(&self, path: &str) -> Value {
+        let response = self.http.get(format!("{}{path}", self.url)).send().await.unwrap();
+        response.json().await.unwrap()
+    }
+
     /// A raw HTTP/1.1 request, for paths an HTTP client library would normalise.
     async fn raw(&self, request_line: &str) -> (u16, String) {
         use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -623,18 +629,91 @@ async fn bad_input_gets_4xx_with_an_error_object_and_the_gateway_serves_on() {
 #[tokio::test]
 async fn health_extension_lives_under_its_own_path() {
     let gw = Gateway::start("health").await;
-    let json: Value = gw
-        .http
-        .get(format!("{}/zkmq/v1/health", gw.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let json = gw.get_json("/zkmq/v1/health").await;
     assert_eq!(json["status"], "ok");
     assert_eq!(json["endpoints"][0]["context"], "/");
     assert!(gw.chroot.starts_with("/t-health-"));
+}
+
+/// zkmq's `multi` extension: a session lists it; a transaction applies all its
+/// operations (sequential and ephemeral creates, versioned set, check, delete) or,
+/// when one fails, none, answering that operation's status and index; a request
+/// that never reaches ZooKeeper gets a 400 with an error object.
+#[tokio::test]
+async fn multi_extension_applies_all_or_nothing_and_names_the_failing_operation() {
+    let gw = Gateway::start("multi").await;
+    let session = gw.open_session(10).await;
+    let info = gw.get_json(&format!("/zkmq/v1/sessions/{session}")).await;
+    assert_eq!(info["extensions"], serde_json::json!(["multi"]));
+    let multi = |session: Option<&str>, body: Value| {
+        let url = match session {
+            Some(id) => format!("{}/zkmq/v1/multi?session={id}", gw.url),
+            None => format!("{}/zkmq/v1/multi", gw.url),
+        };
+        gw.http.post(url).json(&body).send()
+    };
+    let hi = base64::engine::general_purpose::STANDARD.encode(b"hi");
+    let done = multi(
+        Some(&session),
+        serde_json::json!({"ops": [
+            {"op": "create", "path": "/m", "data64": hi},
+            {"op": "create", "path": "/m/s-", "sequence": true},
+            {"op": "create", "path": "/m/e", "ephemeral": true},
+            {"op": "set", "path": "/m", "data64": "", "version": 0},
+            {"op": "check", "path": "/m", "version": 1},
+        ]}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(done.status(), StatusCode::OK);
+    let done: Value = done.json().await.unwrap();
+    assert_eq!(done["results"][0]["path"], "/m");
+    assert_eq!(done["results"][1]["path"], "/m/s-0000000000");
+    assert_eq!(done["results"][3]["version"], 1);
+    let (_, stat) = gw.synced().await.get_data("/m/e").await.unwrap();
+    assert_ne!(stat.ephemeral_owner, 0, "the ephemeral belongs to the gateway session");
+
+    // The second operation fails: the first (a delete that alone would succeed) is
+    // not applied either.
+    for (op, status) in [
+        (
+            serde_json::json!({"op": "delete", "path": "/m", "version": 7}),
+            StatusCode::PRECONDITION_FAILED,
+        ),
+        (serde_json::json!({"op": "delete", "path": "/nothing"}), StatusCode::NOT_FOUND),
+        (serde_json::json!({"op": "create", "path": "/m"}), StatusCode::CONFLICT),
+    ] {
+        let failed = multi(
+            None,
+            serde_json::json!({"ops": [{"op": "delete", "path": "/m/s-0000000000"}, op]}),
+        )
+        .await
+        .unwrap();
+        let (got, json) = error_object(failed).await;
+        assert_eq!(got, status, "{json}");
+        assert_eq!(json["index"], 1, "{json}");
+        assert!(gw.synced().await.check_stat("/m/s-0000000000").await.unwrap().is_some());
+    }
+
+    for (body, index) in [
+        (serde_json::json!({"ops": [{"op": "frobnicate", "path": "/m"}]}), None),
+        (serde_json::json!({"ops": "create"}), None),
+        (
+            serde_json::json!({"ops": [{"op": "check", "path": "/m"}, {"op": "delete", "path": "m/"}]}),
+            Some(1),
+        ),
+        (serde_json::json!({"ops": [{"op": "create", "path": "/x", "ephemeral": true}]}), Some(0)),
+        (serde_json::json!({"ops": [{"op": "set", "path": "/m", "data64": "***"}]}), Some(0)),
+        (serde_json::json!({"ops": [{"op": "delete", "path": "/m", "version": -5}]}), Some(0)),
+    ] {
+        let (status, json) = error_object(multi(None, body.clone()).await.unwrap()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {json}");
+        assert_eq!(json["index"].as_u64(), index.map(|i: u64| i), "{body}: {json}");
+    }
+    let unknown = multi(Some("no-such-session"), serde_json::json!({"ops": []})).await.unwrap();
+    assert_eq!(error_object(unknown).await.0, StatusCode::UNAUTHORIZED);
+    let get = gw.http.get(format!("{}/zkmq/v1/multi", gw.url)).send().await.unwrap();
+    assert_eq!(error_object(get).await.0, StatusCode::METHOD_NOT_ALLOWED);
 }
 
 /// Writes `head` and then `body` whole before reading anything (as Python's urllib

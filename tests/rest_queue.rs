@@ -1,6 +1,8 @@
 //! The queue over REST, beside the binary protocol, on real ensembles: mixed REST
 //! and native clients on one queue, a REST consumer whose gateway session expires
 //! while it holds a message, and the gateway container killed under a workload.
+//! REST clients run both REST protocols: the native ones through the gateway's
+//! `multi` extension ("rest-multi") and the v1 interface's claims ("rest-v1").
 
 mod common;
 
@@ -26,6 +28,7 @@ fn config(test: &str) -> QueueConfig {
 #[derive(Default)]
 struct Ledger {
     acked: HashMap<String, usize>,
+    /// Per kind of consumer: "native", "rest-multi" or "rest-v1".
     by_access: HashMap<&'static str, usize>,
     /// Acks whose outcome was unknown: the message may be gone for good (the
     /// checker's "ack unknown"), so it is not counted lost.
@@ -40,8 +43,13 @@ fn spawn_consumer(
     done: Arc<AtomicBool>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
+        let rest_multi = config.rest_multi;
         let mut consumer = Consumer::register(access, config).await.expect("register");
-        let kind = consumer.access_path();
+        let kind = match consumer.access_path() {
+            "rest" if rest_multi => "rest-multi",
+            "rest" => "rest-v1",
+            other => other,
+        };
         while !done.load(Ordering::SeqCst) {
             let delivery = match consumer.take(Duration::from_millis(500)).await {
                 Ok(Some(delivery)) => delivery,
@@ -91,6 +99,8 @@ async fn wait_for_acks(ledger: &Mutex<Ledger>, expected: usize, limit: Duration)
     }
 }
 
+/// Both REST protocols and the native one on one queue: every message acknowledged
+/// exactly once, and every kind of consumer takes some.
 #[tokio::test]
 async fn rest_and_native_producers_and_consumers_share_one_queue_exactly_once() {
     let cluster = common::shared_ensemble().await;
@@ -102,10 +112,10 @@ async fn rest_and_native_producers_and_consumers_share_one_queue_exactly_once() 
     let ledger = Arc::new(Mutex::new(Ledger::default()));
     let done = Arc::new(AtomicBool::new(false));
     let mut consumers = Vec::new();
-    for access in [&rest, &rest, &native, &native] {
+    for (access, rest_multi) in [(&rest, true), (&rest, false), (&native, true), (&native, true)] {
         consumers.push(spawn_consumer(
             access.clone(),
-            config.clone(),
+            QueueConfig { rest_multi, ..config.clone() },
             ledger.clone(),
             done.clone(),
         ));
@@ -113,7 +123,9 @@ async fn rest_and_native_producers_and_consumers_share_one_queue_exactly_once() 
     let sent = Arc::new(Mutex::new(Vec::new()));
     let mut producers = Vec::new();
     for p in 0..2 {
-        let (rest, config, sent) = (rest.clone(), config.clone(), sent.clone());
+        let (rest, sent) = (rest.clone(), sent.clone());
+        // One producer sends through the multi extension, the other by v1 alone.
+        let config = QueueConfig { rest_multi: p == 0, ..config.clone() };
         producers.push(tokio::spawn(async move {
             let mut producer = Producer::new(rest, config).await.expect("REST producer");
             for n in 0..total / 2 {
@@ -144,11 +156,12 @@ async fn rest_and_native_producers_and_consumers_share_one_queue_exactly_once() 
     }
     assert_eq!(ledger.acked.len(), total, "acks for messages never sent");
     eprintln!("acks by access path: {:?}", ledger.by_access);
-    assert!(ledger.by_access.get("rest").copied().unwrap_or(0) > 0, "REST consumers took nothing");
-    assert!(
-        ledger.by_access.get("native").copied().unwrap_or(0) > 0,
-        "native consumers took nothing"
-    );
+    for kind in ["rest-multi", "rest-v1", "native"] {
+        assert!(
+            ledger.by_access.get(kind).copied().unwrap_or(0) > 0,
+            "{kind} consumers took nothing"
+        );
+    }
 }
 
 /// A TCP proxy whose link can be cut: the REST client's heartbeats stop reaching
@@ -196,9 +209,16 @@ impl CuttableProxy {
 
 #[tokio::test]
 async fn rest_consumer_whose_session_expires_loses_its_message_to_another_and_its_ack_fails() {
+    for rest_multi in [true, false] {
+        let config = QueueConfig { rest_multi, ..config("expiry") };
+        eprintln!("REST consumer with rest_multi = {rest_multi}");
+        expired_rest_consumer_loses_its_message(config).await;
+    }
+}
+
+async fn expired_rest_consumer_loses_its_message(config: QueueConfig) {
     let cluster = common::shared_ensemble().await;
     let native = Access::Native { connect: cluster.connect_string() };
-    let config = config("expiry");
     // Our own gateway in front of the ensemble, reached through a proxy we can cut.
     let gateway = zkmq::rest::bind(GatewayConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
@@ -258,8 +278,14 @@ async fn killing_the_gateway_container_under_a_rest_workload_loses_and_doubles_n
     let total = 400;
     let ledger = Arc::new(Mutex::new(Ledger::default()));
     let done = Arc::new(AtomicBool::new(false));
-    let consumers: Vec<_> = (0..2)
-        .map(|_| spawn_consumer(rest.clone(), config.clone(), ledger.clone(), done.clone()))
+    // One consumer on each REST protocol; the producer on v1 (the other test sends
+    // through both).
+    let consumers: Vec<_> = [true, false]
+        .into_iter()
+        .map(|rest_multi| {
+            let config = QueueConfig { rest_multi, ..config.clone() };
+            spawn_consumer(rest.clone(), config, ledger.clone(), done.clone())
+        })
         .collect();
     let sent_ok = Arc::new(Mutex::new(Vec::new()));
     let unknown = Arc::new(AtomicUsize::new(0));
@@ -267,6 +293,7 @@ async fn killing_the_gateway_container_under_a_rest_workload_loses_and_doubles_n
         let (rest, config, sent_ok, unknown) =
             (rest.clone(), config.clone(), sent_ok.clone(), unknown.clone());
         tokio::spawn(async move {
+            let config = QueueConfig { rest_multi: false, ..config };
             let mut producer = Producer::new(rest, config).await.expect("REST producer");
             for n in 0..total {
                 match producer.send(format!("m{n}").as_bytes()).await {

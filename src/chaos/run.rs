@@ -617,6 +617,7 @@ impl Body<'_> {
             processing_time: s.workload.processing_time,
             send_batch: s.workload.send_batch,
             take_batch: s.workload.take_batch,
+            rest_protocol: s.workload.rest_protocol,
             seed: self.seed,
         })
     }
@@ -657,6 +658,15 @@ impl Body<'_> {
         let native = Access::Native { connect: self.cluster.connect_string() };
         let queue_config = self.queue_config();
         let config = self.workload_config(&native, &queue_config)?;
+        let rest_workers = s.workload.rest.producers + s.workload.rest.consumers;
+        if rest_workers > 0 {
+            let multi =
+                (0..rest_workers).filter(|&n| s.workload.rest_protocol.uses_multi(n)).count();
+            say(&format!(
+                "REST workers: {} on the v1 interface (the claim protocol), {multi} through the gateway's multi extension",
+                rest_workers - multi
+            ));
+        }
 
         // t = 0: the workload and the schedule start now.
         let progress = report::Progress::new(&s.name, self.duration);

@@ -237,6 +237,34 @@ pub struct WorkloadSection {
     /// one at a time.
     #[serde(default = "default_batch")]
     pub take_batch: usize,
+    /// Which REST protocol the REST workers run: `multi` (the native protocols
+    /// through the gateway's `multi` extension, what a REST client gets by default),
+    /// `v1` (ZooKeeper's v1 interface alone: the claim protocol, what a client of the
+    /// contrib gateway gets), or `mixed`: REST workers alternate, the first on `v1`,
+    /// so that one run proves both on one queue.
+    #[serde(default)]
+    pub rest_protocol: RestProtocol,
+}
+
+/// See [`WorkloadSection::rest_protocol`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RestProtocol {
+    #[default]
+    Mixed,
+    Multi,
+    V1,
+}
+
+impl RestProtocol {
+    /// Whether the `n`th REST worker (from 0, producers first) uses `multi`.
+    pub fn uses_multi(self, n: usize) -> bool {
+        match self {
+            Self::Multi => true,
+            Self::V1 => false,
+            Self::Mixed => n % 2 == 1,
+        }
+    }
 }
 
 /// One kind of fault the nemesis may draw, with its weight and knobs.

@@ -17,6 +17,11 @@ pub struct Target {
     /// (e.g. http://127.0.0.1:9998)
     #[arg(long, env = "ZKMQ_REST")]
     pub rest: Option<String>,
+    /// With --rest: keep to ZooKeeper's v1 REST interface (the claim protocol, a
+    /// replicated write per step of each message) even where the gateway offers
+    /// zkmq's multi extension; what a client of the contrib gateway gets
+    #[arg(long, requires = "rest")]
+    pub rest_v1: bool,
     /// Path prefix of the queue, so one ensemble can hold many (e.g. /apps/orders)
     #[arg(long, default_value = "")]
     pub chroot: String,
@@ -69,6 +74,7 @@ impl Target {
             },
             op_timeout: self.op_timeout,
             max_depth: self.max_depth,
+            rest_multi: !self.rest_v1,
             ..QueueConfig::default()
         }
     }

@@ -35,7 +35,8 @@
 //! follows no such write, the claim protocol's after an unknown claim, can only
 //! miss our own claim: the message then waits until a later look finds our token
 //! and finishes the take (liveness, never a loss or a duplicate).
-//! - **take** ([`TakeProtocol::Claim`], REST has no `multi`): mark the source with a
+//! - **take** ([`TakeProtocol::Claim`], for REST through a gateway without zkmq's
+//!   `multi` extension, or with [`QueueConfig::rest_multi`] off): mark the source with a
 //!   claim token by a versioned set (one winner), create the slot carrying the same
 //!   token, delete the source at the claimed version. Multi consumers skip claimed
 //!   messages, so both kinds can share one queue. A batch take under the claim
@@ -146,10 +147,11 @@ pub enum TakeProtocol {
     /// `Multi` where the store has an atomic `multi`, else `Claim`.
     #[default]
     Auto,
-    /// One atomic `multi` (native only).
+    /// One atomic `multi` (native, or REST through zkmq's gateway).
     Multi,
-    /// Claim mark, slot, versioned delete: what the REST path must use. Selectable
-    /// on the native store so it can be tested against real ZooKeeper.
+    /// Claim mark, slot, versioned delete: what the REST path uses when the
+    /// gateway has no `multi`. Selectable on the native store so it can be tested
+    /// against real ZooKeeper.
     Claim,
 }
 
@@ -194,6 +196,12 @@ pub struct QueueConfig {
     /// sizing rule is in README). Approximate by what producers send within about
     /// a second (see `depth.rs`).
     pub max_depth: u64,
+    /// REST only: run the native protocols (a batch of messages per transaction)
+    /// through the gateway's `multi` extension when the gateway offers it, as
+    /// zkmq's does. ZooKeeper's contrib gateway does not, and there the claim
+    /// protocol runs whatever this says. False keeps to the v1 interface (the claim
+    /// protocol, a replicated write per step of each message) on any gateway.
+    pub rest_multi: bool,
 }
 
 /// [`QueueConfig::max_depth`]'s default. Two limits meet near it, as measured on
@@ -219,6 +227,7 @@ impl Default for QueueConfig {
             recovery_interval: Duration::from_secs(2),
             retry_budget: Duration::from_secs(30),
             max_depth: DEFAULT_MAX_DEPTH,
+            rest_multi: true,
         }
     }
 }
@@ -294,6 +303,7 @@ pub async fn connect(access: &Access, config: &QueueConfig) -> Result<Arc<dyn St
                 session_timeout: config.session_timeout,
                 op_timeout: config.op_timeout,
                 poll_interval: config.poll_interval,
+                gateway_multi: config.rest_multi,
                 ..Default::default()
             };
             let store =

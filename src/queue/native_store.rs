@@ -217,7 +217,7 @@ impl Store for NativeStore {
                 return Err(refused(index, err, path));
             }
         }
-        let what = ops.first().map(op_path).unwrap_or("(empty)");
+        let what = ops.first().map(MultiOp::path).unwrap_or("(empty)");
         let committed = tokio::time::timeout(self.op_timeout, writer.commit()).await;
         match committed {
             Ok(Ok(results)) => Ok(results
@@ -228,7 +228,7 @@ impl Store for NativeStore {
                 })
                 .collect()),
             Ok(Err(zk::MultiWriteError::OperationFailed { index, source })) => {
-                let path = ops.get(index).map(op_path).unwrap_or("?");
+                let path = ops.get(index).map(MultiOp::path).unwrap_or("?");
                 match map_error(source, path) {
                     definite if !definite.is_unknown_outcome() => {
                         Err(StoreError::MultiFailed { index, cause: Box::new(definite) })
@@ -335,14 +335,5 @@ impl Store for NativeStore {
 
     fn access_path(&self) -> &'static str {
         "native"
-    }
-}
-
-fn op_path(op: &MultiOp) -> &str {
-    match op {
-        MultiOp::Check { path, .. }
-        | MultiOp::Create { path, .. }
-        | MultiOp::Set { path, .. }
-        | MultiOp::Delete { path, .. } => path,
     }
 }

@@ -41,6 +41,11 @@ pub struct RestStoreOptions {
     /// consumers do not hammer the gateway; any write by this store resets it.
     #[serde(with = "humantime_serde")]
     pub max_poll_interval: Duration,
+    /// Use the gateway's `multi` extension when it offers one (zkmq's gateway does,
+    /// ZooKeeper's contrib gateway does not): the queue then runs the native
+    /// protocols, a batch in one transaction, instead of the claim protocol's
+    /// write per step. False keeps to the v1 interface.
+    pub gateway_multi: bool,
 }
 
 impl Default for RestStoreOptions {
@@ -50,6 +55,7 @@ impl Default for RestStoreOptions {
             op_timeout: Duration::from_secs(5),
             poll_interval: Duration::from_millis(250),
             max_poll_interval: Duration::from_secs(1),
+            gateway_multi: true,
         }
     }
 }
@@ -64,6 +70,8 @@ pub struct RestStore {
     /// The ZooKeeper session behind the gateway session, learned from zkmq's
     /// `/zkmq/v1/sessions/<id>` extension; 0 when the gateway does not offer it.
     zk_session: i64,
+    /// The gateway offers `<base>/zkmq/v1/multi` and the options allow it.
+    multi: bool,
     dead: Arc<AtomicBool>,
     heartbeat: Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// The next idle poll's sleep (backs off, reset by writes).
@@ -80,6 +88,8 @@ struct SessionJson {
 #[serde(rename_all = "camelCase")]
 struct SessionInfoJson {
     zk_session_id: i64,
+    #[serde(default)]
+    extensions: Vec<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -124,6 +134,53 @@ struct PathJson {
 struct ErrorJson {
     #[serde(default)]
     message: String,
+    /// The multi extension's: the first operation that failed.
+    #[serde(default)]
+    index: Option<usize>,
+}
+
+/// One operation of the gateway's multi extension (see `rest::multi`).
+#[derive(serde::Serialize)]
+#[serde(tag = "op", rename_all = "lowercase")]
+enum MultiOpJson<'a> {
+    Check { path: &'a str, version: i32 },
+    Create { path: &'a str, data64: String, sequence: bool, ephemeral: bool },
+    Set { path: &'a str, data64: String, version: i32 },
+    Delete { path: &'a str, version: i32 },
+}
+
+impl<'a> MultiOpJson<'a> {
+    fn of(op: &'a MultiOp) -> Self {
+        let encode = |data: &[u8]| base64::engine::general_purpose::STANDARD.encode(data);
+        match op {
+            MultiOp::Check { path, version } => {
+                Self::Check { path, version: version.unwrap_or(-1) }
+            }
+            MultiOp::Create { path, data, mode } => Self::Create {
+                path,
+                data64: encode(data),
+                sequence: mode.is_sequential(),
+                ephemeral: mode.is_ephemeral(),
+            },
+            MultiOp::Set { path, data, version } => {
+                Self::Set { path, data64: encode(data), version: version.unwrap_or(-1) }
+            }
+            MultiOp::Delete { path, version } => {
+                Self::Delete { path, version: version.unwrap_or(-1) }
+            }
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct MultiResultJson {
+    op: String,
+    path: String,
+}
+
+#[derive(Deserialize)]
+struct MultiResultsJson {
+    results: Vec<MultiResultJson>,
 }
 
 impl RestStore {
@@ -151,7 +208,7 @@ impl RestStore {
             .map_err(|err| transport_error("opening a gateway session", &err))?;
         let status = response.status();
         if status != reqwest::StatusCode::CREATED {
-            let message = error_message(response).await;
+            let message = error_message(response).await.message;
             return Err(if status.is_server_error() {
                 StoreError::Unknown(format!("opening a gateway session: {status} {message}"))
             } else {
@@ -163,13 +220,16 @@ impl RestStore {
             .await
             .map_err(|err| StoreError::Unknown(format!("reading the new session: {err}")))?;
         let origin = parsed.origin().ascii_serialization();
-        let zk_session =
-            match http.get(format!("{origin}/zkmq/v1/sessions/{}", session.id)).send().await {
-                Ok(response) if response.status().is_success() => {
-                    response.json::<SessionInfoJson>().await.map(|s| s.zk_session_id).unwrap_or(0)
-                }
-                _ => 0,
-            };
+        let info = match http.get(format!("{origin}/zkmq/v1/sessions/{}", session.id)).send().await
+        {
+            Ok(response) if response.status().is_success() => {
+                response.json::<SessionInfoJson>().await.ok()
+            }
+            _ => None,
+        };
+        let zk_session = info.as_ref().map_or(0, |info| info.zk_session_id);
+        let multi = options.gateway_multi
+            && info.is_some_and(|info| info.extensions.iter().any(|e| e == "multi"));
         let dead = Arc::new(AtomicBool::new(false));
         let heartbeat = tokio::spawn(heartbeat_loop(
             http.clone(),
@@ -177,12 +237,13 @@ impl RestStore {
             Duration::from_secs(expire),
             dead.clone(),
         ));
-        tracing::debug!(%base, session = %session.id, zk_session, "REST store connected");
+        tracing::debug!(%base, session = %session.id, zk_session, multi, "REST store connected");
         Ok(RestStore {
             http,
             base,
             session: session.id,
             zk_session,
+            multi,
             dead,
             heartbeat: Mutex::new(Some(heartbeat)),
             poll: Mutex::new(options.poll_interval),
@@ -232,9 +293,20 @@ impl RestStore {
         if status.is_success() {
             return Ok(response);
         }
-        let message = error_message(response).await;
+        let message = error_message(response).await.message;
+        Err(self.status_error(what, path, status, &message))
+    }
+
+    /// The store's outcome for a gateway's non-success answer.
+    fn status_error(
+        &self,
+        what: &str,
+        path: &str,
+        status: reqwest::StatusCode,
+        message: &str,
+    ) -> StoreError {
         let detail = format!("{what} {path}: HTTP {status}: {message}");
-        Err(match status.as_u16() {
+        match status.as_u16() {
             404 => StoreError::NoNode(path.to_owned()),
             409 if message.contains("not empty") => StoreError::NotEmpty(path.to_owned()),
             409 => StoreError::NodeExists(path.to_owned()),
@@ -248,7 +320,7 @@ impl RestStore {
             }
             400..=499 => StoreError::Refused(detail),
             _ => StoreError::Unknown(detail),
-        })
+        }
     }
 
     async fn read_json<T: serde::de::DeserializeOwned>(
@@ -294,9 +366,9 @@ fn transport_error(what: &str, err: &reqwest::Error) -> StoreError {
     StoreError::Unknown(format!("{what}: HTTP request {kind}: {err}"))
 }
 
-async fn error_message(response: reqwest::Response) -> String {
+async fn error_message(response: reqwest::Response) -> ErrorJson {
     let body = response.bytes().await.unwrap_or_default();
-    serde_json::from_slice::<ErrorJson>(&body).map(|e| e.message).unwrap_or_default()
+    serde_json::from_slice::<ErrorJson>(&body).unwrap_or_default()
 }
 
 /// Encodes a ZooKeeper path for a URL (keeps `/`); the gateway builds its URIs
@@ -387,11 +459,56 @@ impl Store for RestStore {
     }
 
     fn supports_multi(&self) -> bool {
-        false
+        self.multi
     }
 
-    async fn multi(&self, _ops: &[MultiOp]) -> StoreResult<Vec<String>> {
-        Err(StoreError::Refused("the REST interface has no multi".into()))
+    async fn multi(&self, ops: &[MultiOp]) -> StoreResult<Vec<String>> {
+        if !self.multi {
+            return Err(StoreError::Refused(
+                "the REST interface has no multi, and this gateway offers no multi extension"
+                    .into(),
+            ));
+        }
+        let what = ops.first().map(MultiOp::path).unwrap_or("(empty)");
+        let what = format!("multi starting at {what}");
+        let body =
+            serde_json::json!({ "ops": ops.iter().map(MultiOpJson::of).collect::<Vec<_>>() });
+        let url = format!("{}/zkmq/v1/multi?session={}", self.base, self.session);
+        if self.dead.load(Ordering::SeqCst) {
+            return Err(StoreError::SessionExpired(format!(
+                "gateway session {} is gone; build a new store",
+                self.session
+            )));
+        }
+        let response = self
+            .http
+            .post(url)
+            .json(&body)
+            .send()
+            .await
+            .map_err(|err| transport_error(&what, &err))?;
+        let status = response.status();
+        if status.is_success() {
+            self.reset_poll();
+            let results: MultiResultsJson = Self::read_json(&what, response).await?;
+            return Ok(results
+                .results
+                .into_iter()
+                .filter(|result| result.op == "create")
+                .map(|result| result.path)
+                .collect());
+        }
+        let error = error_message(response).await;
+        match error.index {
+            Some(index) if index < ops.len() => {
+                let cause = self.status_error("multi", ops[index].path(), status, &error.message);
+                if cause.is_unknown_outcome() {
+                    return Err(cause);
+                }
+                Err(StoreError::MultiFailed { index, cause: Box::new(cause) })
+            }
+            _ => Err(self.status_error(&what, "", status, &error.message)),
+        }
     }
 
     async fn wait_for_children(&self, _path: &str, timeout: Duration) -> StoreResult<()> {

@@ -75,6 +75,18 @@ pub enum MultiOp {
     },
 }
 
+impl MultiOp {
+    /// The node the operation is about.
+    pub fn path(&self) -> &str {
+        match self {
+            Self::Check { path, .. }
+            | Self::Create { path, .. }
+            | Self::Set { path, .. }
+            | Self::Delete { path, .. } => path,
+        }
+    }
+}
+
 /// How an operation definitely failed, or that its outcome is unknown.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum StoreError {
@@ -124,7 +136,8 @@ pub trait Store: Send + Sync {
     async fn set(&self, path: &str, data: &[u8], version: Option<i32>) -> StoreResult<NodeStat>;
     async fn delete(&self, path: &str, version: Option<i32>) -> StoreResult<()>;
     async fn children(&self, path: &str) -> StoreResult<Vec<String>>;
-    /// True when [`Store::multi`] is atomic on this backend. REST has no `multi`.
+    /// True when [`Store::multi`] is atomic on this backend. REST has it only through
+    /// zkmq's gateway extension.
     fn supports_multi(&self) -> bool;
     /// Runs all operations atomically, or none; returns the paths its
     /// [`MultiOp::Create`]s created, in order (a batch of sequential creates needs

@@ -16,11 +16,14 @@
 //! since the client library can neither write nor read null; it reads back as null
 //! (no data field, 204 for octet-stream) while the node is still at this gateway's
 //! null write, and as empty data otherwise (see `endpoint::NullWrites`). Extensions
-//! live under `/zkmq/v1/` (`/zkmq/v1/health`).
+//! live under `/zkmq/v1/`: `/zkmq/v1/health` and `/zkmq/v1/sessions/<id>` for the
+//! gateway, `<context>/zkmq/v1/multi` (one transaction of writes, see [`multi`]) for
+//! an endpoint.
 
 mod body;
 pub mod config;
 mod endpoint;
+mod multi;
 mod server;
 
 use std::future::Future;

@@ -23,6 +23,8 @@ use crate::queue::rest_store::encode_path;
 
 /// Extensions live under their own prefix so v1 clients see no change.
 const EXTENSION_PREFIX: &str = "/zkmq/v1";
+/// `<context>/zkmq/v1/multi`: see [`super::multi`].
+const MULTI_PATH: &str = "/multi";
 
 pub(crate) struct Gateway {
     pub config: GatewayConfig,
@@ -60,9 +62,9 @@ impl Gateway {
 }
 
 /// What every answer needs to know about its request.
-struct Ctx {
+pub(crate) struct Ctx {
     /// The full request URI with query: the error object's `request`.
-    request_uri: String,
+    pub request_uri: String,
     /// `http://host` (from the Host header).
     origin: String,
     /// The endpoint's context path ("" for the root context).
@@ -73,7 +75,7 @@ struct Ctx {
 }
 
 impl Ctx {
-    fn param(&self, name: &str) -> Option<&str> {
+    pub fn param(&self, name: &str) -> Option<&str> {
         self.query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
 
@@ -172,7 +174,11 @@ struct SessionJson {
     uri: String,
 }
 
-fn json_response(status: StatusCode, body: &impl Serialize, callback: Option<&str>) -> Response {
+pub(crate) fn json_response(
+    status: StatusCode,
+    body: &impl Serialize,
+    callback: Option<&str>,
+) -> Response {
     let json = serde_json::to_string(body).unwrap_or_else(|_| "{}".into());
     match callback {
         Some(callback) => (
@@ -221,8 +227,11 @@ async fn route(
         Ctx { request_uri, origin, context: String::new(), query, headers: parts.headers };
     let raw_path = parts.uri.path();
 
+    // Gateway-wide extensions; `multi` belongs to an endpoint (its context), below.
     if let Some(extension) = raw_path.strip_prefix(EXTENSION_PREFIX) {
-        return extension_route(gateway, &ctx, &parts.method, extension);
+        if extension != MULTI_PATH {
+            return extension_route(gateway, &ctx, &parts.method, extension);
+        }
     }
     let Some((endpoint, rest)) = gateway.endpoint_for(raw_path) else {
         return ctx.error(StatusCode::NOT_FOUND, format!("no endpoint serves {raw_path}"));
@@ -252,6 +261,10 @@ async fn route(
         let request =
             ZnodeRequest { ctx: &ctx, endpoint: &endpoint, zk_timeout, method: &parts.method };
         request.serve(&zk_path, body, max_body).await
+    } else if rest.strip_prefix(EXTENSION_PREFIX) == Some(MULTI_PATH) {
+        let request =
+            ZnodeRequest { ctx: &ctx, endpoint: &endpoint, zk_timeout, method: &parts.method };
+        request.multi(body, max_body).await
     } else if rest == "/sessions/v1" || rest.starts_with("/sessions/v1/") {
         let id = rest.trim_start_matches("/sessions/v1").trim_start_matches('/');
         sessions_route(gateway, &endpoint, &ctx, &parts.method, id).await
@@ -290,6 +303,8 @@ fn extension_route(gateway: &Gateway, ctx: &Ctx, method: &Method, path: &str) ->
             context: String,
             zk_session_id: i64,
             expire: u64,
+            /// What this gateway offers beyond v1 (under the session's context).
+            extensions: [&'static str; 1],
         }
         if method != Method::GET {
             return ctx.error(StatusCode::METHOD_NOT_ALLOWED, "use GET");
@@ -301,6 +316,7 @@ fn extension_route(gateway: &Gateway, ctx: &Ctx, method: &Method, path: &str) ->
                 context: e.config.context.clone(),
                 zk_session_id,
                 expire: expire.as_secs(),
+                extensions: [super::multi::NAME],
             })
         });
         return match found {
@@ -407,11 +423,11 @@ async fn sessions_route(
     }
 }
 
-struct ZnodeRequest<'a> {
-    ctx: &'a Ctx,
-    endpoint: &'a Arc<Endpoint>,
-    zk_timeout: Duration,
-    method: &'a Method,
+pub(crate) struct ZnodeRequest<'a> {
+    pub ctx: &'a Ctx,
+    pub endpoint: &'a Arc<Endpoint>,
+    pub zk_timeout: Duration,
+    pub method: &'a Method,
 }
 
 /// A short-circuit answer (a 4xx or 502) while preparing or running a request.
@@ -633,7 +649,7 @@ impl ZnodeRequest<'_> {
     }
 
     /// The connection this request runs on: its session's, or the shared one.
-    async fn client(&self, _ephemeral: bool) -> Answer<zk::Client> {
+    pub(crate) async fn client(&self, _ephemeral: bool) -> Answer<zk::Client> {
         match self.ctx.param("session") {
             Some(id) => match self.endpoint.session(id) {
                 Some(session) => Ok(session.client.clone()),
@@ -744,7 +760,7 @@ impl ZnodeRequest<'_> {
 /// The ZooKeeper-error table of REST-API.md. Definite refusals that the table does
 /// not name (an ephemeral parent) are 400: 502 would tell a client the outcome is
 /// unknown, which is false.
-fn zk_error_status(path: &str, err: &zk::Error) -> (StatusCode, String) {
+pub(crate) fn zk_error_status(path: &str, err: &zk::Error) -> (StatusCode, String) {
     match err {
         zk::Error::NoNode => (StatusCode::NOT_FOUND, format!("{path} not found")),
         zk::Error::NodeExists => (StatusCode::CONFLICT, "already exists".into()),
@@ -804,7 +820,7 @@ fn decode_path(encoded: &str) -> Result<String, String> {
 }
 
 /// ZooKeeper's path rules, checked before anything reaches the ensemble.
-fn validate_path(path: &str) -> Result<(), String> {
+pub(crate) fn validate_path(path: &str) -> Result<(), String> {
     if path.is_empty() {
         return Err("no ZooKeeper path: the root is /znodes/v1/".into());
     }

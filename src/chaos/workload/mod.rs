@@ -24,6 +24,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::recorder::Recorder;
+use super::scenario::RestProtocol;
 use crate::history::{Event, Phase};
 use crate::queue::{Access, MessageId, QueueConfig, QueueError};
 use consumer::TakeMode;
@@ -61,6 +62,8 @@ pub struct WorkloadConfig {
     pub take_batch: usize,
     /// Seeds the payloads, so a seed fixes the bytes produced too.
     pub seed: u64,
+    /// Which REST workers go through the gateway's `multi` extension.
+    pub rest_protocol: RestProtocol,
 }
 
 /// Live counts for the progress line.
@@ -113,9 +116,20 @@ impl Workload {
         let mut tasks = Vec::new();
         let mut consumers = Vec::new();
         let mut worker = 0u64;
+        let mut rest_workers = 0usize;
+        // Each worker's own queue configuration: REST workers differ in `rest_multi`.
+        let mut config_for = |plan: &WorkerPlan| {
+            let mut config = config.clone();
+            if matches!(plan.access, Access::Rest { .. }) {
+                config.queue.rest_multi = config.rest_protocol.uses_multi(rest_workers);
+                rest_workers += 1;
+            }
+            config
+        };
         for plan in &config.paths {
             for i in 1..=plan.producers {
                 worker += 1;
+                let config = config_for(plan);
                 let ctx = Worker {
                     name: format!("producer-{}-{i}", plan.path),
                     path: plan.path,
@@ -131,6 +145,7 @@ impl Workload {
             }
             for i in 1..=plan.consumers {
                 worker += 1;
+                let config = config_for(plan);
                 let name = format!("consumer-{}-{i}", plan.path);
                 let (handle, inbox) = ConsumerHandle::open(name.clone());
                 consumers.push(handle);
