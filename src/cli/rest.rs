@@ -18,7 +18,9 @@ dataformat=base64|utf8, callback=<jsonp>), set (version=N), create (name=, seque
 ephemeral=, null=), delete (version=N)\n  \
 POST <context>/sessions/v1/?op=create&expire=<s>       a session: its ephemerals go when \
 it expires without a PUT heartbeat, or on DELETE\n  \
-GET /zkmq/v1/health                                   (extension) endpoints and sessions\n\n\
+GET /zkmq/v1/health                                   (extension) endpoints and sessions\n  \
+POST <context>/zkmq/v1/multi?session=<id>             (extension) one transaction of writes: \
+{\"ops\": [{\"op\": \"check|create|set|delete\", \"path\": ...}]} (README: The REST gateway)\n\n\
 Examples:\n  \
 zkmq rest serve --endpoint '/;127.0.0.1:2181'\n  \
 curl -s http://127.0.0.1:9998/znodes/v1/?view=children\n  \
