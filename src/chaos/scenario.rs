@@ -1281,6 +1281,22 @@ drain_timeout = "1m"
     }
 
     #[test]
+    fn rest_workers_alternate_protocols_unless_one_is_named() {
+        let mixed = parse(GOOD).unwrap().workload.rest_protocol;
+        assert_eq!(mixed, RestProtocol::Mixed);
+        let firsts: Vec<bool> = (0..4).map(|n| mixed.uses_multi(n)).collect();
+        assert_eq!(firsts, [false, true, false, true], "v1 first, then multi, in turn");
+        let text = GOOD.replace(
+            "session_timeout = \"4s\"",
+            "session_timeout = \"4s\"\nrest_protocol = \"v1\"",
+        );
+        let v1 = parse(&text).unwrap().workload.rest_protocol;
+        assert!((0..4).all(|n| !v1.uses_multi(n)));
+        let err = parse(&text.replace("\"v1\"", "\"v2\"")).unwrap_err().to_string();
+        assert!(err.contains("rest_protocol"), "{err}");
+    }
+
+    #[test]
     fn rest_workers_without_a_gateway_are_refused() {
         let text = GOOD.replace("rest = true", "rest = false");
         let err = parse(&text).unwrap_err().to_string();

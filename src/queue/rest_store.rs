@@ -282,12 +282,7 @@ impl RestStore {
         path: &str,
         request: reqwest::RequestBuilder,
     ) -> StoreResult<reqwest::Response> {
-        if self.dead.load(Ordering::SeqCst) {
-            return Err(StoreError::SessionExpired(format!(
-                "gateway session {} is gone; build a new store",
-                self.session
-            )));
-        }
+        self.check_alive()?;
         let response = request.send().await.map_err(|err| transport_error(what, &err))?;
         let status = response.status();
         if status.is_success() {
@@ -295,6 +290,17 @@ impl RestStore {
         }
         let message = error_message(response).await.message;
         Err(self.status_error(what, path, status, &message))
+    }
+
+    /// Nothing is sent on a session known to be gone.
+    fn check_alive(&self) -> StoreResult<()> {
+        if self.dead.load(Ordering::SeqCst) {
+            return Err(StoreError::SessionExpired(format!(
+                "gateway session {} is gone; build a new store",
+                self.session
+            )));
+        }
+        Ok(())
     }
 
     /// The store's outcome for a gateway's non-success answer.
@@ -474,12 +480,7 @@ impl Store for RestStore {
         let body =
             serde_json::json!({ "ops": ops.iter().map(MultiOpJson::of).collect::<Vec<_>>() });
         let url = format!("{}/zkmq/v1/multi?session={}", self.base, self.session);
-        if self.dead.load(Ordering::SeqCst) {
-            return Err(StoreError::SessionExpired(format!(
-                "gateway session {} is gone; build a new store",
-                self.session
-            )));
-        }
+        self.check_alive()?;
         let response = self
             .http
             .post(url)
@@ -506,6 +507,11 @@ impl Store for RestStore {
                     return Err(cause);
                 }
                 Err(StoreError::MultiFailed { index, cause: Box::new(cause) })
+            }
+            // Not one operation's failure: the request as a whole was refused
+            // (bad JSON, too large, an unknown session) or its outcome is unknown.
+            _ if status.is_client_error() && status != reqwest::StatusCode::UNAUTHORIZED => {
+                Err(StoreError::Refused(format!("{what}: HTTP {status}: {}", error.message)))
             }
             _ => Err(self.status_error(&what, "", status, &error.message)),
         }
