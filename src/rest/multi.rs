@@ -40,7 +40,7 @@ use serde::{Deserialize, Serialize};
 use zookeeper_client as zk;
 
 use super::body::{ReadError, RequestBody};
-use super::server::{json_response, validate_path, zk_error_status, ZnodeRequest};
+use super::server::{create_mode, json_response, validate_path, zk_error_status, ZnodeRequest};
 
 /// The extension's name in a session's `extensions`, and its path under a context.
 pub(crate) const NAME: &str = "multi";
@@ -215,20 +215,15 @@ impl ZnodeRequest<'_> {
             let added = match op {
                 OpJson::Check { path, version } => writer.add_check_version(path, *version),
                 OpJson::Create { path, sequence, ephemeral, .. } => {
-                    let mode = match (sequence, ephemeral) {
-                        (false, false) => zk::CreateMode::Persistent,
-                        (true, false) => zk::CreateMode::PersistentSequential,
-                        (false, true) => zk::CreateMode::Ephemeral,
-                        (true, true) => zk::CreateMode::EphemeralSequential,
-                    };
-                    writer.add_create(path, data, &mode.with_acls(zk::Acls::anyone_all()))
+                    let options =
+                        create_mode(*sequence, *ephemeral).with_acls(zk::Acls::anyone_all());
+                    writer.add_create(path, data, &options)
                 }
+                // -1 is "any version" on the wire, as in the request.
                 OpJson::Set { path, version, .. } => {
-                    writer.add_set_data(path, data, Some(*version).filter(|v| *v >= 0))
+                    writer.add_set_data(path, data, Some(*version))
                 }
-                OpJson::Delete { path, version } => {
-                    writer.add_delete(path, Some(*version).filter(|v| *v >= 0))
-                }
+                OpJson::Delete { path, version } => writer.add_delete(path, Some(*version)),
             };
             if let Err(err) = added {
                 return reject(

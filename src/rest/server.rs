@@ -610,12 +610,7 @@ impl ZnodeRequest<'_> {
         let data = self.body(body, max_body).await?;
         let data = if null { Bytes::new() } else { data };
         let path = if parent == "/" { format!("/{name}") } else { format!("{parent}/{name}") };
-        let mode = match (sequence, ephemeral) {
-            (false, false) => zk::CreateMode::Persistent,
-            (true, false) => zk::CreateMode::PersistentSequential,
-            (false, true) => zk::CreateMode::Ephemeral,
-            (true, true) => zk::CreateMode::EphemeralSequential,
-        };
+        let mode = create_mode(sequence, ephemeral);
         let client = self.client(ephemeral).await?;
         let options = mode.with_acls(zk::Acls::anyone_all());
         let (stat, sequence_number) =
@@ -754,6 +749,16 @@ impl ZnodeRequest<'_> {
                 .ctx
                 .reject(StatusCode::BAD_REQUEST, "the request body broke off before its end"),
         })
+    }
+}
+
+/// The create mode of the `sequence` and `ephemeral` flags (v1's and `multi`'s).
+pub(crate) fn create_mode(sequence: bool, ephemeral: bool) -> zk::CreateMode {
+    match (sequence, ephemeral) {
+        (false, false) => zk::CreateMode::Persistent,
+        (true, false) => zk::CreateMode::PersistentSequential,
+        (false, true) => zk::CreateMode::Ephemeral,
+        (true, true) => zk::CreateMode::EphemeralSequential,
     }
 }
 
